@@ -1,0 +1,1 @@
+"""VNeID-style electronic identification: enrolment, login, lockout, OIDC, tokens."""

@@ -1,0 +1,68 @@
+"""The objects every command and request needs, built once at start-up and passed down."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from dataclasses import dataclass
+from typing import Any
+
+from kyso.audit import AuditEvent, AuditSink, JsonLinesAuditLog, Layer, Outcome, Pseudonymizer
+from kyso.clock import Clock, SystemClock
+from kyso.config import Settings
+from kyso.pki.profiles import ProfileCatalogue, load_catalogue
+from kyso.store import Store, open_store
+
+
+@dataclass
+class Kyso:
+    settings: Settings
+    clock: Clock
+    store: Store
+    audit: AuditSink
+    pseudonyms: Pseudonymizer
+    profiles: ProfileCatalogue
+    actor: str
+    source: str = "cli"
+
+    def now(self) -> dt.datetime:
+        return self.clock.now()
+
+    def record(
+        self,
+        layer: Layer,
+        action: str,
+        outcome: Outcome,
+        object: str = "",
+        **details: Any,
+    ) -> None:
+        self.audit.record(AuditEvent(
+            time=self.now(), layer=layer, action=action, outcome=outcome, actor=self.actor,
+            object=object, details=details, source=self.source,
+        ))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_kyso(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    audit: AuditSink | None = None,
+    actor: str | None = None,
+    source: str = "cli",
+) -> Kyso:
+    clock = clock or SystemClock()
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = open_store(settings.database_url, now=clock.now)
+    return Kyso(
+        settings=settings,
+        clock=clock,
+        store=store,
+        audit=audit or JsonLinesAuditLog(settings.audit_path),
+        pseudonyms=Pseudonymizer.from_file(settings.pseudonym_key_path),
+        profiles=load_catalogue(settings.profiles_dir),
+        actor=actor or f"admin:{getpass.getuser()}",
+        source=source,
+    )

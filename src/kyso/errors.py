@@ -1,0 +1,92 @@
+"""The one exception tree of kyso.
+
+Every error a user can cause derives from :class:`KysoError`; the CLI turns it into a message
+and exit code 1 (2 for :class:`UsageError`), the server into a 4xx. Messages name the problem
+and never carry secrets (passwords, passphrases, keys, raw ID numbers).
+"""
+
+from __future__ import annotations
+
+
+class KysoError(Exception):
+    """Root of every error kyso raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(KysoError):
+    """The command was called wrongly (missing option, conflicting options)."""
+
+    exit_code = 2
+
+
+class ConfigError(KysoError):
+    """Settings, home directory or passphrase source are unusable."""
+
+
+class StoreError(KysoError):
+    """The database could not be opened, migrated or written."""
+
+
+class PkiError(KysoError):
+    """Base of certificate-authority errors."""
+
+
+class CANotInitialisedError(PkiError):
+    """No CA exists in this home yet."""
+
+
+class CAExistsError(PkiError):
+    """A CA already exists in this home; it is never overwritten."""
+
+
+class PassphraseError(PkiError):
+    """A key could not be unlocked with the given passphrase."""
+
+
+class KeyFileError(PkiError):
+    """A key file is missing, corrupted or of the wrong kind."""
+
+
+class ProfileError(PkiError):
+    """A certificate profile is unknown or its file is invalid."""
+
+
+class InvalidSubjectError(PkiError):
+    """Subject data (name, ID number, tax code, e-mail, …) violates the profile."""
+
+
+class InvalidIdentifierError(InvalidSubjectError):
+    """A personal ID number, tax code or budget-unit code is malformed."""
+
+
+class CSRError(PkiError):
+    """A certificate signing request is malformed, forged or not allowed by the profile."""
+
+
+class KeyPolicyError(PkiError):
+    """A key type or size is not allowed by the profile."""
+
+
+class ValidityError(PkiError):
+    """A requested validity period is outside what the profile or the issuer allows."""
+
+
+class DuplicateKeyError(PkiError):
+    """The public key has already been certified."""
+
+
+class CertificateNotFoundError(PkiError):
+    """No certificate with that serial number exists in the store."""
+
+
+class RevocationError(PkiError):
+    """A revocation, hold or release is not allowed in the certificate's current state."""
+
+
+class RosterError(PkiError):
+    """A batch roster file is malformed."""
+
+
+class AuditError(KysoError):
+    """The audit log could not be written or read."""

@@ -1,0 +1,1 @@
+"""The test certificate authority: hierarchy, Vietnamese profiles, issuance, revocation, CRL."""

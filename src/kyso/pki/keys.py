@@ -1,0 +1,121 @@
+"""Key types, generation, and private keys encrypted at rest (PKCS#8 + passphrase, 0600)."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import Enum
+from pathlib import Path
+from typing import TypeAlias
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from kyso.errors import KeyFileError, KeyPolicyError, PassphraseError
+from kyso.files import atomic_write
+
+PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+class KeyType(Enum):
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+    RSA_4096 = "rsa-4096"
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    ED25519 = "ed25519"
+
+    @classmethod
+    def parse(cls, value: str) -> KeyType:
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            allowed = ", ".join(k.value for k in cls)
+            raise KeyPolicyError(f"unknown key type {value!r}; use one of {allowed}") from None
+
+    @property
+    def is_rsa(self) -> bool:
+        return self.value.startswith("rsa-")
+
+
+_CURVES = {KeyType.EC_P256: ec.SECP256R1, KeyType.EC_P384: ec.SECP384R1}
+_RSA_BITS = {KeyType.RSA_2048: 2048, KeyType.RSA_3072: 3072, KeyType.RSA_4096: 4096}
+
+
+def generate_key(key_type: KeyType) -> PrivateKey:
+    if key_type in _RSA_BITS:
+        return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[key_type])
+    if key_type in _CURVES:
+        return ec.generate_private_key(_CURVES[key_type]())
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def key_type_of(public_key: object) -> KeyType:
+    """The :class:`KeyType` of a public key; anything else (RSA-1024, P-521, DSA…) is refused."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        bits = public_key.key_size
+        for kt, size in _RSA_BITS.items():
+            if size == bits:
+                return kt
+        raise KeyPolicyError(f"RSA key of {bits} bits is not allowed (2048, 3072 or 4096)")
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        for kt, curve in _CURVES.items():
+            if isinstance(public_key.curve, curve):
+                return kt
+        raise KeyPolicyError(f"elliptic curve {public_key.curve.name} is not allowed (P-256, P-384)")
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return KeyType.ED25519
+    raise KeyPolicyError(f"key algorithm {type(public_key).__name__} is not allowed")
+
+
+def signature_hash(key: PrivateKey) -> hashes.HashAlgorithm | None:
+    """The digest a CA key signs with: SHA-384 for P-384, none for Ed25519, else SHA-256."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP384R1):
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def spki_sha256(public_key: PublicKey) -> str:
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def encrypt_private_key(key: PrivateKey, passphrase: str) -> bytes:
+    """PKCS#8 PEM encrypted with PBES2 (AES-256-CBC, PBKDF2-HMAC-SHA-256)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
+    )
+
+
+def save_private_key(path: Path, key: PrivateKey, passphrase: str) -> None:
+    atomic_write(path, encrypt_private_key(key, passphrase), mode=0o600, exclusive=True)
+
+
+def load_private_key(path: Path, passphrase: str) -> PrivateKey:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {path} is missing") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    if b"ENCRYPTED PRIVATE KEY" not in data:
+        raise KeyFileError(f"key file {path} is not an encrypted PKCS#8 key")
+    try:
+        key = serialization.load_pem_private_key(data, passphrase.encode("utf-8"))
+    except (ValueError, TypeError) as exc:
+        message = str(exc).lower()
+        if "incorrect password" in message or "bad decrypt" in message or "password" in message:
+            raise PassphraseError(f"wrong passphrase for {path.name}") from None
+        raise KeyFileError(f"key file {path} is corrupted") from None
+    except UnsupportedAlgorithm:
+        raise KeyFileError(f"key file {path} uses an unsupported algorithm") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise KeyFileError(f"key file {path} holds an unsupported key type")
+    return key

@@ -1,0 +1,179 @@
+"""Certificate records as the inventory shows them (frozen; ``to_dict`` for JSON)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from sqlalchemy.engine import RowMapping
+
+from kyso.clock import vn_iso
+from kyso.pki.keys import key_type_of, spki_sha256
+from kyso.pki.serials import serial_hex
+
+
+class Status(Enum):
+    VALID = "valid"
+    REVOKED = "revoked"
+    ON_HOLD = "on_hold"
+
+
+class RevocationReason(Enum):
+    """RFC 5280 §5.3.1 reason codes (names as OpenSSL and EJBCA spell them)."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    CA_COMPROMISE = "cACompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    CERTIFICATE_HOLD = "certificateHold"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+
+    @property
+    def flag(self) -> x509.ReasonFlags:
+        return {
+            "unspecified": x509.ReasonFlags.unspecified,
+            "keyCompromise": x509.ReasonFlags.key_compromise,
+            "cACompromise": x509.ReasonFlags.ca_compromise,
+            "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+            "superseded": x509.ReasonFlags.superseded,
+            "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+            "certificateHold": x509.ReasonFlags.certificate_hold,
+            "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+        }[self.value]
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    serial: str
+    issuer: str
+    profile: str
+    subject: str
+    common_name: str
+    holder_hint: str | None
+    email: str | None
+    key_type: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    status: Status
+    revoked_at: dt.datetime | None
+    revocation_reason: RevocationReason | None
+    invalidity_date: dt.datetime | None
+    replaces: str | None
+    der: bytes
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> CertificateRecord:
+        reason = row["revocation_reason"]
+        return cls(
+            serial=row["serial"], issuer=row["issuer"], profile=row["profile"],
+            subject=row["subject"], common_name=row["common_name"],
+            holder_hint=row["holder_hint"], email=row["email"], key_type=row["key_type"],
+            not_before=row["not_before"], not_after=row["not_after"],
+            status=Status(row["status"]), revoked_at=row["revoked_at"],
+            revocation_reason=RevocationReason(reason) if reason else None,
+            invalidity_date=row["invalidity_date"], replaces=row["replaces"], der=row["der"],
+        )
+
+    @cached_property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.der)
+
+    @property
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def sha256_fingerprint(self) -> str:
+        return hashlib.sha256(self.der).hexdigest()
+
+    def is_expired(self, now: dt.datetime) -> bool:
+        return now > self.not_after
+
+    def display_status(self, now: dt.datetime) -> str:
+        if self.status is Status.VALID and self.is_expired(now):
+            return "expired"
+        return self.status.value
+
+    def to_dict(self, now: dt.datetime | None = None) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "issuer": self.issuer,
+            "profile": self.profile,
+            "subject": self.subject,
+            "common_name": self.common_name,
+            "holder": self.holder_hint,
+            "email": self.email,
+            "key_type": self.key_type,
+            "not_before": vn_iso(self.not_before),
+            "not_after": vn_iso(self.not_after),
+            "status": self.display_status(now) if now else self.status.value,
+            "revoked_at": vn_iso(self.revoked_at) if self.revoked_at else None,
+            "revocation_reason": (
+                self.revocation_reason.value if self.revocation_reason else None
+            ),
+            "invalidity_date": vn_iso(self.invalidity_date) if self.invalidity_date else None,
+            "replaces": self.replaces,
+            "sha256": self.sha256_fingerprint,
+        }
+
+
+_ID_IN_SUBJECT = ("IDCVN-", "CCCD:", "CMND:")
+
+
+def masked_subject(name: x509.Name) -> str:
+    """RFC 4514 subject with personal ID numbers masked, for the inventory and events."""
+    from kyso.pki.identifiers import mask_id
+
+    parts = []
+    for rdn in name.rdns:
+        for attr in rdn:
+            value = str(attr.value)
+            for prefix in _ID_IN_SUBJECT:
+                if value.startswith(prefix):
+                    value = prefix + mask_id(value[len(prefix):])
+            parts.append(x509.Name([x509.RelativeDistinguishedName([
+                x509.NameAttribute(attr.oid, value, attr._type)
+            ])]).rfc4514_string())
+    return ",".join(reversed(parts))
+
+
+def certificate_row(
+    cert: x509.Certificate,
+    *,
+    profile: str,
+    issuer: str,
+    now: dt.datetime,
+    holder_pseudonym: str | None,
+    holder_hint: str | None,
+    email: str | None,
+    replaces: str | None = None,
+) -> dict[str, Any]:
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    public_key = cert.public_key()
+    return {
+        "serial": serial_hex(cert.serial_number),
+        "issuer": issuer,
+        "profile": profile,
+        "subject": masked_subject(cert.subject),
+        "common_name": str(cns[0].value) if cns else "",
+        "holder_pseudonym": holder_pseudonym,
+        "holder_hint": holder_hint,
+        "email": email,
+        "key_type": key_type_of(public_key).value,
+        "spki_sha256": spki_sha256(public_key),  # type: ignore[arg-type]
+        "not_before": cert.not_valid_before_utc,
+        "not_after": cert.not_valid_after_utc,
+        "status": Status.VALID.value,
+        "der": cert.public_bytes(serialization.Encoding.DER),
+        "created_at": now,
+        "replaces": replaces,
+    }

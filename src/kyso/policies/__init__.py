@@ -1,0 +1,1 @@
+"""Policy data: certificate profiles (``profiles/``) and security levels (``levels/``)."""

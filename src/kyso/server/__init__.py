@@ -1,0 +1,1 @@
+"""`kyso serve`: the HTTP face of the library for backend services."""

@@ -1,0 +1,1 @@
+"""PDF dossier signing and verification (PAdES). Built on the CA of :mod:`kyso.pki`."""

@@ -1,0 +1,51 @@
+"""Versioned schema migrations. Each step runs once, in order, inside one write transaction;
+the version table records what was applied. Never edit a released step: add a new one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from kyso.errors import StoreError
+from kyso.store import schema
+
+
+def _v1_initial(conn: Connection) -> None:
+    for table in (
+        schema.ca_settings,
+        schema.authorities,
+        schema.certificates,
+        schema.certified_keys,
+    ):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial CA tables", _v1_initial),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(conn: Connection) -> int:
+    schema.schema_version.create(conn, checkfirst=True)
+    value = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar()
+    return int(value or 0)
+
+
+def upgrade(conn: Connection, now: dt.datetime) -> int:
+    version = current_version(conn)
+    if version > LATEST:
+        raise StoreError(
+            f"database schema version {version} is newer than this kyso ({LATEST}); upgrade kyso"
+        )
+    for number, _title, step in MIGRATIONS:
+        if number > version:
+            step(conn)
+            conn.execute(
+                sa.insert(schema.schema_version).values(version=number, applied_at=now.isoformat())
+            )
+            version = number
+    return version

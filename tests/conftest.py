@@ -1,0 +1,55 @@
+"""Shared fixtures: a frozen clock, a fresh home, an initialised CA (EC P-384 for speed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kyso.clock import FrozenClock
+from kyso.config import load_settings
+from kyso.context import Kyso, open_kyso
+from kyso.pki.authority import CertificateAuthority, init_ca
+from kyso.pki.keys import KeyType
+
+PASSPHRASE = "test-ca-passphrase"
+# A public-looking host: ETSI linting rightly reports internal names (127.0.0.1) as errors.
+BASE_URL = "http://pki.thainguyen.gov.vn"
+T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+
+STAFF = {
+    "name": "Nguyễn Văn An",
+    "id": "019099012345",
+    "dob": "1999-04-02",
+    "title": "Chuyên viên",
+    "unit": "Văn phòng UBND xã Phú Đình",
+    "email": "an.nv@thainguyen.gov.vn",
+}
+SEAL = {"name": "UBND xã Phú Đình", "tax_code": "4600100155", "budget_code": "1234567"}
+CITIZEN = {"name": "Trần Thị Bình", "id": "033301000123"}
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def kyso(home: Path, clock: FrozenClock) -> Iterator[Kyso]:
+    ctx = open_kyso(load_settings(home=home, environ={}), clock=clock, actor="admin:test")
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def ca(kyso: Kyso) -> CertificateAuthority:
+    init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên", province="thai-nguyen",
+            key_type=KeyType.EC_P384, base_url=BASE_URL)
+    return CertificateAuthority(kyso, PASSPHRASE)
