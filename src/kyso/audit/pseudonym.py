@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -29,10 +30,8 @@ class Pseudonymizer:
     def from_file(cls, path: Path) -> Pseudonymizer:
         """Load the key, creating it (0600) the first time; concurrent first uses agree."""
         if not path.exists():
-            try:
+            with contextlib.suppress(FileExistsError):
                 atomic_write(path, secrets.token_bytes(32), mode=0o600, exclusive=True)
-            except FileExistsError:
-                pass
         try:
             key = path.read_bytes()
         except OSError as exc:

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from kyso.errors import CSRError
-from kyso.pki.keys import PublicKey, key_type_of
+from kyso.pki.keys import PublicKey, as_public_key, key_type_of
 from kyso.pki.profiles import ATTRIBUTE_NAMES, EXTENDED_KEY_USAGES, Profile
 
 MAX_CSR_BYTES = 64 * 1024
@@ -63,10 +63,11 @@ def examine_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CsrReq
     try:
         if not csr.is_signature_valid:
             raise CSRError("CSR signature does not verify: proof of possession failed")
-        public_key = csr.public_key()
+        raw_key = csr.public_key()
     except (ValueError, TypeError):
         raise CSRError("CSR public key or signature is malformed") from None
-    key_type = key_type_of(public_key)
+    key_type = key_type_of(raw_key)
+    public_key = as_public_key(raw_key)
     if key_type not in profile.allowed_keys:
         allowed = ", ".join(k.value for k in profile.allowed_keys)
         raise CSRError(f"profile {profile.name} does not allow {key_type.value} keys "
@@ -135,8 +136,8 @@ def examine_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CsrReq
                 raise CSRError(f"CSR asks for key usage {', '.join(sorted(extra))}, which "
                                f"profile {profile.name} does not grant")
         elif isinstance(value, x509.ExtendedKeyUsage):
-            allowed = {EXTENDED_KEY_USAGES[e] for e in profile.extended_key_usage}
-            extra_oids = [o.dotted_string for o in value if o not in allowed]
+            granted = {EXTENDED_KEY_USAGES[e] for e in profile.extended_key_usage}
+            extra_oids = [o.dotted_string for o in value if o not in granted]
             if extra_oids:
                 raise CSRError(f"CSR asks for extended key usage {', '.join(extra_oids)}, which "
                                f"profile {profile.name} does not grant")

@@ -61,10 +61,7 @@ def search(kyso: Kyso, query: Query) -> list[CertificateRecord]:
                           c.c.not_after <= now + query.expiring_within)
     if query.holder_id:
         text = query.holder_id.strip()
-        if text.isdigit() and len(text) == 12:
-            key = parse_personal_id(text).number
-        else:
-            key = parse_tax_code(text)
+        key = parse_personal_id(text).number if text.isdigit() and len(text) == 12 else parse_tax_code(text)
         stmt = stmt.where(c.c.holder_pseudonym == kyso.pseudonyms.pseudonym(key))
     stmt = stmt.order_by(c.c.not_after, c.c.serial)
     if query.limit:

@@ -11,6 +11,7 @@ import datetime as dt
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -30,7 +31,15 @@ from kyso.errors import (
 from kyso.pki.authority import CertificateAuthority
 from kyso.pki.builder import Issuer, build_certificate, validity_window
 from kyso.pki.csr import examine_csr
-from kyso.pki.keys import KeyType, PrivateKey, PublicKey, generate_key, key_type_of, spki_sha256
+from kyso.pki.keys import (
+    KeyType,
+    PrivateKey,
+    PublicKey,
+    as_public_key,
+    generate_key,
+    key_type_of,
+    spki_sha256,
+)
 from kyso.pki.profiles import Profile
 from kyso.pki.records import CertificateRecord, Status, certificate_row
 from kyso.pki.serials import new_serial, serial_hex
@@ -95,6 +104,26 @@ def prepare(
     ca: CertificateAuthority,
     profile_name: str,
     request: SubjectRequest,
+    **options: Any,
+) -> Prepared:
+    """Validate a request against its profile, obtain a key, and sign the certificate.
+
+    Options: ``csr``, ``public_key``, ``private_key``, ``key_type``, ``days``, ``issuer``.
+    A refusal is recorded as a failed CERT_CREATION event and re-raised.
+    """
+    try:
+        return _prepare(kyso, ca, profile_name, request, **options)
+    except KysoError as exc:
+        kyso.record(Layer.PKI, "CERT_CREATION", Outcome.FAILURE, profile=profile_name,
+                    reason=str(exc))
+        raise
+
+
+def _prepare(
+    kyso: Kyso,
+    ca: CertificateAuthority,
+    profile_name: str,
+    request: SubjectRequest,
     *,
     csr: x509.CertificateSigningRequest | None = None,
     public_key: PublicKey | None = None,
@@ -103,7 +132,6 @@ def prepare(
     days: int | None = None,
     issuer: str | None = None,
 ) -> Prepared:
-    """Validate a request against its profile, obtain a key, and sign the certificate."""
     profile = kyso.profiles.get(profile_name)
     issuer_name = _pick_issuer(profile, issuer)
     values = dict(request.values)
@@ -188,7 +216,7 @@ def commit(kyso: Kyso, ca: CertificateAuthority, items: Sequence[Prepared]) -> l
     def work(conn: sa.Connection) -> list[Prepared]:
         stored = []
         for item in items:
-            spki = spki_sha256(item.certificate.public_key())  # type: ignore[arg-type]
+            spki = spki_sha256(item.certificate.public_key())
             ck = schema.certified_keys
             if item.new_key:
                 known = conn.execute(sa.select(ck.c.first_serial).where(ck.c.spki_sha256 == spki))
@@ -213,16 +241,23 @@ def commit(kyso: Kyso, ca: CertificateAuthority, items: Sequence[Prepared]) -> l
         return stored
 
     try:
-        stored = kyso.store.write(work)
-    except IntegrityError:
-        # Another writer (PostgreSQL, no table lock) certified the key or took the serial
-        # between our check and insert: the constraint held, nothing was stored.
-        raise DuplicateKeyError("this public key or serial was certified concurrently; "
-                                "nothing was stored") from None
-    except KysoError:
+        try:
+            stored = kyso.store.write(work)
+        except IntegrityError:
+            # Another writer (PostgreSQL, no table lock) certified the key or took the serial
+            # between our check and insert: the constraint held, nothing was stored.
+            raise DuplicateKeyError("this public key or serial was certified concurrently; "
+                                    "nothing was stored") from None
+        except sa.exc.SQLAlchemyError as exc:
+            if isinstance(exc, sa.exc.OperationalError | sa.exc.DBAPIError):
+                raise StoreError(f"could not store the certificate: {exc.orig}") from None
+            raise
+    except KysoError as exc:
+        for item in items:
+            kyso.record(Layer.PKI, "CERT_CREATION", Outcome.FAILURE,
+                        profile=item.profile.name, issuer=item.issuer.name,
+                        holder=item.holder_pseudonym, reason=str(exc))
         raise
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"could not store the certificate: {exc}") from None
 
     out = []
     for item in stored:
@@ -260,16 +295,10 @@ def issue(
     ca: CertificateAuthority,
     profile_name: str,
     request: SubjectRequest,
-    **options: object,
+    **options: Any,
 ) -> IssuedCertificate:
-    """Prepare and commit one certificate; a refusal is recorded as a failed CERT_CREATION."""
-    try:
-        prepared = prepare(kyso, ca, profile_name, request, **options)  # type: ignore[arg-type]
-        return commit(kyso, ca, [prepared])[0]
-    except KysoError as exc:
-        kyso.record(Layer.PKI, "CERT_CREATION", Outcome.FAILURE, profile=profile_name,
-                    reason=str(exc))
-        raise
+    """Prepare and commit one certificate (options as for :func:`prepare`)."""
+    return commit(kyso, ca, [prepare(kyso, ca, profile_name, request, **options)])[0]
 
 
 def get_record(kyso: Kyso, serial: str) -> tuple[CertificateRecord, str | None]:
@@ -341,16 +370,11 @@ def _reissue(
     if private_key is not None:
         public_key = private_key.public_key()
     if public_key is None:
-        public_key = cert.public_key()  # type: ignore[assignment]
+        public_key = as_public_key(cert.public_key())
     assert public_key is not None
     prepared = _prepare_signed(
         kyso, ca, profile, old.issuer, cert.subject, old.email, public_key, private_key,
         days=days, holder_pseudonym=pseudonym, holder_hint=old.holder_hint, replaces=old.serial,
         new_key=not same_key,
     )
-    try:
-        return commit(kyso, ca, [prepared])[0]
-    except KysoError as exc:
-        kyso.record(Layer.PKI, "CERT_CREATION", Outcome.FAILURE, object=serial, action=action,
-                    reason=str(exc))
-        raise
+    return commit(kyso, ca, [prepared])[0]

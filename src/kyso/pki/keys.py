@@ -10,6 +10,7 @@ from typing import TypeAlias
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from kyso.errors import KeyFileError, KeyPolicyError, PassphraseError
 from kyso.files import atomic_write
@@ -69,7 +70,7 @@ def key_type_of(public_key: object) -> KeyType:
     raise KeyPolicyError(f"key algorithm {type(public_key).__name__} is not allowed")
 
 
-def signature_hash(key: PrivateKey) -> hashes.HashAlgorithm | None:
+def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | None:
     """The digest a CA key signs with: SHA-384 for P-384, none for Ed25519, else SHA-256."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return None
@@ -78,7 +79,21 @@ def signature_hash(key: PrivateKey) -> hashes.HashAlgorithm | None:
     return hashes.SHA256()
 
 
-def spki_sha256(public_key: PublicKey) -> str:
+def as_public_key(key: object) -> PublicKey:
+    """Narrow a key from a certificate or CSR to the types kyso accepts (else refuse it)."""
+    key_type_of(key)
+    assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
+    return key
+
+
+def as_private_key(key: object) -> PrivateKey:
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise KeyFileError(f"unsupported private key type {type(key).__name__}")
+    key_type_of(key.public_key())
+    return key
+
+
+def spki_sha256(public_key: CertificatePublicKeyTypes) -> str:
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -116,6 +131,7 @@ def load_private_key(path: Path, passphrase: str) -> PrivateKey:
         raise KeyFileError(f"key file {path} is corrupted") from None
     except UnsupportedAlgorithm:
         raise KeyFileError(f"key file {path} uses an unsupported algorithm") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
-        raise KeyFileError(f"key file {path} holds an unsupported key type")
-    return key
+    try:
+        return as_private_key(key)
+    except (KeyFileError, KeyPolicyError):
+        raise KeyFileError(f"key file {path} holds an unsupported key type") from None

@@ -169,7 +169,7 @@ def certificate_row(
         "holder_hint": holder_hint,
         "email": email,
         "key_type": key_type_of(public_key).value,
-        "spki_sha256": spki_sha256(public_key),  # type: ignore[arg-type]
+        "spki_sha256": spki_sha256(public_key),
         "not_before": cert.not_valid_before_utc,
         "not_after": cert.not_valid_after_utc,
         "status": Status.VALID.value,

@@ -1,0 +1,131 @@
+"""What every ``commands`` module shares: the app object, passphrase sources, output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kyso.config import (
+    ENV_CA_PASSPHRASE,
+    ENV_P12_PASSPHRASE,
+    Settings,
+    passphrase_from_env,
+    read_passphrase_file,
+)
+from kyso.context import Kyso, open_kyso
+from kyso.errors import UsageError
+
+
+@dataclass
+class App:
+    """Built once by the root command; opens the store lazily so ``--help`` touches nothing."""
+
+    settings: Settings
+    output: str = "text"
+    verbose: bool = False
+    _kyso: Kyso | None = field(default=None, repr=False)
+
+    @property
+    def kyso(self) -> Kyso:
+        if self._kyso is None:
+            self._kyso = open_kyso(self.settings)
+        return self._kyso
+
+    def close(self) -> None:
+        if self._kyso is not None:
+            self._kyso.close()
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+
+pass_app = click.make_pass_decorator(App)
+
+def _console() -> Console:
+    probe = Console()
+    # Piped output (scripts, docs, CI logs) gets a wide table instead of 80 folded columns.
+    return Console(highlight=False, width=None if probe.is_terminal else 160)
+
+
+stdout = _console()
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def obtain_passphrase(
+    file: Path | None, env_name: str, what: str, *, confirm: bool = False
+) -> str:
+    """From ``--…-passphrase-file``, then the environment, then an interactive prompt."""
+    if file is not None:
+        return read_passphrase_file(file)
+    value = passphrase_from_env(env_name)
+    if value:
+        return value
+    if _stdin_is_tty():
+        result: str = click.prompt(what, hide_input=True, confirmation_prompt=confirm,
+                                   err=True)
+        return result
+    raise UsageError(f"{what} needed: give a passphrase file, set {env_name}, or run in a terminal")
+
+
+def ca_passphrase(file: Path | None, *, confirm: bool = False) -> str:
+    return obtain_passphrase(file, ENV_CA_PASSPHRASE, "CA passphrase", confirm=confirm)
+
+
+def p12_passphrase(file: Path | None) -> str:
+    return obtain_passphrase(file, ENV_P12_PASSPHRASE, "PKCS#12 passphrase", confirm=True)
+
+
+passphrase_file_option = click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+    help=f"File whose first line is the CA passphrase (else ${ENV_CA_PASSPHRASE} or a prompt).",
+)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
+               ) -> None:
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    stdout.print(table)
+
+
+def emit_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    click.echo(buf.getvalue(), nl=False)
+
+
+def emit_fields(pairs: Sequence[tuple[str, Any]], title: str | None = None) -> None:
+    if title:
+        click.echo(title)
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        if value is None or value == "":
+            continue
+        click.echo(f"  {key.ljust(width)}  {value}")

@@ -1,0 +1,241 @@
+"""Issuing from a roster (CSV): every row validated first, bad rows reported by line number.
+
+Without ``all_or_nothing`` the good rows are issued and the bad ones reported; with it, one
+bad row stops everything and all certificates are stored in a single transaction. RSA keys
+are generated in worker processes, one per core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from kyso.context import Kyso
+from kyso.errors import KysoError, RosterError
+from kyso.files import atomic_write, ensure_private_dir
+from kyso.pki import issuance
+from kyso.pki.authority import CertificateAuthority
+from kyso.pki.issuance import IssuedCertificate, Prepared
+from kyso.pki.keys import KeyType, PrivateKey, as_private_key, generate_key
+from kyso.pki.lifecycle import revoke
+from kyso.pki.pkcs12 import build_pkcs12
+from kyso.pki.profiles import INPUTS
+from kyso.pki.subjects import SubjectRequest, resolve
+
+MAX_ROSTER_BYTES = 16 * 1024 * 1024
+MAX_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class RosterRow:
+    line: int
+    request: SubjectRequest
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class IssuedRow:
+    line: int
+    issued: IssuedCertificate
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    issued: tuple[IssuedRow, ...]
+    failed: tuple[RowError, ...]
+    manifest: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "issued": [{"line": r.line, "serial": r.issued.record.serial,
+                        "common_name": r.issued.record.common_name,
+                        "files": [str(f) for f in r.files]} for r in self.issued],
+            "failed": [{"line": e.line, "error": e.message} for e in self.failed],
+            "manifest": str(self.manifest) if self.manifest else None,
+        }
+
+
+@dataclass
+class _Plan:
+    rows: list[RosterRow] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+
+def parse_roster(data: bytes) -> _Plan:
+    """Read a UTF-8 CSV roster (a BOM from spreadsheet exports is fine). Header names are the
+    profile inputs: name, id, dob, title, unit, email, tax_code, budget_code, locality, …"""
+    if len(data) > MAX_ROSTER_BYTES:
+        raise RosterError(f"roster is larger than {MAX_ROSTER_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RosterError(f"roster is not UTF-8 text (byte {exc.start})") from None
+    if "\x00" in text:
+        raise RosterError("roster contains NUL bytes; it is not a CSV text file")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise RosterError("roster is empty; the first line must name the columns") from None
+    except csv.Error as exc:
+        raise RosterError(f"line 1: {exc}") from None
+    columns = [h.strip().lower().replace("-", "_") for h in header]
+    unknown = [c for c in columns if c not in INPUTS]
+    if unknown:
+        raise RosterError(f"line 1: unknown column(s) {', '.join(unknown)}; columns are "
+                          f"{', '.join(INPUTS)}")
+    if len(set(columns)) != len(columns):
+        raise RosterError("line 1: a column is named twice")
+    plan = _Plan()
+    try:
+        for fields in reader:
+            line = reader.line_num
+            if not any(f.strip() for f in fields):
+                continue
+            if len(plan.rows) + len(plan.errors) >= MAX_ROWS:
+                raise RosterError(f"roster has more than {MAX_ROWS} rows; split it")
+            if len(fields) != len(columns):
+                plan.errors.append(RowError(line, f"has {len(fields)} fields, the header has "
+                                                  f"{len(columns)}"))
+                continue
+            values = {c: v for c, v in zip(columns, fields, strict=True) if v.strip()}
+            plan.rows.append(RosterRow(line, SubjectRequest(values)))
+    except csv.Error as exc:
+        raise RosterError(f"line {reader.line_num}: {exc}") from None
+    if not plan.rows and not plan.errors:
+        raise RosterError("roster has a header but no rows")
+    return plan
+
+
+def _generate_der(key_type_value: str) -> bytes:
+    key = generate_key(KeyType(key_type_value))
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def generate_keys(key_type: KeyType, count: int, jobs: int | None) -> list[PrivateKey]:
+    """``count`` fresh keys; RSA in ``jobs`` worker processes (default: one per core)."""
+    workers = jobs or os.cpu_count() or 1
+    if not key_type.is_rsa or workers <= 1 or count < 2:
+        return [generate_key(key_type) for _ in range(count)]
+    with ProcessPoolExecutor(max_workers=min(workers, count)) as pool:
+        ders = list(pool.map(_generate_der, [key_type.value] * count,
+                             chunksize=max(1, count // (workers * 4))))
+    return [as_private_key(serialization.load_der_private_key(der, None)) for der in ders]
+
+
+def issue_batch(
+    kyso: Kyso,
+    ca: CertificateAuthority,
+    profile_name: str,
+    roster: bytes,
+    *,
+    p12_passphrase: str,
+    out_dir: Path,
+    key_type: KeyType | None = None,
+    days: int | None = None,
+    all_or_nothing: bool = False,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    profile = kyso.profiles.get(profile_name)
+    issuer_name = profile.issuers[0]
+    kt = key_type or profile.default_key
+    issuance._check_key(profile, kt)
+    plan = parse_roster(roster)
+    today = kyso.now().date()
+    valid: list[RosterRow] = []
+    errors = list(plan.errors)
+    for row in plan.rows:
+        try:
+            resolve(profile, row.request, ca.settings, issuer_name, today)
+        except KysoError as exc:
+            errors.append(RowError(row.line, str(exc)))
+        else:
+            valid.append(row)
+    errors.sort(key=lambda e: e.line)
+    if all_or_nothing and errors:
+        detail = "; ".join(f"line {e.line}: {e.message}" for e in errors[:20])
+        raise RosterError(f"{len(errors)} bad row(s), nothing issued (--all-or-nothing): {detail}")
+    ca.issuer(issuer_name)  # unlock (and fail on a wrong passphrase) before generating keys
+    ensure_private_dir(out_dir)
+    keys = generate_keys(kt, len(valid), jobs)
+    total = len(valid)
+    prepared: list[tuple[RosterRow, Prepared, bytes]] = []
+    issued_rows: list[IssuedRow] = []
+    for done, (row, key) in enumerate(zip(valid, keys, strict=True), start=1):
+        try:
+            item = issuance.prepare(kyso, ca, profile.name, row.request, private_key=key,
+                                    days=days)
+            p12 = build_pkcs12(key, item.certificate, ca.chain(issuer_name), p12_passphrase,
+                               item.certificate.subject.rfc4514_string()[:64])
+            if all_or_nothing:
+                prepared.append((row, item, p12))
+            else:
+                stored = issuance.commit(kyso, ca, [item])[0]
+                issued_rows.append(_write_files(kyso, ca, row, stored, p12, out_dir))
+        except KysoError as exc:
+            if all_or_nothing:
+                raise RosterError(f"line {row.line}: {exc}; nothing issued") from None
+            errors.append(RowError(row.line, str(exc)))
+        if progress:
+            progress(done, total)
+    if all_or_nothing and prepared:
+        stored_all = issuance.commit(kyso, ca, [p for _r, p, _b in prepared])
+        for (row, _item, p12), stored in zip(prepared, stored_all, strict=True):
+            issued_rows.append(_write_files(kyso, ca, row, stored, p12, out_dir))
+    errors.sort(key=lambda e: e.line)
+    manifest = _write_manifest(out_dir, issued_rows) if issued_rows else None
+    return BatchResult(tuple(issued_rows), tuple(errors), manifest)
+
+
+def _write_files(
+    kyso: Kyso,
+    ca: CertificateAuthority,
+    row: RosterRow,
+    stored: IssuedCertificate,
+    p12: bytes,
+    out_dir: Path,
+) -> IssuedRow:
+    serial = stored.record.serial
+    paths = (out_dir / f"{serial}.p12", out_dir / f"{serial}.crt.pem")
+    try:
+        atomic_write(paths[0], p12, mode=0o600, exclusive=True)
+        atomic_write(paths[1], stored.record.pem, exclusive=True)
+    except OSError as exc:
+        # The key exists only in that file: a certificate without it must not stay valid.
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        revoke(kyso, serial, reason="cessationOfOperation")
+        raise RosterError(f"line {row.line}: cannot write {paths[0]} ({exc.strerror}); "
+                          f"certificate {serial} was revoked") from None
+    return IssuedRow(row.line, stored, paths)
+
+
+def _write_manifest(out_dir: Path, rows: list[IssuedRow]) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["line", "serial", "common_name", "holder", "not_after", "p12", "certificate"])
+    for r in sorted(rows, key=lambda r: r.line):
+        rec = r.issued.record
+        writer.writerow([r.line, rec.serial, rec.common_name, rec.holder_hint or "",
+                         rec.not_after.isoformat(), r.files[0].name, r.files[1].name])
+    path = out_dir / "manifest.csv"
+    atomic_write(path, buf.getvalue().encode("utf-8"))
+    return path

@@ -1,0 +1,610 @@
+"""``kyso ca``, ``kyso cert``, ``kyso crl`` and ``kyso profile``: parse, one library call, render."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kyso.cliutil import (
+    App,
+    ca_passphrase,
+    emit_csv,
+    emit_fields,
+    emit_json,
+    emit_table,
+    p12_passphrase,
+    pass_app,
+    passphrase_file_option,
+)
+from kyso.clock import vn_iso
+from kyso.errors import CSRError, PkiError, UsageError
+from kyso.files import atomic_write
+from kyso.pki import authority, batch, crl, inventory, issuance, lifecycle
+from kyso.pki.csr import MAX_CSR_BYTES, load_csr
+from kyso.pki.keys import KeyType
+from kyso.pki.pkcs12 import build_pkcs12
+from kyso.pki.records import CertificateRecord
+from kyso.pki.serials import parse_serial
+from kyso.pki.subjects import SubjectRequest
+
+KEY_TYPES = [k.value for k in KeyType]
+
+
+def register(root: click.Group) -> None:
+    for group in (ca, cert, crl_group, profile):
+        root.add_command(group)
+
+
+# --- kyso ca -------------------------------------------------------------------------------
+
+@click.group()
+def ca() -> None:
+    """Create and inspect the CA hierarchy (root, staff, citizen, services)."""
+
+
+@ca.command("init", epilog="""\b
+Examples:
+  kyso ca init --org "UBND tỉnh Thái Nguyên" --province thai-nguyen
+  kyso ca init --org "UBND tỉnh Hưng Yên" --province hung-yen --key-type ec-p384 \\
+      --base-url http://pki.hungyen.gov.vn --passphrase-file ca.pass""")
+@click.option("--org", required=True, help='Organisation, e.g. "UBND tỉnh Thái Nguyên" (O=).')
+@click.option("--province", required=True, help="Province slug: thai-nguyen, hung-yen, tay-ninh…")
+@click.option("--key-type", type=click.Choice(["rsa-4096", "ec-p384"]), default="rsa-4096",
+              show_default=True, help="Key type of the root and issuing CAs.")
+@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True,
+              help="Where CRLs, CA certificates and OCSP are served (written into every "
+                   "certificate).")
+@click.option("--email-domain", help="E-mail domain of the staff name constraints "
+                                     "(default <province>.gov.vn).")
+@passphrase_file_option
+@pass_app
+def ca_init(app: App, org: str, province: str, key_type: str, base_url: str,
+            email_domain: str | None, passphrase_file: Path | None) -> None:
+    """Create root, issuing CAs and service certificates (OCSP, TSA, audit signer).
+
+    Keys are encrypted at rest under the CA passphrase (files 0600). An existing CA is
+    never overwritten.
+    """
+    kyso = app.kyso
+    if authority.ca_exists(kyso):
+        raise PkiError(f"a CA already exists in {kyso.settings.home}; it is never overwritten")
+    passphrase = ca_passphrase(passphrase_file, confirm=True)
+    result = authority.init_ca(kyso, passphrase=passphrase, org=org, province=province,
+                               key_type=KeyType(key_type), base_url=base_url,
+                               email_domain=email_domain)
+    if app.json:
+        emit_json(result.to_dict())
+        return
+    click.echo(f"Created the CA of {result.settings.org} ({result.settings.province_name}) "
+               f"in {kyso.settings.home}")
+    _render_hierarchy(result.authorities, result.services)
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+def _render_hierarchy(authorities: tuple[authority.AuthorityInfo, ...] | list[
+        authority.AuthorityInfo], services: tuple[authority.AuthorityInfo, ...] | list[
+        authority.AuthorityInfo]) -> None:
+    rows = []
+    for a in list(authorities) + list(services):
+        d = a.to_dict()
+        cn = a.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        rows.append([a.name, a.parent or "(self)", d["key"], cn[0].value if cn else "",
+                     d["not_after"][:10], d["sha256"][:16] + "…"])
+    emit_table(["name", "issuer", "key", "common name", "valid until", "sha256"], rows)
+
+
+@ca.command("show")
+@pass_app
+def ca_show(app: App) -> None:
+    """Print the hierarchy: subject, key, validity and SHA-256 fingerprints."""
+    kyso = app.kyso
+    settings = authority.load_settings(kyso)
+    auths, services = authority.list_authorities(kyso), authority.list_services(kyso)
+    if app.json:
+        emit_json({"org": settings.org, "province": settings.province_name,
+                   "base_url": settings.base_url, "email_domain": settings.email_domain,
+                   "authorities": [a.to_dict() for a in auths],
+                   "services": [s.to_dict() for s in services]})
+        return
+    click.echo(f"{settings.org} — {settings.province_name} — {settings.base_url}")
+    for a in auths + services:
+        d = a.to_dict()
+        emit_fields([("subject", d["subject"]), ("issuer", a.parent or "(self-signed)"),
+                     ("profile", a.profile), ("key", d["key"]), ("serial", d["serial"]),
+                     ("valid", f"{d['not_before']} → {d['not_after']}"),
+                     ("sha256", d["sha256"])], title=a.name)
+
+
+@ca.command("export-chain", epilog="""\b
+Examples:
+  kyso ca export-chain --ca staff -o staff-chain.pem
+  kyso ca export-chain --ca root > root.pem""")
+@click.option("--ca", "ca_name", default="staff", show_default=True,
+              type=click.Choice(list(authority.CA_NAMES)), help="Start of the chain.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")
+@pass_app
+def ca_export_chain(app: App, ca_name: str, out: Path | None) -> None:
+    """Write the PEM chain from a CA up to the root (root last)."""
+    pem = authority.chain_pem(app.kyso, ca_name)
+    if out is None:
+        click.echo(pem.decode("ascii"), nl=False)
+    else:
+        atomic_write(out, pem)
+        if not app.json:
+            click.echo(f"wrote {out}")
+
+
+# --- kyso profile --------------------------------------------------------------------------
+
+@click.group()
+def profile() -> None:
+    """Certificate profiles (data files; site overrides in <home>/profiles/)."""
+
+
+@profile.command("list")
+@pass_app
+def profile_list(app: App) -> None:
+    """List the profiles."""
+    cat = app.kyso.profiles
+    items = [cat.get(n) for n in cat.names()]
+    if app.json:
+        emit_json([p.to_dict() for p in items])
+        return
+    emit_table(["name", "kind", "issuers", "keys", "days (default/max)", "description"], [
+        [p.name, p.kind.value, ",".join(p.issuers) or "(self)",
+         ",".join(k.value for k in p.allowed_keys), f"{p.default_days}/{p.max_days}",
+         p.description] for p in items])
+
+
+@profile.command("show")
+@click.argument("name")
+@pass_app
+def profile_show(app: App, name: str) -> None:
+    """Show one profile in full."""
+    p = app.kyso.profiles.get(name)
+    d = p.to_dict()
+    if app.json:
+        emit_json(d)
+        return
+    emit_fields([(k, ", ".join(map(str, v)) if isinstance(v, list) else
+                  (v if not isinstance(v, dict) else ", ".join(f"{a}={b}" for a, b in v.items())))
+                 for k, v in d.items()], title=p.name)
+
+
+# --- kyso cert -----------------------------------------------------------------------------
+
+@click.group()
+def cert() -> None:
+    """Issue, list, revoke, hold, release, renew and rekey certificates."""
+
+
+def _subject_options(f: click.decorators.FC) -> click.decorators.FC:
+    opts = [
+        click.option("--name", help="Full name (CN), e.g. 'Nguyễn Văn An' or the agency name."),
+        click.option("--id", "id_", help="12-digit personal ID number (CCCD)."),
+        click.option("--dob", help="Date of birth YYYY-MM-DD (checked against the ID)."),
+        click.option("--title", help="Job title (T=), staff only."),
+        click.option("--unit", help="Unit (OU=), staff only."),
+        click.option("--email", help="E-mail address (subjectAltName)."),
+        click.option("--tax-code", help="Tax code (MST) of an agency, seal only."),
+        click.option("--budget-code", help="Budget-unit code (MNS, 7 digits), seal only."),
+        click.option("--locality", help="Locality (L=)."),
+        click.option("--province", "province", help="Province slug (citizen ST=)."),
+        click.option("--surname", help="Family name (SN=), if not the first word of --name."),
+        click.option("--given-name", help="Given name (GN=), if not the rest of --name."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _request(**kw: str | None) -> SubjectRequest:
+    return SubjectRequest.of(
+        name=kw["name"], id=kw["id_"], dob=kw["dob"], title=kw["title"], unit=kw["unit"],
+        email=kw["email"], tax_code=kw["tax_code"], budget_code=kw["budget_code"],
+        locality=kw["locality"], province=kw["province"], surname=kw["surname"],
+        given_name=kw["given_name"],
+    )
+
+
+def _read_csr(path: Path) -> x509.CertificateSigningRequest:
+    try:
+        if path.stat().st_size > MAX_CSR_BYTES:
+            raise CSRError(f"CSR {path} is larger than {MAX_CSR_BYTES // 1024} KiB")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CSRError(f"cannot read CSR {path}: {exc.strerror}") from None
+    return load_csr(data)
+
+
+def _check_new(paths: list[Path]) -> None:
+    for p in paths:
+        if p.exists():
+            raise UsageError(f"{p} already exists; kyso never overwrites an output file")
+        if not p.parent.exists():
+            raise UsageError(f"directory {p.parent} does not exist")
+        if not os.access(p.parent, os.W_OK):
+            raise UsageError(f"directory {p.parent} is not writable")
+
+
+def _pem_chain(chain: tuple[x509.Certificate, ...]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+
+
+@cert.command("issue", epilog="""\b
+Examples:
+  kyso cert issue --profile staff --name "Nguyễn Văn An" --id 019099012345 \\
+      --dob 1999-04-02 --title "Chuyên viên" --unit "Văn phòng UBND xã Phú Đình" \\
+      --email an.nv@thainguyen.gov.vn --p12 an.p12
+  kyso cert issue --profile seal --name "UBND xã Phú Đình" --tax-code 4600100155 \\
+      --budget-code 1234567
+  kyso cert issue --profile citizen --csr request.pem --name "Trần Thị Bình" \\
+      --id 033301000123 --out binh.crt.pem""")
+@click.option("--profile", "profile_name", required=True, help="staff, seal, citizen, …")
+@_subject_options
+@click.option("--key-type", type=click.Choice(KEY_TYPES), help="Key to generate "
+              "(default: the profile's).")
+@click.option("--csr", type=click.Path(dir_okay=False, path_type=Path),
+              help="Certify the key of this PKCS#10 request instead of generating one.")
+@click.option("--days", type=int, help="Validity in days (default and maximum from the profile).")
+@click.option("--ca", "ca_name", help="Issuing CA when the profile allows several.")
+@click.option("--p12", type=click.Path(dir_okay=False, path_type=Path),
+              help="PKCS#12 output (default <home>/issued/<serial>.p12).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Certificate PEM output (default <home>/issued/<serial>.crt.pem); the chain "
+                   "goes next to it as .chain.pem.")
+@passphrase_file_option
+@click.option("--p12-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File with the PKCS#12 passphrase (else $KYSO_P12_PASSPHRASE or a prompt).")
+@pass_app
+def cert_issue(app: App, /, profile_name: str, key_type: str | None, csr: Path | None,
+               days: int | None, ca_name: str | None, p12: Path | None, out: Path | None,
+               passphrase_file: Path | None, p12_passphrase_file: Path | None,
+               **subject: str | None) -> None:
+    """Issue one certificate following a profile."""
+    kyso = app.kyso
+    if csr is not None and p12 is not None:
+        raise UsageError("--p12 needs a generated key; with --csr the holder keeps the key")
+    request = _request(**subject)
+    csr_obj = _read_csr(csr) if csr is not None else None
+    kyso.profiles.get(profile_name)
+    ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
+    p12_pass = p12_passphrase(p12_passphrase_file) if csr_obj is None else None
+    for path in (p12, out):
+        if path is not None:
+            _check_new([path])
+    prepared = issuance.prepare(
+        kyso, ca_obj, profile_name, request, csr=csr_obj,
+        key_type=KeyType(key_type) if key_type else None, days=days, issuer=ca_name)
+    serial_text = format(prepared.certificate.serial_number, "x")
+    issued_dir = kyso.settings.issued_dir
+    cert_path = out or issued_dir / f"{serial_text}.crt.pem"
+    chain_path = cert_path.with_name(cert_path.name.removesuffix(".crt.pem").removesuffix(
+        ".pem") + ".chain.pem")
+    p12_path = (p12 or issued_dir / f"{serial_text}.p12") if csr_obj is None else None
+    if out is None or (csr_obj is None and p12 is None):
+        issued_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    targets = [cert_path, chain_path] + ([p12_path] if p12_path else [])
+    _check_new(targets)
+    chain = tuple(ca_obj.chain(prepared.issuer.name))
+    p12_bytes = None
+    if p12_path is not None:
+        assert prepared.private_key is not None
+        assert p12_pass is not None
+        p12_bytes = build_pkcs12(prepared.private_key, prepared.certificate, chain, p12_pass,
+                                 prepared.certificate.subject.rfc4514_string()[:64])
+    issued = issuance.commit(kyso, ca_obj, [prepared])[0]
+    written: list[Path] = []
+    try:
+        if p12_path is not None and p12_bytes is not None:
+            atomic_write(p12_path, p12_bytes, mode=0o600, exclusive=True)
+            written.append(p12_path)
+        atomic_write(cert_path, issued.record.pem, exclusive=True)
+        written.append(cert_path)
+        atomic_write(chain_path, _pem_chain(chain), exclusive=True)
+        written.append(chain_path)
+    except OSError as exc:
+        for p in written:
+            p.unlink(missing_ok=True)
+        lifecycle.revoke(kyso, issued.record.serial, reason="cessationOfOperation")
+        raise PkiError(f"cannot write output ({exc.strerror}); certificate "
+                       f"{issued.record.serial} was revoked so no orphan stays valid") from None
+    files = {"certificate": str(cert_path), "chain": str(chain_path)}
+    if p12_path is not None:
+        files["pkcs12"] = str(p12_path)
+    if app.json:
+        emit_json({**issued.record.to_dict(kyso.now()), "files": files,
+                   "warnings": list(issued.warnings)})
+        return
+    _render_record(issued.record, title=f"Issued {profile_name} certificate "
+                                       f"{issued.record.serial}")
+    emit_fields(list(files.items()))
+    for w in issued.warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+def _render_record(rec: CertificateRecord, title: str, now: dt.datetime | None = None) -> None:
+    d = rec.to_dict(now)
+    emit_fields([
+        ("subject", d["subject"]), ("holder", d["holder"]), ("email", d["email"]),
+        ("profile", d["profile"]), ("issuer", d["issuer"]), ("key", d["key_type"]),
+        ("valid", f"{d['not_before']} → {d['not_after']}"), ("status", d["status"]),
+        ("revoked", d["revoked_at"]), ("reason", d["revocation_reason"]),
+        ("invalidity", d["invalidity_date"]), ("replaces", d["replaces"]),
+        ("sha256", d["sha256"]),
+    ], title=title)
+
+
+@cert.command("issue-batch", epilog="""\b
+The roster is a UTF-8 CSV whose header names the inputs, e.g.:
+  name,id,dob,title,unit,email
+  Nguyễn Văn An,019099012345,1999-04-02,Chuyên viên,Văn phòng UBND xã Phú Đình,an.nv@thainguyen.gov.vn
+\b
+Examples:
+  kyso cert issue-batch roster.csv --profile staff --out-dir issued/2026-11
+  kyso cert issue-batch roster.csv --profile staff --all-or-nothing --key-type rsa-2048""")
+@click.argument("roster", type=click.Path(dir_okay=False, exists=False, path_type=Path))
+@click.option("--profile", "profile_name", required=True)
+@click.option("--key-type", type=click.Choice(KEY_TYPES))
+@click.option("--days", type=int)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the .p12 and .crt.pem files go (default <home>/issued/batch-<time>).")
+@click.option("--all-or-nothing", is_flag=True, help="Issue nothing if any row is bad.")
+@click.option("--jobs", type=click.IntRange(1, 64), help="Key-generation processes "
+              "(default: one per core).")
+@passphrase_file_option
+@click.option("--p12-passphrase-file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def cert_issue_batch(app: App, roster: Path, profile_name: str, key_type: str | None,
+                     days: int | None, out_dir: Path | None, all_or_nothing: bool,
+                     jobs: int | None, passphrase_file: Path | None,
+                     p12_passphrase_file: Path | None) -> None:
+    """Issue certificates for every row of a roster; bad rows are reported by line."""
+    kyso = app.kyso
+    try:
+        data = roster.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read roster {roster}: {exc.strerror}") from None
+    kyso.profiles.get(profile_name)
+    ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
+    p12_pass = p12_passphrase(p12_passphrase_file)
+    target = out_dir or kyso.settings.issued_dir / ("batch-" + kyso.now().strftime(
+        "%Y%m%dT%H%M%SZ"))
+    with Progress(TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, disable=app.json) as bar:
+        task = bar.add_task("issue", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = batch.issue_batch(
+            kyso, ca_obj, profile_name, data, p12_passphrase=p12_pass, out_dir=target,
+            key_type=KeyType(key_type) if key_type else None, days=days,
+            all_or_nothing=all_or_nothing, jobs=jobs, progress=progress)
+    if app.json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(f"issued {len(result.issued)} certificate(s) into {target}")
+        if result.manifest:
+            click.echo(f"manifest: {result.manifest}")
+        for e in result.failed:
+            click.echo(f"line {e.line}: {e.message}", err=True)
+    if result.failed:
+        raise SystemExit(1)
+
+
+def _serial_arg(value: str) -> str:
+    return parse_serial(value)
+
+
+@cert.command("revoke", epilog="""\b
+Examples:
+  kyso cert revoke 6f2489d7d37dd3ff86bb658b14f69662c932d7e4 --reason keyCompromise \\
+      --invalidity-date 2026-11-20T08:00:00+07:00
+  kyso cert revoke 6f24…e4 --reason affiliationChanged""")
+@click.argument("serial")
+@click.option("--reason", default="unspecified", show_default=True,
+              type=click.Choice(list(lifecycle.REVOKE_REASONS), case_sensitive=False))
+@click.option("--invalidity-date", help="When the key is known or suspected to be compromised "
+              "(ISO 8601 with offset).")
+@pass_app
+def cert_revoke(app: App, serial: str, reason: str, invalidity_date: str | None) -> None:
+    """Revoke a certificate (permanent). Publish a CRL afterwards."""
+    when = None
+    if invalidity_date:
+        try:
+            when = dt.datetime.fromisoformat(invalidity_date)
+        except ValueError:
+            raise UsageError("--invalidity-date must be ISO 8601, e.g. 2026-11-20T08:00:00+07:00"
+                             ) from None
+        if when.tzinfo is None:
+            raise UsageError("--invalidity-date needs an offset, e.g. +07:00")
+    change = lifecycle.revoke(app.kyso, _serial_arg(serial), reason=reason, invalidity_date=when)
+    _render_change(app, change, "revoked")
+
+
+@cert.command("hold")
+@click.argument("serial")
+@pass_app
+def cert_hold(app: App, serial: str) -> None:
+    """Suspend a certificate (tạm dừng): listed as certificateHold until released."""
+    _render_change(app, lifecycle.hold(app.kyso, _serial_arg(serial)), "put on hold")
+
+
+@cert.command("release")
+@click.argument("serial")
+@pass_app
+def cert_release(app: App, serial: str) -> None:
+    """Release a held certificate: valid again from the next CRL."""
+    _render_change(app, lifecycle.release(app.kyso, _serial_arg(serial)), "released")
+
+
+def _render_change(app: App, change: lifecycle.StatusChange, verb: str) -> None:
+    if app.json:
+        emit_json({"old_status": change.old_status.value, **change.record.to_dict()})
+        return
+    click.echo(f"certificate {change.serial} {verb} ({change.old_status.value} → "
+               f"{change.record.status.value}); run `kyso crl publish --ca "
+               f"{change.record.issuer}` to publish it")
+
+
+@cert.command("renew")
+@click.argument("serial")
+@click.option("--days", type=int)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path))
+@passphrase_file_option
+@pass_app
+def cert_renew(app: App, serial: str, days: int | None, out: Path | None,
+               passphrase_file: Path | None) -> None:
+    """New certificate, same subject and same key (the holder keeps using their key)."""
+    kyso = app.kyso
+    ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
+    if out is not None:
+        _check_new([out])
+    issued = issuance.renew(kyso, ca_obj, _serial_arg(serial), days=days)
+    path = out or kyso.settings.issued_dir / f"{issued.record.serial}.crt.pem"
+    atomic_write(path, issued.record.pem + _pem_chain(issued.chain), exclusive=True)
+    _render_issued(app, issued, {"certificate": str(path)})
+
+
+@cert.command("rekey")
+@click.argument("serial")
+@click.option("--csr", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key-type", type=click.Choice(KEY_TYPES))
+@click.option("--days", type=int)
+@click.option("--keep-old", is_flag=True, help="Do not revoke the old certificate.")
+@click.option("--p12", type=click.Path(dir_okay=False, path_type=Path))
+@passphrase_file_option
+@click.option("--p12-passphrase-file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def cert_rekey(app: App, serial: str, csr: Path | None, key_type: str | None, days: int | None,
+               keep_old: bool, p12: Path | None, passphrase_file: Path | None,
+               p12_passphrase_file: Path | None) -> None:
+    """New certificate, same subject, new key; the old one is revoked as superseded."""
+    kyso = app.kyso
+    csr_obj = _read_csr(csr) if csr else None
+    ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
+    p12_pass = p12_passphrase(p12_passphrase_file) if csr_obj is None else None
+    if p12 is not None:
+        _check_new([p12])
+    issued = issuance.rekey(kyso, ca_obj, _serial_arg(serial), csr=csr_obj,
+                            key_type=KeyType(key_type) if key_type else None, days=days,
+                            revoke_old=not keep_old)
+    files = {}
+    cert_path = kyso.settings.issued_dir / f"{issued.record.serial}.crt.pem"
+    atomic_write(cert_path, issued.record.pem + _pem_chain(issued.chain), exclusive=True)
+    files["certificate"] = str(cert_path)
+    if issued.private_key is not None and p12_pass is not None:
+        p12_path = p12 or kyso.settings.issued_dir / f"{issued.record.serial}.p12"
+        atomic_write(p12_path, build_pkcs12(issued.private_key, issued.record.certificate,
+                                            issued.chain, p12_pass, issued.record.common_name),
+                     mode=0o600, exclusive=True)
+        files["pkcs12"] = str(p12_path)
+    _render_issued(app, issued, files)
+
+
+def _render_issued(app: App, issued: issuance.IssuedCertificate, files: dict[str, str]) -> None:
+    if app.json:
+        emit_json({**issued.record.to_dict(), "files": files})
+        return
+    _render_record(issued.record, title=f"Issued {issued.record.profile} certificate "
+                                        f"{issued.record.serial} (replaces "
+                                        f"{issued.record.replaces})")
+    emit_fields(list(files.items()))
+
+
+@cert.command("list", epilog="""\b
+Examples:
+  kyso cert list --expiring 30d
+  kyso cert list --profile staff --status revoked --format csv
+  kyso cert list --id 019099012345 --format json""")
+@click.option("--profile", "profile_name")
+@click.option("--status", type=click.Choice(list(inventory.STATUS_FILTERS)))
+@click.option("--expiring", help="Valid certificates expiring within 30d, 2w, 12h…")
+@click.option("--id", "holder_id", help="Holder's personal ID or tax code (matched by pseudonym).")
+@click.option("--ca", "issuer", help="Issuing CA (staff, citizen, services).")
+@click.option("--limit", type=click.IntRange(1, None))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]),
+              help="Overrides the global --format.")
+@pass_app
+def cert_list(app: App, profile_name: str | None, status: str | None, expiring: str | None,
+              holder_id: str | None, issuer: str | None, limit: int | None,
+              fmt: str | None) -> None:
+    """Search the inventory."""
+    kyso = app.kyso
+    query = inventory.Query(
+        profile=profile_name, status=status,
+        expiring_within=inventory.parse_duration(expiring) if expiring else None,
+        holder_id=holder_id, issuer=issuer, limit=limit)
+    records = inventory.search(kyso, query)
+    now = kyso.now()
+    fmt = fmt or ("json" if app.json else "table")
+    if fmt == "json":
+        emit_json([r.to_dict(now) for r in records])
+        return
+    columns = ["serial", "profile", "common_name", "holder", "status", "not_after", "issuer"]
+    rows = [[r.serial, r.profile, r.common_name, r.holder_hint, r.display_status(now),
+             vn_iso(r.not_after), r.issuer] for r in records]
+    if fmt == "csv":
+        emit_csv(columns, rows)
+    else:
+        emit_table(columns, rows, title=f"{len(records)} certificate(s)")
+
+
+@cert.command("show")
+@click.argument("serial")
+@click.option("--pem", is_flag=True, help="Print the certificate PEM too.")
+@pass_app
+def cert_show(app: App, serial: str, pem: bool) -> None:
+    """Show one certificate."""
+    kyso = app.kyso
+    record, _ = issuance.get_record(kyso, _serial_arg(serial))
+    if app.json:
+        emit_json({**record.to_dict(kyso.now()), "pem": record.pem.decode("ascii")})
+        return
+    _render_record(record, title=f"certificate {record.serial}", now=kyso.now())
+    if pem:
+        click.echo(record.pem.decode("ascii"), nl=False)
+
+
+# --- kyso crl ------------------------------------------------------------------------------
+
+@click.group("crl")
+def crl_group() -> None:
+    """Certificate revocation lists."""
+
+
+@crl_group.command("publish", epilog="""\b
+Examples:
+  kyso crl publish --ca staff
+  kyso crl publish --ca all --out-dir /var/www/crl""")
+@click.option("--ca", "ca_name", default="all", show_default=True,
+              type=click.Choice(["all", *authority.CA_NAMES]))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Default <home>/crl.")
+@passphrase_file_option
+@pass_app
+def crl_publish(app: App, ca_name: str, out_dir: Path | None, passphrase_file: Path | None
+                ) -> None:
+    """Sign and write a v2 CRL (DER <ca>.crl and PEM <ca>.crl.pem)."""
+    kyso = app.kyso
+    ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
+    if out_dir is not None and not out_dir.is_dir():
+        raise UsageError(f"directory {out_dir} does not exist")
+    names = list(authority.CA_NAMES) if ca_name == "all" else [ca_name]
+    results = [crl.publish_crl(kyso, ca_obj, n, out_dir) for n in names]
+    if app.json:
+        emit_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        click.echo(f"{r.ca}: CRL #{r.number}, {r.entries} entr{'y' if r.entries == 1 else 'ies'}"
+                   f", next update {vn_iso(r.next_update)} → {r.der_path}")
