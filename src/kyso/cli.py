@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from kyso import __version__
-from kyso.cliutil import App
+from kyso.cliutil import App, add_format_option
 from kyso.config import load_settings
 from kyso.errors import KysoError, UsageError
 from kyso.pki import commands as pki_commands
@@ -44,6 +44,7 @@ def cli(ctx: click.Context, home: Path | None, output: str, verbose: bool) -> No
 
 
 pki_commands.register(cli)
+add_format_option(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

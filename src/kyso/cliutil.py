@@ -19,6 +19,7 @@ from kyso.config import (
     ENV_CA_PASSPHRASE,
     ENV_P12_PASSPHRASE,
     Settings,
+    check_new_passphrase,
     passphrase_from_env,
     read_passphrase_file,
 )
@@ -51,6 +52,23 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def _set_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(App).output = value
+
+
+def add_format_option(group: click.Group) -> None:
+    """Give every leaf command ``--format text|json`` (as after the subcommand in step CLI),
+    unless it defines its own."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            add_format_option(command)
+        elif not any("--format" in getattr(p, "opts", []) for p in command.params):
+            command.params.append(click.Option(
+                ["--format"], type=click.Choice(["text", "json"]), default=None,
+                expose_value=False, callback=_set_format, help="Output format."))
 
 def _console() -> Console:
     probe = Console()
@@ -89,7 +107,8 @@ def ca_passphrase(file: Path | None, *, confirm: bool = False) -> str:
 
 
 def p12_passphrase(file: Path | None) -> str:
-    return obtain_passphrase(file, ENV_P12_PASSPHRASE, "PKCS#12 passphrase", confirm=True)
+    value = obtain_passphrase(file, ENV_P12_PASSPHRASE, "PKCS#12 passphrase", confirm=True)
+    return check_new_passphrase(value, "PKCS#12 passphrase")
 
 
 passphrase_file_option = click.option(

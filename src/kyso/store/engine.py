@@ -104,6 +104,16 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _is_current(store: Store) -> bool:
+    try:
+        with store.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("schema_version"):
+                return False
+            return migrations.stored_version(conn) == migrations.LATEST
+    except sa.exc.DBAPIError:
+        return False  # let the write path report it (or migrate it)
+
+
 def open_store(url: str, *, now: Callable[[], dt.datetime]) -> Store:
     """Open (creating if needed) and migrate the database at ``url``."""
     if _is_sqlite(url):
@@ -119,7 +129,8 @@ def open_store(url: str, *, now: Callable[[], dt.datetime]) -> Store:
             raise StoreError(f"unusable database URL: {exc}") from None
     store = Store(engine)
     try:
-        store.write(lambda conn: migrations.upgrade(conn, now()))
+        if not _is_current(store):  # the common case takes no write lock at start-up
+            store.write(lambda conn: migrations.upgrade(conn, now()))
     except sa.exc.DatabaseError as exc:
         engine.dispose()
         raise StoreError(f"cannot open database: {exc.orig}") from None

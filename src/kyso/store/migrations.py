@@ -29,6 +29,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
 LATEST = MIGRATIONS[-1][0]
 
 
+def stored_version(conn: Connection) -> int:
+    value = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar()
+    return int(value or 0)
+
+
 def current_version(conn: Connection) -> int:
     schema.schema_version.create(conn, checkfirst=True)
     value = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar()
