@@ -131,7 +131,7 @@ def test_personal_id_with_dob_in_the_same_year_is_accepted() -> None:
 
 
 def test_personal_id_with_dob_in_another_year_is_refused() -> None:
-    with pytest.raises(InvalidIdentifierError, match="1999.*1998") as exc:
+    with pytest.raises(InvalidIdentifierError, match=r"1999.*1998") as exc:
         parse_personal_id(STAFF_ID, dob=dt.date(1998, 4, 2))
     assert STAFF_ID not in str(exc.value)
     assert "019******345" in str(exc.value)
@@ -230,11 +230,9 @@ def test_errors_for_a_wrong_dob_never_contain_the_raw_number(
     case: tuple[str, dt.date, Sex], shift: int
 ) -> None:
     number, dob, sex = case
-    wrong = dob.replace(year=dob.year - shift) if dob.year - shift >= 1 else dob
+    wrong = dt.date(dob.year - shift, dob.month, 1)
     other_sex = Sex.FEMALE if sex is Sex.MALE else Sex.MALE
     for kwargs in ({"dob": wrong, "sex": sex}, {"dob": dob, "sex": other_sex}):
-        if kwargs["dob"] == dob and kwargs["sex"] is sex:
-            continue
         with pytest.raises(InvalidIdentifierError) as exc:
             parse_personal_id(number, **kwargs)  # type: ignore[arg-type]
         assert number not in str(exc.value)
@@ -243,13 +241,15 @@ def test_errors_for_a_wrong_dob_never_contain_the_raw_number(
 
 @given(st.text(alphabet="0123456789", min_size=12, max_size=12))
 def test_errors_for_any_twelve_digits_never_contain_them(number: str) -> None:
+    message = ""
     try:
         pid = parse_personal_id(number, today=TODAY)
     except InvalidIdentifierError as exc:
-        assert number not in str(exc)
+        message = str(exc)
     else:
         assert pid.birth_year <= TODAY.year
         assert pid.province_code in PROVINCES
+    assert number not in message
 
 
 @given(st.text(alphabet="0123456789", min_size=7, max_size=20))
@@ -309,6 +309,13 @@ def test_tax_code_with_sequence_zero_is_refused() -> None:
 def test_malformed_tax_code_is_refused(value: str) -> None:
     with pytest.raises(InvalidIdentifierError):
         parse_tax_code(value)
+
+
+def test_personal_id_typed_as_a_tax_code_is_not_repeated_in_the_error() -> None:
+    # errors.py: messages never carry raw ID numbers, even when one lands in the wrong field.
+    with pytest.raises(InvalidIdentifierError) as exc:
+        parse_tax_code(STAFF_ID)
+    assert STAFF_ID not in str(exc.value)
 
 
 def test_tax_code_that_is_not_text_is_refused() -> None:

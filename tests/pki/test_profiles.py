@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from kyso.clock import FrozenClock
+from kyso.config import load_settings
+from kyso.context import open_kyso
 from kyso.errors import ProfileError
 from kyso.pki.keys import KeyType
 from kyso.pki.profiles import (
@@ -103,7 +107,9 @@ def test_ocsp_profile_has_nocheck_and_ocsp_signing() -> None:
 def test_ca_profiles_have_path_length_zero_and_staff_ca_has_name_constraints() -> None:
     catalogue = load_catalogue()
     root = catalogue.get("root")
-    assert root.kind is ProfileKind.ROOT and root.issuers == () and root.path_length is None
+    assert root.kind is ProfileKind.ROOT
+    assert root.issuers == ()
+    assert root.path_length is None
     for name in ("issuing-staff", "issuing-citizen", "issuing-services"):
         profile = catalogue.get(name)
         assert profile.kind is ProfileKind.CA
@@ -116,7 +122,7 @@ def test_ca_profiles_have_path_length_zero_and_staff_ca_has_name_constraints() -
 
 
 def test_unknown_profile_name_lists_the_known_ones() -> None:
-    with pytest.raises(ProfileError, match="unknown profile 'nurse'.*citizen.*staff"):
+    with pytest.raises(ProfileError, match=r"unknown profile 'nurse'.*citizen.*staff"):
         load_catalogue().get("nurse")
 
 
@@ -171,7 +177,7 @@ def test_unknown_key_in_name_constraints_is_an_error() -> None:
 
 
 def test_misspelt_table_is_an_unknown_key() -> None:
-    with pytest.raises(ProfileError, match="unknown key.*extension"):
+    with pytest.raises(ProfileError, match=r"unknown key.*extension"):
         parse_edit("[extensions]", "[extension]\nfoo = 1\n[extensions]")
 
 
@@ -241,7 +247,7 @@ def test_unknown_input_is_refused() -> None:
 
 
 def test_template_with_unknown_field_is_refused() -> None:
-    with pytest.raises(ProfileError, match="unknown field.*nickname"):
+    with pytest.raises(ProfileError, match=r"unknown field.*nickname"):
         parse_edit('value = "{name}"', 'value = "{nickname}"')
 
 
@@ -386,17 +392,11 @@ def test_site_profile_can_add_a_new_profile(tmp_path: Path) -> None:
 
 
 def test_site_profiles_in_the_home_are_used_by_open_kyso(tmp_path: Path) -> None:
-    from kyso.clock import FrozenClock
-    from kyso.config import load_settings
-    from kyso.context import open_kyso
-
     home = tmp_path / "home"
     (home / "profiles").mkdir(parents=True)
     (home / "profiles" / "citizen.toml").write_text(
         edit(shipped_profile_texts()["citizen"][0], "default_days = 365", "default_days = 90"),
         encoding="utf-8")
-    import datetime as dt
-
     ctx = open_kyso(load_settings(home=home, environ={}),
                     clock=FrozenClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)), actor="admin:t")
     try:
@@ -420,7 +420,7 @@ def test_invalid_site_profile_names_its_path(tmp_path: Path) -> None:
     site.mkdir()
     path = site / "staff.toml"
     path.write_text('colour = "red"\n' + staff_text(), encoding="utf-8")
-    with pytest.raises(ProfileError, match="unknown key.*colour") as exc:
+    with pytest.raises(ProfileError, match=r"unknown key.*colour") as exc:
         load_catalogue(site)
     assert str(exc.value).startswith(str(path))
 

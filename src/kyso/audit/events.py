@@ -27,8 +27,11 @@ class Outcome(Enum):
 
 
 # Keys whose values must never be recorded, whatever the caller passes.
-_SECRET_KEYS = re.compile(r"pass(word|phrase)?|secret|otp|pin|private|key_pem|token", re.I)
-_RAW_ID = re.compile(r"(?<![0-9])([0-9]{3})[0-9]{6}([0-9]{3})(?![0-9])")
+_SECRET_KEYS = re.compile(
+    r"(^|[_-])(pass(word|phrase)?|secret|otp|pin|private(_key)?|key_pem|token)([_-]|$)", re.I
+)
+# A 12-digit run not inside a lowercase-hex token (serials, fingerprints stay intact).
+_RAW_ID = re.compile(r"(?<![0-9a-f])([0-9]{3})[0-9]{6}([0-9]{3})(?![0-9a-f])")
 
 
 def scrub(value: Any, key: str = "") -> Any:

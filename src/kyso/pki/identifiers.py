@@ -169,8 +169,9 @@ def parse_tax_code(value: str) -> str:
     text = value.strip()
     match = re.fullmatch(r"([0-9]{10})(?:-?([0-9]{3}))?", text)
     if not match:
-        raise InvalidIdentifierError(
-            f"tax code {text[:20]!r} must be 10 digits, or 10 digits, '-' and 3 for a branch"
+        raise InvalidIdentifierError(  # the value is not repeated: it may be a personal ID
+            f"tax code must be 10 digits, or 10 digits, '-' and 3 for a branch "
+            f"(got {len(text)} characters)"
         )
     main, branch = match.group(1), match.group(2)
     if main[2:9] == "0000000":
@@ -191,7 +192,8 @@ def parse_budget_code(value: str) -> str:
     text = value.strip()
     if not re.fullmatch(r"[0-9]{7}", text) or text == "0000000":
         raise InvalidIdentifierError(
-            f"budget-unit code {text[:20]!r} must be 7 digits (mã đơn vị quan hệ ngân sách)"
+            f"budget-unit code must be 7 digits (mã đơn vị quan hệ ngân sách), got {len(text)} "
+            "characters"
         )
     return text
 
@@ -209,7 +211,13 @@ def parse_email(value: str) -> str:
 
 
 def email_in_domain(email: str, domain: str) -> bool:
-    """RFC 5280 rfc822Name matching for ``domain`` and ``.domain``: host or any subdomain."""
+    """Does the address fall under ``domain``?
+
+    ``.example.vn`` means any subdomain only (RFC 5280 §4.2.1.10); ``example.vn`` means that
+    host or any subdomain — the union of the two permitted subtrees the staff CA carries.
+    """
     host = email.rsplit("@", 1)[1].lower()
     domain = domain.lower()
+    if domain.startswith("."):
+        return host.endswith(domain)
     return host == domain or host.endswith("." + domain)

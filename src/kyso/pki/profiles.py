@@ -295,6 +295,8 @@ def parse_profile(text: str, source: str) -> Profile:
             raise ProfileError(f"{source}: [extensions] unknown extended key usage {e!r}")
     eku_critical = ext.get("extended_key_usage_critical", bool, False)
     path_length = ext.get("path_length", int, None) if kind is not ProfileKind.END_ENTITY else None
+    if path_length is not None and path_length < 0:
+        raise ProfileError(f"{source}: [extensions] path_length must be 0 or more")
     if kind is ProfileKind.END_ENTITY and "path_length" in ext.data:
         raise ProfileError(f"{source}: [extensions] path_length is only for CA profiles")
     policy_oids = ext.strings("policy_oids", [])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -79,6 +80,20 @@ class ResolvedSubject:
         return f"ResolvedSubject(cn={self.common_name!r})"
 
 
+def name_attribute(attr_type: str, value: str) -> x509.NameAttribute:
+    """An attribute whose length bound is checked in characters, as RFC 5280's ub-* bounds are.
+
+    cryptography counts UTF-8 bytes for CN, which would refuse ordinary Vietnamese agency
+    names of 40–64 characters; the caller has already checked the character bound.
+    """
+    oid = ATTRIBUTES[attr_type]
+    if attr_type == "C":
+        return x509.NameAttribute(oid, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return x509.NameAttribute(oid, value, _validate=False)
+
+
 def _clean_text(key: str, value: object) -> str:
     if not isinstance(value, str):
         raise InvalidSubjectError(f"{key} must be text")
@@ -147,10 +162,21 @@ def resolve(
         values["email"] = email
     if "name" in values and ({"surname", "given_name"} & profile.allowed_inputs):
         surname, given = (values.get("surname"), values.get("given_name"))
-        if surname is None or given is None:
-            auto_sn, auto_gn = split_vietnamese_name(values["name"])
-            values.setdefault("surname", auto_sn)
-            values.setdefault("given_name", auto_gn)
+        full = values["name"]
+        if surname is not None and given is None:
+            rest = full[len(surname):].strip() if full.startswith(surname + " ") else ""
+            if not rest:
+                raise InvalidSubjectError("--surname must be the start of --name; "
+                                          "give --given-name too")
+            values["given_name"] = rest
+        elif given is not None and surname is None:
+            head = full[: -len(given)].strip() if full.endswith(" " + given) else ""
+            if not head:
+                raise InvalidSubjectError("--given-name must be the end of --name; "
+                                          "give --surname too")
+            values["surname"] = head
+        elif surname is None and given is None:
+            values["surname"], values["given_name"] = split_vietnamese_name(full)
 
     context = ca.context(issuer)
     if profile.san_email is Requirement.REQUIRED and email is None:
@@ -176,7 +202,7 @@ def resolve(
             raise InvalidSubjectError(
                 f"{rdn.type} is {len(value)} characters; at most {limit} are allowed"
             )
-        attributes.append(x509.NameAttribute(ATTRIBUTES[rdn.type], value))
+        attributes.append(name_attribute(rdn.type, value))
     name = x509.Name([x509.RelativeDistinguishedName([a]) for a in attributes])
     cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     common_name = str(cns[0].value) if cns else ""

@@ -120,7 +120,8 @@ def open_store(url: str, *, now: Callable[[], dt.datetime]) -> Store:
         path = _sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        pool = sa.pool.StaticPool if path is None else sa.pool.NullPool  # :memory: = one connection
+        engine = sa.create_engine(url, poolclass=pool)
         _configure_sqlite(engine)
     else:
         try:
