@@ -4,6 +4,7 @@ traceback."""
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -49,6 +50,7 @@ add_format_option(cli)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    os.umask(0o077)  # files kyso creates are private unless written with an explicit mode
     try:
         cli.main(args=argv, prog_name="kyso", standalone_mode=False)
     except click.exceptions.Abort:

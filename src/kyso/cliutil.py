@@ -24,7 +24,8 @@ from kyso.config import (
     read_passphrase_file,
 )
 from kyso.context import Kyso, open_kyso
-from kyso.errors import UsageError
+from kyso.errors import CANotInitialisedError, UsageError
+from kyso.store.engine import sqlite_path
 
 
 @dataclass
@@ -38,7 +39,17 @@ class App:
 
     @property
     def kyso(self) -> Kyso:
+        """The context of an existing home; a home without a CA database is an error, so a
+        mistyped --home never leaves an empty database behind."""
+        return self.open(create=False)
+
+    def open(self, *, create: bool) -> Kyso:
         if self._kyso is None:
+            db = sqlite_path(self.settings.database_url)
+            if not create and db is not None and not db.exists():
+                raise CANotInitialisedError(
+                    f"no CA in {self.settings.home}; create one with `kyso ca init` "
+                    "(or point --home / KYSO_HOME at the right directory)")
             self._kyso = open_kyso(self.settings)
         return self._kyso
 
@@ -77,6 +88,7 @@ def _console() -> Console:
 
 
 stdout = _console()
+stderr = Console(stderr=True, highlight=False)
 
 
 def _stdin_is_tty() -> bool:
@@ -121,11 +133,15 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
+NO_WRAP_COLUMNS = {"serial", "sha256", "status", "not_after", "valid until"}
+
+
 def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
                ) -> None:
+    """A table; serials and dates never fold, so they copy and paste whole."""
     table = Table(title=title, show_lines=False, header_style="bold")
     for col in columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in NO_WRAP_COLUMNS)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     stdout.print(table)

@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 
 from kyso.errors import ConfigError
-from kyso.files import atomic_write
+from kyso.files import atomic_write, ensure_private_dir
 
 
 class Pseudonymizer:
@@ -30,6 +30,7 @@ class Pseudonymizer:
     def from_file(cls, path: Path) -> Pseudonymizer:
         """Load the key, creating it (0600) the first time; concurrent first uses agree."""
         if not path.exists():
+            ensure_private_dir(path.parent)
             with contextlib.suppress(FileExistsError):
                 atomic_write(path, secrets.token_bytes(32), mode=0o600, exclusive=True)
         try:

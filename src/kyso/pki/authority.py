@@ -46,7 +46,7 @@ from kyso.pki.keys import (
     spki_sha256,
 )
 from kyso.pki.profiles import Profile
-from kyso.pki.records import certificate_row
+from kyso.pki.records import certificate_row, subject_text
 from kyso.pki.serials import new_serial, serial_hex
 from kyso.pki.subjects import CaSettings, SubjectRequest, resolve
 from kyso.store import schema
@@ -80,7 +80,7 @@ class AuthorityInfo:
             "name": self.name,
             "profile": self.profile,
             "parent": self.parent,
-            "subject": cert.subject.rfc4514_string(),
+            "subject": subject_text(cert.subject),
             "key": key_type_of(cert.public_key()).value,
             "serial": serial_hex(cert.serial_number),
             "not_before": vn_iso(cert.not_valid_before_utc),
@@ -178,17 +178,22 @@ def list_authorities(kyso: Kyso) -> list[AuthorityInfo]:
 
 
 def list_services(kyso: Kyso) -> list[AuthorityInfo]:
+    """The current certificate of each service key: the newest valid one (renewals included)."""
     c = schema.certificates
     with kyso.store.read() as conn:
         rows = conn.execute(
             sa.select(c.c.profile, c.c.issuer, c.c.der, c.c.key_file)
-            .where(c.c.key_file.is_not(None)).order_by(c.c.id)
+            .where(c.c.key_file.is_not(None), c.c.status == "valid").order_by(c.c.id)
         ).mappings().all()
-    return [
-        AuthorityInfo(Path(r["key_file"]).name.removesuffix(".key.pem"), r["profile"],
-                      r["issuer"], x509.load_der_x509_certificate(r["der"]), Path(r["key_file"]))
-        for r in rows
-    ]
+    current: dict[str, AuthorityInfo] = {}
+    for r in rows:  # later rows (renewals) replace earlier ones
+        name = Path(r["key_file"]).name.removesuffix(".key.pem")
+        current.pop(name, None)
+        current[name] = AuthorityInfo(name, r["profile"], r["issuer"],
+                                      x509.load_der_x509_certificate(r["der"]),
+                                      Path(r["key_file"]))
+    order = {s[0]: i for i, s in enumerate(SERVICES)}
+    return sorted(current.values(), key=lambda a: order.get(a.name, 99))
 
 
 def chain_pem(kyso: Kyso, ca_name: str) -> bytes:
@@ -351,7 +356,7 @@ def init_ca(
     for name in CA_NAMES:
         kyso.record(Layer.PKI, "CA_CREATION", Outcome.SUCCESS, object=name,
                     serial=serial_hex(certs[name].serial_number),
-                    subject=certs[name].subject.rfc4514_string(), key_type=key_type.value)
+                    subject=subject_text(certs[name].subject), key_type=key_type.value)
     for sname, profile, ca_name, _key, cert in service_rows:
         kyso.record(Layer.PKI, "CERT_CREATION", Outcome.SUCCESS, object=serial_hex(
             cert.serial_number), profile=profile.name, issuer=ca_name, service=sname)
@@ -398,7 +403,7 @@ def _insert_hierarchy(
         cert = certs[name]
         conn.execute(sa.insert(schema.authorities).values(
             name=name, profile=CA_PROFILES[name], parent=parents[name],
-            serial=serial_hex(cert.serial_number), subject=cert.subject.rfc4514_string(),
+            serial=serial_hex(cert.serial_number), subject=subject_text(cert.subject),
             der=cert.public_bytes(serialization.Encoding.DER),
             key_file=str(ca_dir / f"{name}.key.pem"), crl_number=0, created_at=now,
         ))

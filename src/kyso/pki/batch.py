@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from kyso.clock import vn_iso
 from kyso.context import Kyso
 from kyso.errors import KysoError, RosterError
 from kyso.files import atomic_write, ensure_private_dir
@@ -29,6 +30,7 @@ from kyso.pki.keys import KeyType, PrivateKey, as_private_key, generate_key
 from kyso.pki.lifecycle import revoke
 from kyso.pki.pkcs12 import build_pkcs12
 from kyso.pki.profiles import INPUTS
+from kyso.pki.records import common_name_of
 from kyso.pki.subjects import SubjectRequest, resolve
 
 MAX_ROSTER_BYTES = 16 * 1024 * 1024
@@ -183,7 +185,7 @@ def issue_batch(
             item = issuance.prepare(kyso, ca, profile.name, row.request, private_key=key,
                                     days=days)
             p12 = build_pkcs12(key, item.certificate, ca.chain(issuer_name), p12_passphrase,
-                               item.certificate.subject.rfc4514_string()[:64])
+                               common_name_of(item.certificate))
             if all_or_nothing:
                 prepared.append((row, item, p12))
             else:
@@ -200,7 +202,11 @@ def issue_batch(
         for (row, _item, p12), stored in zip(prepared, stored_all, strict=True):
             issued_rows.append(_write_files(kyso, ca, row, stored, p12, out_dir))
     errors.sort(key=lambda e: e.line)
-    manifest = _write_manifest(out_dir, issued_rows) if issued_rows else None
+    manifest = None
+    if issued_rows:
+        manifest = _write_manifest(out_dir, issued_rows)
+        chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in ca.chain(issuer_name))
+        atomic_write(out_dir / f"chain-{issuer_name}.pem", chain)
     return BatchResult(tuple(issued_rows), tuple(errors), manifest)
 
 
@@ -235,7 +241,13 @@ def _write_manifest(out_dir: Path, rows: list[IssuedRow]) -> Path:
     for r in sorted(rows, key=lambda r: r.line):
         rec = r.issued.record
         writer.writerow([r.line, rec.serial, rec.common_name, rec.holder_hint or "",
-                         rec.not_after.isoformat(), r.files[0].name, r.files[1].name])
-    path = out_dir / "manifest.csv"
-    atomic_write(path, buf.getvalue().encode("utf-8"))
-    return path
+                         vn_iso(rec.not_after), r.files[0].name, r.files[1].name])
+    data = buf.getvalue().encode("utf-8")
+    for n in range(1, 1000):  # a second batch into the same folder keeps the first manifest
+        path = out_dir / ("manifest.csv" if n == 1 else f"manifest-{n}.csv")
+        try:
+            atomic_write(path, data, exclusive=True)
+        except FileExistsError:
+            continue
+        return path
+    raise RosterError(f"too many manifests in {out_dir}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -22,16 +23,18 @@ from kyso.cliutil import (
     p12_passphrase,
     pass_app,
     passphrase_file_option,
+    stderr,
 )
 from kyso.clock import vn_iso
+from kyso.config import check_new_passphrase
+from kyso.context import Kyso
 from kyso.errors import CSRError, PkiError, UsageError
 from kyso.files import atomic_write
 from kyso.pki import authority, batch, crl, inventory, issuance, lifecycle
 from kyso.pki.csr import MAX_CSR_BYTES, load_csr
 from kyso.pki.keys import KeyType
 from kyso.pki.pkcs12 import build_pkcs12
-from kyso.pki.records import CertificateRecord
-from kyso.pki.serials import parse_serial
+from kyso.pki.records import CertificateRecord, common_name_of
 from kyso.pki.subjects import SubjectRequest
 
 KEY_TYPES = [k.value for k in KeyType]
@@ -72,10 +75,11 @@ def ca_init(app: App, org: str, province: str, key_type: str, base_url: str,
     Keys are encrypted at rest under the CA passphrase (files 0600). An existing CA is
     never overwritten.
     """
-    kyso = app.kyso
+    passphrase = check_new_passphrase(ca_passphrase(passphrase_file, confirm=True),
+                                      "CA passphrase")
+    kyso = app.open(create=True)
     if authority.ca_exists(kyso):
         raise PkiError(f"a CA already exists in {kyso.settings.home}; it is never overwritten")
-    passphrase = ca_passphrase(passphrase_file, confirm=True)
     result = authority.init_ca(kyso, passphrase=passphrase, org=org, province=province,
                                key_type=KeyType(key_type), base_url=base_url,
                                email_domain=email_domain)
@@ -175,9 +179,14 @@ def profile_show(app: App, name: str) -> None:
     if app.json:
         emit_json(d)
         return
-    emit_fields([(k, ", ".join(map(str, v)) if isinstance(v, list) else
-                  (v if not isinstance(v, dict) else ", ".join(f"{a}={b}" for a, b in v.items())))
-                 for k, v in d.items()], title=p.name)
+    def text(value: object) -> str:
+        if isinstance(value, list):
+            return ", ".join(map(str, value))
+        if isinstance(value, dict):
+            return "; ".join(f"{a}: {text(b)}" for a, b in value.items())
+        return "" if value is None else str(value)
+
+    emit_fields([(k, text(v)) for k, v in d.items()], title=p.name)
 
 
 # --- kyso cert -----------------------------------------------------------------------------
@@ -285,54 +294,73 @@ def cert_issue(app: App, /, profile_name: str, key_type: str | None, csr: Path |
     prepared = issuance.prepare(
         kyso, ca_obj, profile_name, request, csr=csr_obj,
         key_type=KeyType(key_type) if key_type else None, days=days, issuer=ca_name)
-    serial_text = format(prepared.certificate.serial_number, "x")
-    issued_dir = kyso.settings.issued_dir
-    cert_path = out or issued_dir / f"{serial_text}.crt.pem"
-    chain_path = cert_path.with_name(cert_path.name.removesuffix(".crt.pem").removesuffix(
-        ".pem") + ".chain.pem")
-    p12_path = (p12 or issued_dir / f"{serial_text}.p12") if csr_obj is None else None
-    if out is None or (csr_obj is None and p12 is None):
-        issued_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    targets = [cert_path, chain_path] + ([p12_path] if p12_path else [])
-    _check_new(targets)
-    chain = tuple(ca_obj.chain(prepared.issuer.name))
+    outputs = _Outputs.plan(kyso.settings.issued_dir, prepared.certificate.serial_number, out,
+                            p12 if csr_obj is None else None, with_p12=csr_obj is None)
     p12_bytes = None
-    if p12_path is not None:
-        assert prepared.private_key is not None
-        assert p12_pass is not None
-        p12_bytes = build_pkcs12(prepared.private_key, prepared.certificate, chain, p12_pass,
-                                 prepared.certificate.subject.rfc4514_string()[:64])
+    if outputs.p12 is not None and prepared.private_key is not None and p12_pass is not None:
+        p12_bytes = build_pkcs12(prepared.private_key, prepared.certificate,
+                                 ca_obj.chain(prepared.issuer.name), p12_pass,
+                                 common_name_of(prepared.certificate))
     issued = issuance.commit(kyso, ca_obj, [prepared])[0]
-    written: list[Path] = []
-    try:
-        if p12_path is not None and p12_bytes is not None:
-            atomic_write(p12_path, p12_bytes, mode=0o600, exclusive=True)
-            written.append(p12_path)
-        atomic_write(cert_path, issued.record.pem, exclusive=True)
-        written.append(cert_path)
-        atomic_write(chain_path, _pem_chain(chain), exclusive=True)
-        written.append(chain_path)
-    except OSError as exc:
-        for p in written:
-            p.unlink(missing_ok=True)
-        lifecycle.revoke(kyso, issued.record.serial, reason="cessationOfOperation")
-        raise PkiError(f"cannot write output ({exc.strerror}); certificate "
-                       f"{issued.record.serial} was revoked so no orphan stays valid") from None
-    files = {"certificate": str(cert_path), "chain": str(chain_path)}
-    if p12_path is not None:
-        files["pkcs12"] = str(p12_path)
-    if app.json:
-        emit_json({**issued.record.to_dict(kyso.now()), "files": files,
-                   "warnings": list(issued.warnings)})
-        return
-    _render_record(issued.record, title=f"Issued {profile_name} certificate "
-                                       f"{issued.record.serial}")
-    emit_fields(list(files.items()))
-    for w in issued.warnings:
-        click.echo(f"warning: {w}", err=True)
+    files = outputs.write(kyso, issued, p12_bytes)
+    _render_issued(app, issued, files, f"Issued {profile_name} certificate {issued.record.serial}")
 
 
-def _render_record(rec: CertificateRecord, title: str, now: dt.datetime | None = None) -> None:
+@dataclass(frozen=True)
+class _Outputs:
+    """Where a new certificate's files go; checked before anything is signed or stored."""
+
+    cert: Path
+    chain: Path
+    p12: Path | None
+
+    @classmethod
+    def plan(cls, issued_dir: Path, serial: int, out: Path | None, p12: Path | None,
+             *, with_p12: bool) -> _Outputs:
+        name = format(serial, "x")
+        cert_path = out or issued_dir / f"{name}.crt.pem"
+        stem = cert_path.name.removesuffix(".pem").removesuffix(".crt")
+        chain_path = cert_path.with_name(f"{stem}.chain.pem")
+        p12_path = (p12 or issued_dir / f"{name}.p12") if with_p12 else None
+        issued_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        plan = cls(cert_path, chain_path, p12_path)
+        _check_new(plan.paths())
+        return plan
+
+    def paths(self) -> list[Path]:
+        return [self.cert, self.chain] + ([self.p12] if self.p12 else [])
+
+    def write(self, kyso: Kyso, issued: issuance.IssuedCertificate, p12_bytes: bytes | None
+              ) -> dict[str, str]:
+        """Write every file or none; a certificate whose key could not be saved is revoked."""
+        written: list[Path] = []
+        try:
+            if self.p12 is not None and p12_bytes is not None:
+                atomic_write(self.p12, p12_bytes, mode=0o600, exclusive=True)
+                written.append(self.p12)
+            atomic_write(self.cert, issued.record.pem, exclusive=True)
+            written.append(self.cert)
+            atomic_write(self.chain, _pem_chain(issued.chain), exclusive=True)
+            written.append(self.chain)
+        except OSError as exc:
+            for p in written:
+                p.unlink(missing_ok=True)
+            if self.p12 is not None:
+                lifecycle.revoke(kyso, issued.record.serial, reason="cessationOfOperation")
+                raise PkiError(f"cannot write output ({exc.strerror}); certificate "
+                               f"{issued.record.serial} was revoked so no orphan stays valid"
+                               ) from None
+            raise PkiError(f"cannot write output ({exc.strerror}); certificate "
+                           f"{issued.record.serial} is stored: `kyso cert show "
+                           f"{issued.record.serial} --pem` prints it") from None
+        files = {"certificate": str(self.cert), "chain": str(self.chain)}
+        if self.p12 is not None and p12_bytes is not None:
+            files["pkcs12"] = str(self.p12)
+        return files
+
+
+def _render_record(rec: CertificateRecord, title: str, now: dt.datetime | None = None,
+                   extra: list[tuple[str, str]] | None = None) -> None:
     d = rec.to_dict(now)
     emit_fields([
         ("subject", d["subject"]), ("holder", d["holder"]), ("email", d["email"]),
@@ -340,7 +368,7 @@ def _render_record(rec: CertificateRecord, title: str, now: dt.datetime | None =
         ("valid", f"{d['not_before']} → {d['not_after']}"), ("status", d["status"]),
         ("revoked", d["revoked_at"]), ("reason", d["revocation_reason"]),
         ("invalidity", d["invalidity_date"]), ("replaces", d["replaces"]),
-        ("sha256", d["sha256"]),
+        ("sha256", d["sha256"]), *(extra or []),
     ], title=title)
 
 
@@ -380,7 +408,7 @@ def cert_issue_batch(app: App, roster: Path, profile_name: str, key_type: str | 
     target = out_dir or kyso.settings.issued_dir / ("batch-" + kyso.now().strftime(
         "%Y%m%dT%H%M%SZ"))
     with Progress(TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True, disable=app.json) as bar:
+                  transient=True, disable=app.json, console=stderr) as bar:
         task = bar.add_task("issue", total=None)
 
         def progress(done: int, total: int) -> None:
@@ -402,8 +430,17 @@ def cert_issue_batch(app: App, roster: Path, profile_name: str, key_type: str | 
         raise SystemExit(1)
 
 
-def _serial_arg(value: str) -> str:
-    return parse_serial(value)
+def _duration(value: str | None) -> dt.timedelta | None:
+    if value is None:
+        return None
+    try:
+        return inventory.parse_duration(value)
+    except PkiError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _serial_arg(kyso: Kyso, value: str) -> str:
+    return inventory.find_serial(kyso, value)
 
 
 @cert.command("revoke", epilog="""\b
@@ -428,7 +465,7 @@ def cert_revoke(app: App, serial: str, reason: str, invalidity_date: str | None)
                              ) from None
         if when.tzinfo is None:
             raise UsageError("--invalidity-date needs an offset, e.g. +07:00")
-    change = lifecycle.revoke(app.kyso, _serial_arg(serial), reason=reason, invalidity_date=when)
+    change = lifecycle.revoke(app.kyso, _serial_arg(app.kyso, serial), reason=reason, invalidity_date=when)
     _render_change(app, change, "revoked")
 
 
@@ -437,7 +474,7 @@ def cert_revoke(app: App, serial: str, reason: str, invalidity_date: str | None)
 @pass_app
 def cert_hold(app: App, serial: str) -> None:
     """Suspend a certificate (tạm dừng): listed as certificateHold until released."""
-    _render_change(app, lifecycle.hold(app.kyso, _serial_arg(serial)), "put on hold")
+    _render_change(app, lifecycle.hold(app.kyso, _serial_arg(app.kyso, serial)), "put on hold")
 
 
 @cert.command("release")
@@ -445,7 +482,7 @@ def cert_hold(app: App, serial: str) -> None:
 @pass_app
 def cert_release(app: App, serial: str) -> None:
     """Release a held certificate: valid again from the next CRL."""
-    _render_change(app, lifecycle.release(app.kyso, _serial_arg(serial)), "released")
+    _render_change(app, lifecycle.release(app.kyso, _serial_arg(app.kyso, serial)), "released")
 
 
 def _render_change(app: App, change: lifecycle.StatusChange, verb: str) -> None:
@@ -468,12 +505,12 @@ def cert_renew(app: App, serial: str, days: int | None, out: Path | None,
     """New certificate, same subject and same key (the holder keeps using their key)."""
     kyso = app.kyso
     ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
-    if out is not None:
-        _check_new([out])
-    issued = issuance.renew(kyso, ca_obj, _serial_arg(serial), days=days)
-    path = out or kyso.settings.issued_dir / f"{issued.record.serial}.crt.pem"
-    atomic_write(path, issued.record.pem + _pem_chain(issued.chain), exclusive=True)
-    _render_issued(app, issued, {"certificate": str(path)})
+    issued = issuance.renew(kyso, ca_obj, _serial_arg(kyso, serial), days=days)
+    outputs = _Outputs.plan(kyso.settings.issued_dir, issued.record.certificate.serial_number,
+                            out, None, with_p12=False)
+    files = outputs.write(kyso, issued, None)
+    _render_issued(app, issued, files, f"Renewed: certificate {issued.record.serial} replaces "
+                                       f"{issued.record.replaces}")
 
 
 @cert.command("rekey")
@@ -496,30 +533,29 @@ def cert_rekey(app: App, serial: str, csr: Path | None, key_type: str | None, da
     p12_pass = p12_passphrase(p12_passphrase_file) if csr_obj is None else None
     if p12 is not None:
         _check_new([p12])
-    issued = issuance.rekey(kyso, ca_obj, _serial_arg(serial), csr=csr_obj,
+    issued = issuance.rekey(kyso, ca_obj, _serial_arg(kyso, serial), csr=csr_obj,
                             key_type=KeyType(key_type) if key_type else None, days=days,
                             revoke_old=not keep_old)
-    files = {}
-    cert_path = kyso.settings.issued_dir / f"{issued.record.serial}.crt.pem"
-    atomic_write(cert_path, issued.record.pem + _pem_chain(issued.chain), exclusive=True)
-    files["certificate"] = str(cert_path)
+    outputs = _Outputs.plan(kyso.settings.issued_dir, issued.record.certificate.serial_number,
+                            None, p12, with_p12=csr_obj is None)
+    p12_bytes = None
     if issued.private_key is not None and p12_pass is not None:
-        p12_path = p12 or kyso.settings.issued_dir / f"{issued.record.serial}.p12"
-        atomic_write(p12_path, build_pkcs12(issued.private_key, issued.record.certificate,
-                                            issued.chain, p12_pass, issued.record.common_name),
-                     mode=0o600, exclusive=True)
-        files["pkcs12"] = str(p12_path)
-    _render_issued(app, issued, files)
+        p12_bytes = build_pkcs12(issued.private_key, issued.record.certificate, issued.chain,
+                                 p12_pass, issued.record.common_name)
+    files = outputs.write(kyso, issued, p12_bytes)
+    _render_issued(app, issued, files, f"Rekeyed: certificate {issued.record.serial} replaces "
+                                       f"{issued.record.replaces}")
 
 
-def _render_issued(app: App, issued: issuance.IssuedCertificate, files: dict[str, str]) -> None:
+def _render_issued(app: App, issued: issuance.IssuedCertificate, files: dict[str, str],
+                   title: str) -> None:
     if app.json:
-        emit_json({**issued.record.to_dict(), "files": files})
+        emit_json({**issued.record.to_dict(app.kyso.now()), "files": files,
+                   "warnings": list(issued.warnings)})
         return
-    _render_record(issued.record, title=f"Issued {issued.record.profile} certificate "
-                                        f"{issued.record.serial} (replaces "
-                                        f"{issued.record.replaces})")
-    emit_fields(list(files.items()))
+    _render_record(issued.record, title=title, extra=list(files.items()))
+    for w in issued.warnings:
+        click.echo(f"warning: {w}", err=True)
 
 
 @cert.command("list", epilog="""\b
@@ -529,21 +565,23 @@ Examples:
   kyso cert list --id 019099012345 --format json""")
 @click.option("--profile", "profile_name")
 @click.option("--status", type=click.Choice(list(inventory.STATUS_FILTERS)))
-@click.option("--expiring", help="Valid certificates expiring within 30d, 2w, 12h…")
+@click.option("--expiring", callback=lambda _c, _p, v: _duration(v),
+              help="Valid certificates expiring within 30d, 2w, 12h…")
 @click.option("--id", "holder_id", help="Holder's personal ID or tax code (matched by pseudonym).")
 @click.option("--ca", "issuer", help="Issuing CA (staff, citizen, services).")
 @click.option("--limit", type=click.IntRange(1, None))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]),
               help="Overrides the global --format.")
 @pass_app
-def cert_list(app: App, profile_name: str | None, status: str | None, expiring: str | None,
+def cert_list(app: App, profile_name: str | None, status: str | None,
+              expiring: dt.timedelta | None,
               holder_id: str | None, issuer: str | None, limit: int | None,
               fmt: str | None) -> None:
     """Search the inventory."""
     kyso = app.kyso
     query = inventory.Query(
         profile=profile_name, status=status,
-        expiring_within=inventory.parse_duration(expiring) if expiring else None,
+        expiring_within=expiring,
         holder_id=holder_id, issuer=issuer, limit=limit)
     records = inventory.search(kyso, query)
     now = kyso.now()
@@ -567,7 +605,7 @@ def cert_list(app: App, profile_name: str | None, status: str | None, expiring: 
 def cert_show(app: App, serial: str, pem: bool) -> None:
     """Show one certificate."""
     kyso = app.kyso
-    record, _ = issuance.get_record(kyso, _serial_arg(serial))
+    record, _ = issuance.get_record(kyso, _serial_arg(app.kyso, serial))
     if app.json:
         emit_json({**record.to_dict(kyso.now()), "pem": record.pem.decode("ascii")})
         return

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from kyso.context import Kyso
-from kyso.errors import PkiError
+from kyso.errors import CertificateNotFoundError, PkiError
+from kyso.pki.authority import load_settings
 from kyso.pki.identifiers import parse_personal_id, parse_tax_code
 from kyso.pki.records import CertificateRecord, Status
+from kyso.pki.serials import parse_serial
 from kyso.store import schema
 
 STATUS_FILTERS = ("valid", "revoked", "on_hold", "expired")
@@ -38,7 +40,31 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(days=int(t[:-1]) * units[t[-1]])
 
 
+MIN_SERIAL_PREFIX = 8
+
+
+def find_serial(kyso: Kyso, text: str) -> str:
+    """The full serial for ``text``: a whole serial, or a unique prefix of at least 8 hex digits
+    (as ``git`` accepts short commit ids)."""
+    serial = parse_serial(text)
+    c = schema.certificates
+    with kyso.store.read() as conn:
+        if conn.execute(sa.select(c.c.serial).where(c.c.serial == serial)).first() is not None:
+            return serial
+        if len(serial) < MIN_SERIAL_PREFIX:
+            raise CertificateNotFoundError(f"no certificate with serial {serial} in this CA")
+        matches = conn.execute(
+            sa.select(c.c.serial).where(c.c.serial.startswith(serial, autoescape=True)).limit(2)
+        ).scalars().all()
+    if not matches:
+        raise CertificateNotFoundError(f"no certificate with serial {serial} in this CA")
+    if len(matches) > 1:
+        raise CertificateNotFoundError(f"serial prefix {serial} is ambiguous; give more digits")
+    return str(matches[0])
+
+
 def search(kyso: Kyso, query: Query) -> list[CertificateRecord]:
+    load_settings(kyso)  # an empty home is "no CA here", not an empty inventory
     c = schema.certificates
     now = kyso.now()
     stmt = sa.select(c)

@@ -61,6 +61,7 @@ class Prepared:
     replaces: str | None
     new_key: bool
     rebuild: Callable[[int], x509.Certificate] = field(repr=False, compare=False)
+    key_file: str | None = None  # service certificates (OCSP, TSA, audit) whose key kyso holds
     warnings: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
@@ -234,7 +235,7 @@ def commit(kyso: Kyso, ca: CertificateAuthority, items: Sequence[Prepared]) -> l
                 holder_pseudonym=item.holder_pseudonym, holder_hint=item.holder_hint,
                 email=item.email, replaces=item.replaces,
             )
-            conn.execute(sa.insert(c).values(**row))
+            conn.execute(sa.insert(c).values(**row, key_file=item.key_file))
             if item.new_key:
                 conn.execute(sa.insert(ck).values(spki_sha256=spki, first_serial=row["serial"]))
             stored.append(item)
@@ -310,6 +311,13 @@ def get_record(kyso: Kyso, serial: str) -> tuple[CertificateRecord, str | None]:
     return CertificateRecord.from_row(row), row["holder_pseudonym"]
 
 
+def _service_key_file(kyso: Kyso, serial: str) -> str | None:
+    c = schema.certificates
+    with kyso.store.read() as conn:
+        value = conn.execute(sa.select(c.c.key_file).where(c.c.serial == serial)).scalar()
+    return str(value) if value else None
+
+
 def renew(
     kyso: Kyso, ca: CertificateAuthority, serial: str, *, days: int | None = None
 ) -> IssuedCertificate:
@@ -361,6 +369,10 @@ def _reissue(
     action: str,
 ) -> IssuedCertificate:
     old, pseudonym = get_record(kyso, serial)
+    key_file = _service_key_file(kyso, serial)
+    if key_file is not None and (public_key is not None or private_key is not None):
+        raise PkiError(f"certificate {serial} belongs to a kyso service whose key kyso holds; "
+                       "renew it (same key) instead of rekeying")
     if old.status is not Status.VALID:
         raise PkiError(f"certificate {serial} is {old.status.value}; only a valid certificate "
                        f"can be used to {action}")
@@ -377,4 +389,4 @@ def _reissue(
         days=days, holder_pseudonym=pseudonym, holder_hint=old.holder_hint, replaces=old.serial,
         new_key=not same_key,
     )
-    return commit(kyso, ca, [prepared])[0]
+    return commit(kyso, ca, [replace(prepared, key_file=key_file)])[0]

@@ -15,8 +15,10 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy.engine import RowMapping
 
 from kyso.clock import vn_iso
+from kyso.pki.identifiers import mask_id
 from kyso.pki.keys import key_type_of, spki_sha256
 from kyso.pki.serials import serial_hex
+from kyso.pki.subjects import unchecked_attribute
 
 
 class Status(Enum):
@@ -127,12 +129,21 @@ class CertificateRecord:
 
 
 _ID_IN_SUBJECT = ("IDCVN-", "CCCD:", "CMND:")
+# RFC 4514 names for the attributes our profiles use (OpenSSL and pkilint spell them so).
+ATTRIBUTE_LABELS = {
+    NameOID.SERIAL_NUMBER: "serialNumber", NameOID.GIVEN_NAME: "GN", NameOID.SURNAME: "SN",
+    NameOID.TITLE: "T", NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+    NameOID.USER_ID: "UID",
+}
+
+
+def subject_text(name: x509.Name) -> str:
+    """RFC 4514 text with readable attribute names instead of dotted OIDs."""
+    return name.rfc4514_string(ATTRIBUTE_LABELS)
 
 
 def masked_subject(name: x509.Name) -> str:
     """RFC 4514 subject with personal ID numbers masked, for the inventory and events."""
-    from kyso.pki.identifiers import mask_id
-
     parts = []
     for rdn in name.rdns:
         for attr in rdn:
@@ -140,10 +151,15 @@ def masked_subject(name: x509.Name) -> str:
             for prefix in _ID_IN_SUBJECT:
                 if value.startswith(prefix):
                     value = prefix + mask_id(value[len(prefix):])
-            parts.append(x509.Name([x509.RelativeDistinguishedName([
-                x509.NameAttribute(attr.oid, value, attr._type)
-            ])]).rfc4514_string())
+            parts.append(subject_text(x509.Name([x509.RelativeDistinguishedName([
+                unchecked_attribute(attr.oid, value)
+            ])])))
     return ",".join(reversed(parts))
+
+
+def common_name_of(cert: x509.Certificate) -> str:
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cns[0].value) if cns else ""
 
 
 def certificate_row(
@@ -157,14 +173,13 @@ def certificate_row(
     email: str | None,
     replaces: str | None = None,
 ) -> dict[str, Any]:
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     public_key = cert.public_key()
     return {
         "serial": serial_hex(cert.serial_number),
         "issuer": issuer,
         "profile": profile,
         "subject": masked_subject(cert.subject),
-        "common_name": str(cns[0].value) if cns else "",
+        "common_name": common_name_of(cert),
         "holder_pseudonym": holder_pseudonym,
         "holder_hint": holder_hint,
         "email": email,

@@ -80,7 +80,7 @@ class ResolvedSubject:
         return f"ResolvedSubject(cn={self.common_name!r})"
 
 
-def name_attribute(attr_type: str, value: str) -> x509.NameAttribute:
+def name_attribute(attr_type: str, value: str) -> x509.NameAttribute[str]:
     """An attribute whose length bound is checked in characters, as RFC 5280's ub-* bounds are.
 
     cryptography counts UTF-8 bytes for CN, which would refuse ordinary Vietnamese agency
@@ -89,6 +89,10 @@ def name_attribute(attr_type: str, value: str) -> x509.NameAttribute:
     oid = ATTRIBUTES[attr_type]
     if attr_type == "C":
         return x509.NameAttribute(oid, value)
+    return unchecked_attribute(oid, value)
+
+
+def unchecked_attribute(oid: x509.ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return x509.NameAttribute(oid, value, _validate=False)

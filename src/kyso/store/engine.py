@@ -9,6 +9,7 @@ sees an error.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -33,11 +34,24 @@ def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and :memory:)."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and url != "sqlite:///:memory:":
         return Path(url[len(prefix):])
     return None
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use the umask); its -wal and
+    -shm files inherit the mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+    os.close(fd)
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -117,9 +131,10 @@ def _is_current(store: Store) -> bool:
 def open_store(url: str, *, now: Callable[[], dt.datetime]) -> Store:
     """Open (creating if needed) and migrate the database at ``url``."""
     if _is_sqlite(url):
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _create_private(path)
         pool = sa.pool.StaticPool if path is None else sa.pool.NullPool  # :memory: = one connection
         engine = sa.create_engine(url, poolclass=pool)
         _configure_sqlite(engine)
