@@ -447,7 +447,7 @@ def _serial_arg(kyso: Kyso, value: str) -> str:
 Examples:
   kyso cert revoke 6f2489d7d37dd3ff86bb658b14f69662c932d7e4 --reason keyCompromise \\
       --invalidity-date 2026-11-20T08:00:00+07:00
-  kyso cert revoke 6f24…e4 --reason affiliationChanged""")
+  kyso cert revoke 6f2489d7 --reason affiliationChanged   # a unique prefix of 8+ digits""")
 @click.argument("serial")
 @click.option("--reason", default="unspecified", show_default=True,
               type=click.Choice(list(lifecycle.REVOKE_REASONS), case_sensitive=False))
