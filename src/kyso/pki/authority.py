@@ -171,10 +171,17 @@ def list_authorities(kyso: Kyso) -> list[AuthorityInfo]:
     order = {n: i for i, n in enumerate(CA_NAMES)}
     infos = [
         AuthorityInfo(r["name"], r["profile"], r["parent"],
-                      x509.load_der_x509_certificate(r["der"]), Path(r["key_file"]))
+                      x509.load_der_x509_certificate(r["der"]),
+                      _in_home(kyso, r["key_file"]))
         for r in rows
     ]
     return sorted(infos, key=lambda a: order.get(a.name, 99))
+
+
+def _in_home(kyso: Kyso, stored: str) -> Path:
+    """Key paths are stored relative to the home, so a restored or moved home uses its own."""
+    path = Path(stored)
+    return path if path.is_absolute() else kyso.settings.home / path
 
 
 def list_services(kyso: Kyso) -> list[AuthorityInfo]:
@@ -191,7 +198,7 @@ def list_services(kyso: Kyso) -> list[AuthorityInfo]:
         current.pop(name, None)
         current[name] = AuthorityInfo(name, r["profile"], r["issuer"],
                                       x509.load_der_x509_certificate(r["der"]),
-                                      Path(r["key_file"]))
+                                      _in_home(kyso, r["key_file"]))
     order = {s[0]: i for i, s in enumerate(SERVICES)}
     return sorted(current.values(), key=lambda a: order.get(a.name, 99))
 
@@ -405,7 +412,7 @@ def _insert_hierarchy(
             name=name, profile=CA_PROFILES[name], parent=parents[name],
             serial=serial_hex(cert.serial_number), subject=subject_text(cert.subject),
             der=cert.public_bytes(serialization.Encoding.DER),
-            key_file=str(ca_dir / f"{name}.key.pem"), crl_number=0, created_at=now,
+            key_file=f"ca/{name}.key.pem", crl_number=0, created_at=now,
         ))
         conn.execute(sa.insert(schema.certified_keys).values(
             spki_sha256=spki_sha256(cert.public_key()), first_serial=serial_hex(cert.serial_number)
@@ -414,7 +421,7 @@ def _insert_hierarchy(
         conn.execute(sa.insert(schema.certificates).values(
             **certificate_row(cert, profile=profile.name, issuer=ca_name, now=now,
                               holder_pseudonym=None, holder_hint=None, email=None),
-            key_file=str(ca_dir / f"{sname}.key.pem"),
+            key_file=f"ca/{sname}.key.pem",
         ))
         conn.execute(sa.insert(schema.certified_keys).values(
             spki_sha256=spki_sha256(cert.public_key()), first_serial=serial_hex(cert.serial_number)

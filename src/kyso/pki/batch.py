@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -98,6 +99,10 @@ def parse_roster(data: bytes) -> _Plan:
         raise RosterError(f"line 1: {exc}") from None
     columns = [h.strip().lower().replace("-", "_") for h in header]
     unknown = [c for c in columns if c not in INPUTS]
+    if any(not re.fullmatch(r"[a-z_]{1,32}", c) for c in unknown):
+        # Probably a data row where the header should be: never echo it (ID numbers, names).
+        raise RosterError("line 1 is not a header: the first line must name the columns, e.g. "
+                          f"{','.join(INPUTS[:6])}")
     if unknown:
         raise RosterError(f"line 1: unknown column(s) {', '.join(unknown)}; columns are "
                           f"{', '.join(INPUTS)}")

@@ -34,6 +34,7 @@ from kyso.pki import authority, batch, crl, inventory, issuance, lifecycle
 from kyso.pki.csr import MAX_CSR_BYTES, load_csr
 from kyso.pki.keys import KeyType
 from kyso.pki.pkcs12 import build_pkcs12
+from kyso.pki.profiles import load_catalogue
 from kyso.pki.records import CertificateRecord, common_name_of
 from kyso.pki.subjects import SubjectRequest
 
@@ -142,7 +143,8 @@ def ca_export_chain(app: App, ca_name: str, out: Path | None) -> None:
     if out is None:
         click.echo(pem.decode("ascii"), nl=False)
     else:
-        atomic_write(out, pem)
+        _check_new([out])
+        atomic_write(out, pem, exclusive=True)
         if not app.json:
             click.echo(f"wrote {out}")
 
@@ -157,8 +159,8 @@ def profile() -> None:
 @profile.command("list")
 @pass_app
 def profile_list(app: App) -> None:
-    """List the profiles."""
-    cat = app.kyso.profiles
+    """List the profiles (shipped, and site overrides in <home>/profiles/)."""
+    cat = load_catalogue(app.settings.profiles_dir)
     items = [cat.get(n) for n in cat.names()]
     if app.json:
         emit_json([p.to_dict() for p in items])
@@ -174,7 +176,7 @@ def profile_list(app: App) -> None:
 @pass_app
 def profile_show(app: App, name: str) -> None:
     """Show one profile in full."""
-    p = app.kyso.profiles.get(name)
+    p = load_catalogue(app.settings.profiles_dir).get(name)
     d = p.to_dict()
     if app.json:
         emit_json(d)
@@ -288,9 +290,7 @@ def cert_issue(app: App, /, profile_name: str, key_type: str | None, csr: Path |
     kyso.profiles.get(profile_name)
     ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
     p12_pass = p12_passphrase(p12_passphrase_file) if csr_obj is None else None
-    for path in (p12, out):
-        if path is not None:
-            _check_new([path])
+    _Outputs.precheck(kyso.settings.issued_dir, out, p12)
     prepared = issuance.prepare(
         kyso, ca_obj, profile_name, request, csr=csr_obj,
         key_type=KeyType(key_type) if key_type else None, days=days, issuer=ca_name)
@@ -326,6 +326,14 @@ class _Outputs:
         plan = cls(cert_path, chain_path, p12_path)
         _check_new(plan.paths())
         return plan
+
+    @staticmethod
+    def precheck(issued_dir: Path, out: Path | None, p12: Path | None) -> None:
+        """Before anything is stored: explicit outputs are new, the default folder is usable."""
+        _check_new([p for p in (out, p12) if p is not None])
+        issued_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not os.access(issued_dir, os.W_OK):
+            raise UsageError(f"directory {issued_dir} is not writable")
 
     def paths(self) -> list[Path]:
         return [self.cert, self.chain] + ([self.p12] if self.p12 else [])
@@ -505,6 +513,7 @@ def cert_renew(app: App, serial: str, days: int | None, out: Path | None,
     """New certificate, same subject and same key (the holder keeps using their key)."""
     kyso = app.kyso
     ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
+    _Outputs.precheck(kyso.settings.issued_dir, out, None)
     issued = issuance.renew(kyso, ca_obj, _serial_arg(kyso, serial), days=days)
     outputs = _Outputs.plan(kyso.settings.issued_dir, issued.record.certificate.serial_number,
                             out, None, with_p12=False)
@@ -531,11 +540,11 @@ def cert_rekey(app: App, serial: str, csr: Path | None, key_type: str | None, da
     csr_obj = _read_csr(csr) if csr else None
     ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
     p12_pass = p12_passphrase(p12_passphrase_file) if csr_obj is None else None
-    if p12 is not None:
-        _check_new([p12])
-    issued = issuance.rekey(kyso, ca_obj, _serial_arg(kyso, serial), csr=csr_obj,
+    _Outputs.precheck(kyso.settings.issued_dir, None, p12)
+    old_serial = _serial_arg(kyso, serial)
+    issued = issuance.rekey(kyso, ca_obj, old_serial, csr=csr_obj,
                             key_type=KeyType(key_type) if key_type else None, days=days,
-                            revoke_old=not keep_old)
+                            revoke_old=False)
     outputs = _Outputs.plan(kyso.settings.issued_dir, issued.record.certificate.serial_number,
                             None, p12, with_p12=csr_obj is None)
     p12_bytes = None
@@ -543,6 +552,8 @@ def cert_rekey(app: App, serial: str, csr: Path | None, key_type: str | None, da
         p12_bytes = build_pkcs12(issued.private_key, issued.record.certificate, issued.chain,
                                  p12_pass, issued.record.common_name)
     files = outputs.write(kyso, issued, p12_bytes)
+    if not keep_old:  # only once the holder has the new files
+        lifecycle.revoke(kyso, old_serial, reason="superseded")
     _render_issued(app, issued, files, f"Rekeyed: certificate {issued.record.serial} replaces "
                                        f"{issued.record.replaces}")
 
