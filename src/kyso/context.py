@@ -36,10 +36,12 @@ class Kyso:
         object: str = "",
         **details: Any,
     ) -> None:
-        self.audit.record(AuditEvent(
-            time=self.now(), layer=layer, action=action, outcome=outcome, actor=self.actor,
-            object=object, details=details, source=self.source,
-        ))
+        self.audit.record(self.event(layer, action, outcome, object, **details))
+
+    def event(self, layer: Layer, action: str, outcome: Outcome, object: str = "",
+              **details: Any) -> AuditEvent:
+        return AuditEvent(time=self.now(), layer=layer, action=action, outcome=outcome,
+                          actor=self.actor, object=object, details=details, source=self.source)
 
     def close(self) -> None:
         self.store.close()

@@ -17,14 +17,24 @@ from kyso.errors import AuditError
 class AuditSink(Protocol):
     def record(self, event: AuditEvent) -> None: ...
 
+    def record_many(self, events: list[AuditEvent]) -> None:
+        """Several events, durable together (one write and one fsync for a batch)."""
+        ...
+
 
 class JsonLinesAuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def record(self, event: AuditEvent) -> None:
-        line = json.dumps(event.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"
-        data = line.encode("utf-8")
+        self.record_many([event])
+
+    def record_many(self, events: list[AuditEvent]) -> None:
+        if not events:
+            return
+        data = "".join(
+            json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True) + "\n" for e in events
+        ).encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -62,3 +72,6 @@ class MemoryAuditLog:
 
     def record(self, event: AuditEvent) -> None:
         self.events.append(event)
+
+    def record_many(self, events: list[AuditEvent]) -> None:
+        self.events.extend(events)

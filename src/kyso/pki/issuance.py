@@ -7,7 +7,6 @@ serials and refuses a public key that was already certified. Audit events follow
 
 from __future__ import annotations
 
-import datetime as dt
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -210,35 +209,50 @@ def _prepare_signed(
     )
 
 
-def commit(kyso: Kyso, ca: CertificateAuthority, items: Sequence[Prepared]) -> list[IssuedCertificate]:
-    """Store prepared certificates in one transaction: all of them, or (on error) none."""
-    now = kyso.now()
+_IN_CHUNK = 400  # stay far below SQLite's bound-parameter limit
 
-    def work(conn: sa.Connection) -> list[Prepared]:
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[i:i + _IN_CHUNK] for i in range(0, len(values), _IN_CHUNK)]
+
+
+def commit(kyso: Kyso, ca: CertificateAuthority, items: Sequence[Prepared]) -> list[IssuedCertificate]:
+    """Store prepared certificates in one transaction — all of them, or (on error) none — and
+    record their events with one durable audit write."""
+    now = kyso.now()
+    c, ck = schema.certificates, schema.certified_keys
+
+    def work(conn: sa.Connection) -> list[tuple[Prepared, dict[str, Any]]]:
+        keyed = [(item, spki_sha256(item.certificate.public_key())) for item in items]
+        new_keys = [spki for item, spki in keyed if item.new_key]
+        if len(set(new_keys)) != len(new_keys):
+            raise DuplicateKeyError("the same public key appears twice in one request")
+        for chunk in _chunks(new_keys):
+            if conn.execute(sa.select(ck.c.spki_sha256).where(ck.c.spki_sha256.in_(chunk))
+                            ).first() is not None:
+                raise DuplicateKeyError(
+                    "this public key has already been certified; a new certificate for the "
+                    "same key is a renewal (`kyso cert renew`)"
+                )
+        taken: set[str] = set()
+        for chunk in _chunks([serial_hex(i.certificate.serial_number) for i in items]):
+            taken.update(conn.execute(sa.select(c.c.serial).where(c.c.serial.in_(chunk))).scalars())
         stored = []
-        for item in items:
-            spki = spki_sha256(item.certificate.public_key())
-            ck = schema.certified_keys
-            if item.new_key:
-                known = conn.execute(sa.select(ck.c.first_serial).where(ck.c.spki_sha256 == spki))
-                if known.first() is not None:
-                    raise DuplicateKeyError(
-                        "this public key has already been certified; a new certificate for the "
-                        "same key is a renewal (`kyso cert renew`)"
-                    )
-            c = schema.certificates
-            while conn.execute(sa.select(c.c.id).where(
-                    c.c.serial == serial_hex(item.certificate.serial_number))).first() is not None:
+        for item, _spki in keyed:
+            while serial_hex(item.certificate.serial_number) in taken:  # a 2^-158 event
                 item = replace(item, certificate=item.rebuild(new_serial()))
             row = certificate_row(
                 item.certificate, profile=item.profile.name, issuer=item.issuer.name, now=now,
                 holder_pseudonym=item.holder_pseudonym, holder_hint=item.holder_hint,
                 email=item.email, replaces=item.replaces,
             )
-            conn.execute(sa.insert(c).values(**row, key_file=item.key_file))
-            if item.new_key:
-                conn.execute(sa.insert(ck).values(spki_sha256=spki, first_serial=row["serial"]))
-            stored.append(item)
+            row["key_file"] = item.key_file
+            stored.append((item, row))
+        conn.execute(sa.insert(c), [row for _item, row in stored])
+        fresh = [{"spki_sha256": row["spki_sha256"], "first_serial": row["serial"]}
+                 for item, row in stored if item.new_key]
+        if fresh:
+            conn.execute(sa.insert(ck), fresh)
         return stored
 
     try:
@@ -254,34 +268,30 @@ def commit(kyso: Kyso, ca: CertificateAuthority, items: Sequence[Prepared]) -> l
                 raise StoreError(f"could not store the certificate: {exc.orig}") from None
             raise
     except KysoError as exc:
-        for item in items:
-            kyso.record(Layer.PKI, "CERT_CREATION", Outcome.FAILURE,
-                        profile=item.profile.name, issuer=item.issuer.name,
-                        holder=item.holder_pseudonym, reason=str(exc))
+        kyso.audit.record_many([
+            kyso.event(Layer.PKI, "CERT_CREATION", Outcome.FAILURE, profile=item.profile.name,
+                       issuer=item.issuer.name, holder=item.holder_pseudonym, reason=str(exc))
+            for item in items])
         raise
 
-    out = []
-    for item in stored:
-        record = _record_of(item, now)
-        kyso.record(
+    out, events = [], []
+    for item, row in stored:
+        record = _record_of(row)
+        events.append(kyso.event(
             Layer.PKI, "CERT_CREATION", Outcome.SUCCESS, object=record.serial,
             profile=item.profile.name, issuer=item.issuer.name, holder=item.holder_pseudonym,
             holder_hint=item.holder_hint, common_name=record.common_name,
             not_after=record.not_after, replaces=item.replaces,
-        )
+        ))
         out.append(IssuedCertificate(
             record=record, private_key=item.private_key,
             chain=tuple(ca.chain(item.issuer.name)), warnings=item.warnings,
         ))
+    kyso.audit.record_many(events)
     return out
 
 
-def _record_of(item: Prepared, now: dt.datetime) -> CertificateRecord:
-    row = certificate_row(
-        item.certificate, profile=item.profile.name, issuer=item.issuer.name, now=now,
-        holder_pseudonym=item.holder_pseudonym, holder_hint=item.holder_hint, email=item.email,
-        replaces=item.replaces,
-    )
+def _record_of(row: dict[str, Any]) -> CertificateRecord:
     return CertificateRecord(
         serial=row["serial"], issuer=row["issuer"], profile=row["profile"],
         subject=row["subject"], common_name=row["common_name"], holder_hint=row["holder_hint"],
@@ -300,6 +310,26 @@ def issue(
 ) -> IssuedCertificate:
     """Prepare and commit one certificate (options as for :func:`prepare`)."""
     return commit(kyso, ca, [prepare(kyso, ca, profile_name, request, **options)])[0]
+
+
+def issue_many(
+    kyso: Kyso,
+    ca: CertificateAuthority,
+    profile_name: str,
+    requests: Sequence[SubjectRequest],
+    *,
+    group: int = 64,
+    **options: Any,
+) -> list[IssuedCertificate]:
+    """Issue for many holders with group commit: each group of ``group`` certificates is one
+    transaction and one durable audit write. A refused request stops the run; groups already
+    committed stay issued (see :mod:`kyso.pki.batch` for per-row error reports)."""
+    out: list[IssuedCertificate] = []
+    for start in range(0, len(requests), group):
+        prepared = [prepare(kyso, ca, profile_name, r, **options)
+                    for r in requests[start:start + group]]
+        out += commit(kyso, ca, prepared)
+    return out
 
 
 def get_record(kyso: Kyso, serial: str) -> tuple[CertificateRecord, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
@@ -18,7 +19,6 @@ from kyso.clock import vn_iso
 from kyso.pki.identifiers import mask_id
 from kyso.pki.keys import key_type_of, spki_sha256
 from kyso.pki.serials import serial_hex
-from kyso.pki.subjects import unchecked_attribute
 
 
 class Status(Enum):
@@ -128,7 +128,6 @@ class CertificateRecord:
         }
 
 
-_ID_IN_SUBJECT = ("IDCVN-", "CCCD:", "CMND:")
 # RFC 4514 names for the attributes our profiles use (OpenSSL and pkilint spell them so).
 ATTRIBUTE_LABELS = {
     NameOID.SERIAL_NUMBER: "serialNumber", NameOID.GIVEN_NAME: "GN", NameOID.SURNAME: "SN",
@@ -142,19 +141,12 @@ def subject_text(name: x509.Name) -> str:
     return name.rfc4514_string(ATTRIBUTE_LABELS)
 
 
+_ID_IN_TEXT = re.compile(r"(IDCVN-|CCCD:|CMND:)([0-9]{6,})")
+
+
 def masked_subject(name: x509.Name) -> str:
     """RFC 4514 subject with personal ID numbers masked, for the inventory and events."""
-    parts = []
-    for rdn in name.rdns:
-        for attr in rdn:
-            value = str(attr.value)
-            for prefix in _ID_IN_SUBJECT:
-                if value.startswith(prefix):
-                    value = prefix + mask_id(value[len(prefix):])
-            parts.append(subject_text(x509.Name([x509.RelativeDistinguishedName([
-                unchecked_attribute(attr.oid, value)
-            ])])))
-    return ",".join(reversed(parts))
+    return _ID_IN_TEXT.sub(lambda m: m.group(1) + mask_id(m.group(2)), subject_text(name))
 
 
 def common_name_of(cert: x509.Certificate) -> str:

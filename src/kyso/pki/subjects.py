@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -93,9 +92,8 @@ def name_attribute(attr_type: str, value: str) -> x509.NameAttribute[str]:
 
 
 def unchecked_attribute(oid: x509.ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return x509.NameAttribute(oid, value, _validate=False)
+    # Its one possible warning (byte length) is filtered in kyso.pki.__init__.
+    return x509.NameAttribute(oid, value, _validate=False)
 
 
 def _clean_text(key: str, value: object) -> str:
