@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -164,3 +165,14 @@ def emit_fields(pairs: Sequence[tuple[str, Any]], title: str | None = None) -> N
         if value is None or value == "":
             continue
         click.echo(f"  {key.ljust(width)}  {value}")
+
+
+def check_new_files(paths: list[Path]) -> None:
+    """Refuse (usage error) outputs that exist or cannot be created: nothing is overwritten."""
+    for p in paths:
+        if p.exists():
+            raise UsageError(f"{p} already exists; kyso never overwrites an output file")
+        if not p.parent.exists():
+            raise UsageError(f"directory {p.parent} does not exist")
+        if not os.access(p.parent, os.W_OK):
+            raise UsageError(f"directory {p.parent} is not writable")

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy.exc import IntegrityError
 
 from kyso.audit import Layer, Outcome
@@ -85,14 +85,8 @@ class AuthorityInfo:
             "serial": serial_hex(cert.serial_number),
             "not_before": vn_iso(cert.not_valid_before_utc),
             "not_after": vn_iso(cert.not_valid_after_utc),
-            "sha256": cert.fingerprint(_sha256()).hex(),
+            "sha256": cert.fingerprint(hashes.SHA256()).hex(),
         }
-
-
-def _sha256() -> Any:
-    from cryptography.hazmat.primitives import hashes
-
-    return hashes.SHA256()
 
 
 @dataclass(frozen=True)

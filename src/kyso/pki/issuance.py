@@ -157,8 +157,7 @@ def _prepare(
     if public_key is None:
         kt = key_type or profile.default_key
         _check_key(profile, kt)
-        ca_cert = ca.certificate(issuer_name)  # fail on a bad CA before the slow key generation
-        del ca_cert
+        ca.certificate(issuer_name)  # an unknown CA fails here, before the slow key generation
         private_key = generate_key(kt)
         public_key = private_key.public_key()
     else:
