@@ -150,7 +150,8 @@ def load_settings(kyso: Kyso) -> CaSettings:
         row = conn.execute(sa.select(schema.ca_settings)).mappings().first()
     if row is None:
         raise CANotInitialisedError(
-            f"no CA in {kyso.settings.home}; create one with `kyso ca init`"
+            f"no CA in {kyso.settings.home}; create one with `kyso ca init` "
+            "(or point --home / KYSO_HOME at the right directory)"
         )
     return CaSettings(
         org=row["org"], province_slug=row["province_slug"], province_name=row["province_name"],
@@ -263,6 +264,26 @@ class CertificateAuthority:
         return out
 
 
+def plan_ca(
+    *, org: str, province: str, base_url: str, email_domain: str | None
+) -> tuple[CaSettings, list[str]]:
+    """Validate what ``ca init`` was given (pure; nothing is created): the settings and any
+    warnings about them."""
+    if not isinstance(org, str):
+        raise ConfigError("--org must be text")
+    org = " ".join(org.split())
+    if not org or len(org) > 64:
+        raise ConfigError("--org must be 1–64 characters (it becomes O= in every certificate)")
+    slug = province_slug(province)
+    pname = lookup_province(slug)
+    url, warnings = check_base_url(base_url)
+    domain = (email_domain or default_email_domain(slug)).strip().lower()
+    if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", domain):
+        raise ConfigError(f"e-mail domain {domain!r} is not a domain name")
+    return CaSettings(org=org, province_slug=slug, province_name=pname, email_domain=domain,
+                      base_url=url), warnings
+
+
 def init_ca(
     kyso: Kyso,
     *,
@@ -275,17 +296,8 @@ def init_ca(
 ) -> InitResult:
     """Create the whole hierarchy. Refuses if any CA state already exists in this home."""
     check_new_passphrase(passphrase, "CA passphrase")
-    org = " ".join(org.split())
-    if not org or len(org) > 64:
-        raise ConfigError("--org must be 1–64 characters (it becomes O= in every certificate)")
-    slug = province_slug(province)
-    pname = lookup_province(slug)
-    url, warnings = check_base_url(base_url)
-    domain = (email_domain or default_email_domain(slug)).strip().lower()
-    if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", domain):
-        raise ConfigError(f"e-mail domain {domain!r} is not a domain name")
-    settings = CaSettings(org=org, province_slug=slug, province_name=pname,
-                          email_domain=domain, base_url=url)
+    settings, warnings = plan_ca(org=org, province=province, base_url=base_url,
+                                 email_domain=email_domain)
     ca_dir = kyso.settings.ca_dir
     if ca_exists(kyso) or (ca_dir.exists() and any(ca_dir.iterdir())):
         raise CAExistsError(f"a CA already exists in {kyso.settings.home}; it is never overwritten")

@@ -65,6 +65,8 @@ def ca_init(app: App, org: str, province: str, key_type: str, base_url: str,
     Keys are encrypted at rest under the CA passphrase (files 0600). An existing CA is
     never overwritten.
     """
+    # Everything is checked before the home gets its database: a refused init leaves nothing.
+    authority.plan_ca(org=org, province=province, base_url=base_url, email_domain=email_domain)
     passphrase = check_new_passphrase(ca_passphrase(passphrase_file, confirm=True),
                                       "CA passphrase")
     kyso = app.open(create=True)

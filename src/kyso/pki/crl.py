@@ -117,6 +117,9 @@ def publish_crl(
     crl = build_crl(issuer, entries, number, now)
     der = crl.public_bytes(serialization.Encoding.DER)
     folder = out_dir or kyso.settings.crl_dir
+    if out_dir is None and not folder.exists():
+        folder.mkdir(parents=True)
+        folder.chmod(0o755)  # CRLs are public: a web server may serve this folder as it is
     der_path, pem_path = folder / f"{ca_name}.crl", folder / f"{ca_name}.crl.pem"
     atomic_write(der_path, der)
     atomic_write(pem_path, crl.public_bytes(serialization.Encoding.PEM))

@@ -47,12 +47,15 @@ def find_serial(kyso: Kyso, text: str) -> str:
     """The full serial for ``text``: a whole serial, or a unique prefix of at least 8 hex digits
     (as ``git`` accepts short commit ids)."""
     serial = parse_serial(text)
+    load_settings(kyso)  # "no CA here" rather than "no such certificate"
     c = schema.certificates
     with kyso.store.read() as conn:
         if conn.execute(sa.select(c.c.serial).where(c.c.serial == serial)).first() is not None:
             return serial
         if len(serial) < MIN_SERIAL_PREFIX:
-            raise CertificateNotFoundError(f"no certificate with serial {serial} in this CA")
+            raise CertificateNotFoundError(
+                f"no certificate with serial {serial} in this CA (a shortened serial needs at "
+                f"least {MIN_SERIAL_PREFIX} hex digits)")
         matches = conn.execute(
             sa.select(c.c.serial).where(c.c.serial.startswith(serial, autoescape=True)).limit(2)
         ).scalars().all()
