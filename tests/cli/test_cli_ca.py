@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,22 @@ def test_unknown_profile_is_refused_with_the_known_profiles_listed(
         ca_home: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]) -> None:
     outcome = run_main(capsys, ca_home, *argv)
     assert_refused(outcome, 1, "no-such-profile", *KNOWN_PROFILES)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--province", "thai-ngyuen"), "unknown province"),
+    (("--province", "thai-nguyen", "--base-url", "ftp://pki"), "base URL"),
+    (("--province", "thai-nguyen", "--email-domain", "not a domain"), "not a domain name"),
+])
+def test_refused_ca_init_leaves_the_home_untouched(
+        home: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str) -> None:
+    outcome = run_main(capsys, home, "ca", "init", "--org", ORG, "--key-type", "ec-p384", *args)
+    assert_refused(outcome, 1, message)
+    assert not home.exists()
+
+
+def test_published_crl_folder_is_readable_by_a_web_server(
+        ca_home: Path) -> None:
+    run_ok(ca_home, "crl", "publish", "--ca", "staff")
+    assert stat.S_IMODE((ca_home / "crl").stat().st_mode) == 0o755
+    assert stat.S_IMODE((ca_home / "crl" / "staff.crl").stat().st_mode) == 0o644

@@ -431,3 +431,9 @@ def test_list_with_a_bad_filter_is_refused(ca_home: Path, capsys: pytest.Capture
     outcome = run_main(capsys, ca_home, "cert", "list", *argv)
     assert_refused(outcome, code, needle)
     assert "999099012345" not in outcome.text
+
+
+def test_a_serial_prefix_shorter_than_eight_digits_says_so(
+        ca_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = run_main(capsys, ca_home, "cert", "show", "4abc12")
+    assert_refused(outcome, 1, "at least 8 hex digits")
