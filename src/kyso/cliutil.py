@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kyso.config import (
     ENV_CA_PASSPHRASE,
@@ -143,9 +144,15 @@ def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str
     table = Table(title=title, show_lines=False, header_style="bold")
     for col in columns:
         table.add_column(col, overflow="fold", no_wrap=col in NO_WRAP_COLUMNS)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+    for row in rows:  # Text, not markup: a name like "[red]…" is data, never styling
+        table.add_row(*(Text("" if v is None else str(v)) for v in row))
     stdout.print(table)
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def emit_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -153,7 +160,7 @@ def emit_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     writer = csv.writer(buf)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow([csv_cell(v) for v in row])
     click.echo(buf.getvalue(), nl=False)
 
 

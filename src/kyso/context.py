@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,13 @@ class Kyso:
         self.store.close()
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry (containers)
+        return f"uid:{os.getuid()}"
+
+
 def open_kyso(
     settings: Settings,
     *,
@@ -65,6 +73,6 @@ def open_kyso(
         audit=audit or JsonLinesAuditLog(settings.audit_path),
         pseudonyms=Pseudonymizer.from_file(settings.pseudonym_key_path),
         profiles=load_catalogue(settings.profiles_dir),
-        actor=actor or f"admin:{getpass.getuser()}",
+        actor=actor or f"admin:{_user()}",
         source=source,
     )

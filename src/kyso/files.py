@@ -51,3 +51,33 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(dfd)
+
+
+class StagedFiles:
+    """Files written under hidden names first, made visible together once the work they belong
+    to is committed — or removed if it is not. A certificate is never stored while its only
+    key is still in memory."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[Path, Path]] = []
+
+    def add(self, final: Path, data: bytes, *, mode: int = 0o644) -> None:
+        staged = final.with_name(f".{final.name}.staged")
+        atomic_write(staged, data, mode=mode, exclusive=True)
+        self._items.append((staged, final))
+
+    @property
+    def finals(self) -> list[Path]:
+        return [final for _staged, final in self._items]
+
+    def publish(self) -> None:
+        for staged, final in self._items:
+            os.link(staged, final)  # never replaces: FileExistsError if someone took the name
+            os.unlink(staged)
+        self._items.clear()
+
+    def discard(self) -> None:
+        for staged, _final in self._items:
+            with contextlib.suppress(FileNotFoundError):
+                staged.unlink()
+        self._items.clear()

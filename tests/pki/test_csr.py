@@ -299,8 +299,8 @@ def test_csr_country_state_and_organisation_are_ignored() -> None:
     ("attribute", "message"),
     [
         (x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "gov"), "not allowed by profile staff"),
-        (x509.NameAttribute(NameOID.USER_ID, "HC:B1234567"), "is not one of CCCD"),
-        (x509.NameAttribute(NameOID.USER_ID, "CCCD:"), "is not one of CCCD"),
+        (x509.NameAttribute(NameOID.USER_ID, "HC:B1234567"), "must start with one of CCCD"),
+        (x509.NameAttribute(NameOID.USER_ID, "CCCD:"), "must start with one of CCCD"),
         (x509.NameAttribute(NameOID.SERIAL_NUMBER, "019099012345"), "IDCVN-"),
         (x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, "VATVN-4600100155"), "NTRVN-"),
     ],

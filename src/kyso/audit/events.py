@@ -30,8 +30,18 @@ class Outcome(Enum):
 _SECRET_KEYS = re.compile(
     r"(^|[_-])(pass(word|phrase)?|secret|otp|pin|private(_key)?|key_pem|token)([_-]|$)", re.I
 )
-# A 12-digit run not inside a lowercase-hex token (serials, fingerprints stay intact).
-_RAW_ID = re.compile(r"(?<![0-9a-f])([0-9]{3})[0-9]{6}([0-9]{3})(?![0-9a-f])")
+# A 12-digit run anywhere (also glued to letters, as in "cccd019099012345")…
+_RAW_ID = re.compile(r"(?<![0-9])([0-9]{3})[0-9]{6}([0-9]{3})(?![0-9])")
+# …except inside a hex token of 32+ characters: certificate serials and fingerprints.
+_TOKEN = re.compile(r"[0-9A-Za-z]+")
+_HEX_ID = re.compile(r"[0-9a-fA-F]{32,}")
+
+
+def _mask_token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if _HEX_ID.fullmatch(token):
+        return token
+    return _RAW_ID.sub(r"\1******\2", token)
 
 
 def scrub(value: Any, key: str = "") -> Any:
@@ -39,7 +49,7 @@ def scrub(value: Any, key: str = "") -> Any:
     if key and _SECRET_KEYS.search(key):
         return "[redacted]"
     if isinstance(value, str):
-        return _RAW_ID.sub(r"\1******\2", value)
+        return _TOKEN.sub(_mask_token, value)
     if isinstance(value, Mapping):
         return {str(k): scrub(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):

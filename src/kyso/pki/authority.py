@@ -107,13 +107,28 @@ class InitResult:
         }
 
 
+_BASE_URL = re.compile(
+    r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+    r"(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?"
+)
+
+
 def check_base_url(url: str) -> tuple[str, list[str]]:
-    """Validate the base URL written into CRL DP / AIA; return it and any warnings."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {url!r} must be http://host[:port][/path]")
-    if parts.query or parts.fragment:
-        raise ConfigError("base URL must not have a query or fragment")
+    """Validate the base URL written into CRL DP / AIA; return it and any warnings.
+
+    It ends up in every certificate for its whole life, so it is held to plain ASCII
+    http(s)://host[:port][/path] (an internationalised host must be given in its xn-- form).
+    """
+    if not isinstance(url, str) or not _BASE_URL.fullmatch(url.strip()):
+        raise ConfigError(f"base URL {str(url)[:80]!r} must be http(s)://host[:port][/path] in "
+                          "plain ASCII (no spaces, query or fragment)")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"base URL is not usable: {exc}") from None
+    if not parts.hostname or (port is not None and not 0 < port < 65536):
+        raise ConfigError("base URL needs a host and a port between 1 and 65535")
     warnings = []
     host = parts.hostname
     internal = host == "localhost" or host.endswith((".local", ".internal", ".lan"))

@@ -313,13 +313,17 @@ def _write_files(
     return IssuedRow(row.line, stored, paths)
 
 
+def _csv_text(text: str) -> str:
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text  # no spreadsheet formulas
+
+
 def _write_manifest(out_dir: Path, rows: list[IssuedRow]) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["line", "serial", "common_name", "holder", "not_after", "p12", "certificate"])
     for r in sorted(rows, key=lambda r: r.line):
         rec = r.issued.record
-        writer.writerow([r.line, rec.serial, rec.common_name, rec.holder_hint or "",
+        writer.writerow([r.line, rec.serial, _csv_text(rec.common_name), rec.holder_hint or "",
                          vn_iso(rec.not_after), r.files[0].name, r.files[1].name])
     data = buf.getvalue().encode("utf-8")
     for n in range(1, 1000):  # a second batch into the same folder keeps the first manifest

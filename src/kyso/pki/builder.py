@@ -39,6 +39,8 @@ def validity_window(
     requested = profile.default_days if days is None else days
     if requested <= 0:
         raise ValidityError("validity must be at least one day")
+    if requested > 36525:
+        raise ValidityError(f"validity of {requested} days is more than 100 years")
     if requested > profile.max_days:
         raise ValidityError(
             f"validity of {requested} days exceeds the {profile.name} profile's maximum "

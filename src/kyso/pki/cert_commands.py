@@ -27,8 +27,8 @@ from kyso.cliutil import (
 )
 from kyso.clock import vn_iso
 from kyso.context import Kyso
-from kyso.errors import CSRError, PkiError, UsageError
-from kyso.files import atomic_write
+from kyso.errors import CSRError, KysoError, PkiError, UsageError
+from kyso.files import StagedFiles
 from kyso.pki import authority, batch, inventory, issuance, lifecycle
 from kyso.pki.csr import MAX_CSR_BYTES, load_csr
 from kyso.pki.keys import KeyType
@@ -137,8 +137,7 @@ def cert_issue(app: App, /, profile_name: str, key_type: str | None, csr: Path |
         p12_bytes = build_pkcs12(prepared.private_key, prepared.certificate,
                                  ca_obj.chain(prepared.issuer.name), p12_pass,
                                  common_name_of(prepared.certificate))
-    issued = issuance.commit(kyso, ca_obj, [prepared])[0]
-    files = outputs.write(kyso, issued, p12_bytes)
+    issued, files = outputs.deliver(kyso, ca_obj, prepared, p12_bytes)
     _render_issued(app, issued, files, f"Issued {profile_name} certificate {issued.record.serial}")
 
 
@@ -160,7 +159,10 @@ class _Outputs:
         p12_path = (p12 or issued_dir / f"{name}.p12") if with_p12 else None
         issued_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         plan = cls(cert_path, chain_path, p12_path)
-        check_new_files(plan.paths())
+        paths = plan.paths()
+        if len({p.resolve() for p in paths}) != len(paths):
+            raise UsageError("--out, --p12 and the chain file must be different files")
+        check_new_files(paths)
         return plan
 
     @staticmethod
@@ -174,33 +176,45 @@ class _Outputs:
     def paths(self) -> list[Path]:
         return [self.cert, self.chain] + ([self.p12] if self.p12 else [])
 
-    def write(self, kyso: Kyso, issued: issuance.IssuedCertificate, p12_bytes: bytes | None
-              ) -> dict[str, str]:
-        """Write every file or none; a certificate whose key could not be saved is revoked."""
-        written: list[Path] = []
+    def deliver(self, kyso: Kyso, ca_obj: authority.CertificateAuthority,
+                prepared: issuance.Prepared, p12_bytes: bytes | None
+                ) -> tuple[issuance.IssuedCertificate, dict[str, str]]:
+        """Stage the files, store the certificate, then make the files visible.
+
+        A certificate is in the store only once its files (and the holder's only key) are on
+        disk; if storing fails, the staged files are removed and nothing was issued.
+        """
+        cert = prepared.certificate
+        staged = StagedFiles()
         try:
             if self.p12 is not None and p12_bytes is not None:
-                atomic_write(self.p12, p12_bytes, mode=0o600, exclusive=True)
-                written.append(self.p12)
-            atomic_write(self.cert, issued.record.pem, exclusive=True)
-            written.append(self.cert)
-            atomic_write(self.chain, _pem_chain(issued.chain), exclusive=True)
-            written.append(self.chain)
+                staged.add(self.p12, p12_bytes, mode=0o600)
+            staged.add(self.cert, cert.public_bytes(serialization.Encoding.PEM))
+            staged.add(self.chain, _pem_chain(tuple(ca_obj.chain(prepared.issuer.name))))
         except OSError as exc:
-            for p in written:
-                p.unlink(missing_ok=True)
-            if self.p12 is not None:
-                lifecycle.revoke(kyso, issued.record.serial, reason="cessationOfOperation")
-                raise PkiError(f"cannot write output ({exc.strerror}); certificate "
-                               f"{issued.record.serial} was revoked so no orphan stays valid"
-                               ) from None
-            raise PkiError(f"cannot write output ({exc.strerror}); certificate "
-                           f"{issued.record.serial} is stored: `kyso cert show "
-                           f"{issued.record.serial} --pem` prints it") from None
+            staged.discard()
+            raise PkiError(f"cannot write output ({exc.strerror}); nothing was issued") from None
+        try:
+            issued = issuance.commit(kyso, ca_obj, [prepared])[0]
+        except BaseException:
+            if _stored(kyso, cert):  # committed, then a later step (the audit write) failed
+                staged.publish()
+            else:
+                staged.discard()
+            raise
+        staged.publish()
         files = {"certificate": str(self.cert), "chain": str(self.chain)}
         if self.p12 is not None and p12_bytes is not None:
             files["pkcs12"] = str(self.p12)
-        return files
+        return issued, files
+
+
+def _stored(kyso: Kyso, cert: x509.Certificate) -> bool:
+    try:
+        issuance.get_record(kyso, format(cert.serial_number, "x"))
+    except KysoError:
+        return False
+    return True
 
 
 def _render_record(rec: CertificateRecord, title: str, now: dt.datetime | None = None,
@@ -350,10 +364,10 @@ def cert_renew(app: App, serial: str, days: int | None, out: Path | None,
     kyso = app.kyso
     ca_obj = authority.CertificateAuthority(kyso, ca_passphrase(passphrase_file))
     _Outputs.precheck(kyso.settings.issued_dir, out, None)
-    issued = issuance.renew(kyso, ca_obj, _serial_arg(kyso, serial), days=days)
-    outputs = _Outputs.plan(kyso.settings.issued_dir, issued.record.certificate.serial_number,
+    prepared = issuance.prepare_renewal(kyso, ca_obj, _serial_arg(kyso, serial), days=days)
+    outputs = _Outputs.plan(kyso.settings.issued_dir, prepared.certificate.serial_number,
                             out, None, with_p12=False)
-    files = outputs.write(kyso, issued, None)
+    issued, files = outputs.deliver(kyso, ca_obj, prepared, None)
     _render_issued(app, issued, files, f"Renewed: certificate {issued.record.serial} replaces "
                                        f"{issued.record.replaces}")
 
@@ -378,16 +392,17 @@ def cert_rekey(app: App, serial: str, csr: Path | None, key_type: str | None, da
     p12_pass = p12_passphrase(p12_passphrase_file) if csr_obj is None else None
     _Outputs.precheck(kyso.settings.issued_dir, None, p12)
     old_serial = _serial_arg(kyso, serial)
-    issued = issuance.rekey(kyso, ca_obj, old_serial, csr=csr_obj,
-                            key_type=KeyType(key_type) if key_type else None, days=days,
-                            revoke_old=False)
-    outputs = _Outputs.plan(kyso.settings.issued_dir, issued.record.certificate.serial_number,
+    prepared = issuance.prepare_rekey(kyso, ca_obj, old_serial, csr=csr_obj,
+                                      key_type=KeyType(key_type) if key_type else None,
+                                      days=days)
+    outputs = _Outputs.plan(kyso.settings.issued_dir, prepared.certificate.serial_number,
                             None, p12, with_p12=csr_obj is None)
     p12_bytes = None
-    if issued.private_key is not None and p12_pass is not None:
-        p12_bytes = build_pkcs12(issued.private_key, issued.record.certificate, issued.chain,
-                                 p12_pass, issued.record.common_name)
-    files = outputs.write(kyso, issued, p12_bytes)
+    if prepared.private_key is not None and p12_pass is not None:
+        p12_bytes = build_pkcs12(prepared.private_key, prepared.certificate,
+                                 ca_obj.chain(prepared.issuer.name), p12_pass,
+                                 common_name_of(prepared.certificate))
+    issued, files = outputs.deliver(kyso, ca_obj, prepared, p12_bytes)
     if not keep_old:  # only once the holder has the new files
         lifecycle.revoke(kyso, old_serial, reason="superseded")
     _render_issued(app, issued, files, f"Rekeyed: certificate {issued.record.serial} replaces "

@@ -7,6 +7,10 @@ listed with reason certificateHold and leave the next CRL when released.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +89,19 @@ def build_crl(
     return builder.sign(issuer.key, signature_hash(issuer.key))
 
 
+@contextmanager
+def _publish_lock(folder: Path, ca_name: str) -> Iterator[None]:
+    try:
+        fd = os.open(folder / f".{ca_name}.crl.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise PkiError(f"cannot write CRLs into {folder}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def publish_crl(
     kyso: Kyso, ca: CertificateAuthority, ca_name: str, out_dir: Path | None = None
 ) -> CrlResult:
@@ -113,16 +130,24 @@ def publish_crl(
                    for r in rows]
         return number, entries
 
-    number, entries = kyso.store.write(work)
-    crl = build_crl(issuer, entries, number, now)
-    der = crl.public_bytes(serialization.Encoding.DER)
     folder = out_dir or kyso.settings.crl_dir
-    if out_dir is None and not folder.exists():
-        folder.mkdir(parents=True)
-        folder.chmod(0o755)  # CRLs are public: a web server may serve this folder as it is
+    if folder.exists() and not folder.is_dir():
+        raise PkiError(f"{folder} exists and is not a directory")
+    if not folder.exists():
+        try:
+            folder.mkdir(parents=True)
+            folder.chmod(0o755)  # CRLs are public: a web server may serve this folder as it is
+        except OSError as exc:
+            raise PkiError(f"cannot create {folder}: {exc.strerror}") from None
     der_path, pem_path = folder / f"{ca_name}.crl", folder / f"{ca_name}.crl.pem"
-    atomic_write(der_path, der)
-    atomic_write(pem_path, crl.public_bytes(serialization.Encoding.PEM))
+    # One publisher at a time per CA and folder, from taking the number to the rename, so an
+    # older CRL can never replace a newer one.
+    with _publish_lock(folder, ca_name):
+        number, entries = kyso.store.write(work)
+        crl = build_crl(issuer, entries, number, now)
+        der = crl.public_bytes(serialization.Encoding.DER)
+        atomic_write(der_path, der)
+        atomic_write(pem_path, crl.public_bytes(serialization.Encoding.PEM))
     kyso.record(Layer.PKI, "CRL_CREATION", Outcome.SUCCESS, object=ca_name, crl_number=number,
                 entries=len(entries), next_update=now + CRL_VALIDITY)
     return CrlResult(ca_name, number, now, now + CRL_VALIDITY, len(entries), der_path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from kyso.errors import CSRError
@@ -61,10 +62,10 @@ def _add(inputs: dict[str, str], key: str, value: str, where: str) -> None:
 def examine_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CsrRequest:
     """Check a CSR against ``profile`` and extract what it may contribute."""
     try:
-        if not csr.is_signature_valid:
+        if not _signature_valid(csr):
             raise CSRError("CSR signature does not verify: proof of possession failed")
         raw_key = csr.public_key()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise CSRError("CSR public key or signature is malformed") from None
     key_type = key_type_of(raw_key)
     public_key = as_public_key(raw_key)
@@ -88,7 +89,7 @@ def examine_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CsrReq
         elif name == "UID":
             prefix, _, rest = value.partition(":")
             if prefix not in _UID_INPUTS or not rest:
-                raise CSRError(f"CSR UID {prefix}:… is not one of CCCD:, CMND:, MST:, MNS:")
+                raise CSRError("CSR UID must start with one of CCCD:, CMND:, MST:, MNS:")
             _add(inputs, _UID_INPUTS[prefix], rest, "UID")
         elif name == "serialNumber":
             if not value.startswith("IDCVN-"):
@@ -144,6 +145,13 @@ def examine_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CsrReq
         else:
             dropped.append(_ext_name(ext))
     return CsrRequest(public_key=public_key, inputs=inputs, dropped_extensions=tuple(dropped))
+
+
+def _signature_valid(csr: x509.CertificateSigningRequest) -> bool:
+    try:
+        return csr.is_signature_valid
+    except UnsupportedAlgorithm:
+        raise CSRError("CSR uses a key or signature algorithm kyso does not accept") from None
 
 
 def _ku_bit(ku: x509.KeyUsage, attr: str) -> bool:

@@ -205,7 +205,7 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[
 def parse_email(value: str) -> str:
     text = value.strip()
     if len(text) > 254 or not _EMAIL.fullmatch(text):
-        raise InvalidIdentifierError(f"e-mail address {text[:60]!r} is not valid")
+        raise InvalidIdentifierError("e-mail address is not valid")  # value not echoed: may be an ID
     local, domain = text.rsplit("@", 1)
     return f"{local}@{domain.lower()}"
 

@@ -35,8 +35,10 @@ def parse_duration(text: str) -> dt.timedelta:
     """``30d``, ``12h``, ``2w`` → timedelta."""
     t = text.strip().lower()
     units = {"d": 1.0, "w": 7.0, "h": 1 / 24}
-    if len(t) < 2 or t[-1] not in units or not t[:-1].isdigit():
-        raise PkiError(f"duration {text!r} must look like 30d, 2w or 12h")
+    if len(t) < 2 or t[-1] not in units or not t[:-1].isdigit() or len(t) > 8:
+        raise PkiError(f"duration {text[:20]!r} must look like 30d, 2w or 12h (at most 100 years)")
+    if int(t[:-1]) * units[t[-1]] > 36525:
+        raise PkiError(f"duration {text!r} is more than 100 years")
     return dt.timedelta(days=int(t[:-1]) * units[t[-1]])
 
 

@@ -352,8 +352,14 @@ def renew(
 ) -> IssuedCertificate:
     """A new certificate for the same subject and the same key; the old one stays valid
     until it expires or is revoked."""
-    return _reissue(kyso, ca, serial, days=days, public_key=None, private_key=None,
-                    action="renew")
+    return commit(kyso, ca, [prepare_renewal(kyso, ca, serial, days=days)])[0]
+
+
+def prepare_renewal(
+    kyso: Kyso, ca: CertificateAuthority, serial: str, *, days: int | None = None
+) -> Prepared:
+    return _prepare_reissue(kyso, ca, serial, days=days, public_key=None, private_key=None,
+                            action="renew")
 
 
 def rekey(
@@ -368,6 +374,24 @@ def rekey(
 ) -> IssuedCertificate:
     """A new certificate for the same subject and a new key (generated, or from a CSR);
     the old certificate is revoked as superseded unless ``revoke_old`` is False."""
+    issued = commit(kyso, ca, [prepare_rekey(kyso, ca, serial, csr=csr, key_type=key_type,
+                                             days=days)])[0]
+    if revoke_old:
+        from kyso.pki.lifecycle import revoke
+
+        revoke(kyso, serial, reason="superseded")
+    return issued
+
+
+def prepare_rekey(
+    kyso: Kyso,
+    ca: CertificateAuthority,
+    serial: str,
+    *,
+    csr: x509.CertificateSigningRequest | None = None,
+    key_type: KeyType | None = None,
+    days: int | None = None,
+) -> Prepared:
     old, _ = get_record(kyso, serial)
     profile = kyso.profiles.get(old.profile)
     public_key: PublicKey | None = None
@@ -378,16 +402,11 @@ def rekey(
         kt = key_type or KeyType(old.key_type)
         _check_key(profile, kt)
         private_key = generate_key(kt)
-    issued = _reissue(kyso, ca, serial, days=days, public_key=public_key,
-                      private_key=private_key, action="rekey")
-    if revoke_old:
-        from kyso.pki.lifecycle import revoke
-
-        revoke(kyso, serial, reason="superseded")
-    return issued
+    return _prepare_reissue(kyso, ca, serial, days=days, public_key=public_key,
+                            private_key=private_key, action="rekey")
 
 
-def _reissue(
+def _prepare_reissue(
     kyso: Kyso,
     ca: CertificateAuthority,
     serial: str,
@@ -396,7 +415,7 @@ def _reissue(
     public_key: PublicKey | None,
     private_key: PrivateKey | None,
     action: str,
-) -> IssuedCertificate:
+) -> Prepared:
     old, pseudonym = get_record(kyso, serial)
     key_file = _service_key_file(kyso, serial)
     if key_file is not None and (public_key is not None or private_key is not None):
@@ -418,4 +437,4 @@ def _reissue(
         days=days, holder_pseudonym=pseudonym, holder_hint=old.holder_hint, replaces=old.serial,
         new_key=not same_key,
     )
-    return commit(kyso, ca, [replace(prepared, key_file=key_file)])[0]
+    return replace(prepared, key_file=key_file)

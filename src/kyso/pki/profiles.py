@@ -68,6 +68,9 @@ CONTEXT_FIELDS = ("org", "province_name", "email_domain", "base_url", "issuer")
 _TEMPLATE_FIELDS = set(INPUTS) | set(CONTEXT_FIELDS)
 
 
+MAX_VALIDITY_DAYS = 36525  # 100 years: any more is a typo, and overflows date arithmetic
+
+
 class Requirement(Enum):
     REQUIRED = "required"
     OPTIONAL = "optional"
@@ -203,6 +206,17 @@ class _Reader:
             raise ProfileError(f"{where}unknown key(s) {', '.join(sorted(unknown))}")
 
 
+def _check_context_template(source: str, template: str) -> str:
+    """URL, name-constraint and e-mail-domain templates are filled from the CA, never from a
+    holder's inputs."""
+    _check_template(source, template)
+    extra = template_fields(template) - set(CONTEXT_FIELDS)
+    if extra:
+        raise ProfileError(f"{source}: template {template!r} may only use "
+                           f"{', '.join(CONTEXT_FIELDS)}, not {', '.join(sorted(extra))}")
+    return template
+
+
 def _check_template(source: str, template: str) -> str:
     try:
         names = template_fields(template)
@@ -263,8 +277,9 @@ def parse_profile(text: str, source: str) -> Profile:
     validity = top.table("validity")
     default_days = validity.get("default_days", int)
     max_days = validity.get("max_days", int)
-    if not 0 < default_days <= max_days:
-        raise ProfileError(f"{source}: [validity] needs 0 < default_days <= max_days")
+    if not 0 < default_days <= max_days <= MAX_VALIDITY_DAYS:
+        raise ProfileError(f"{source}: [validity] needs 0 < default_days <= max_days <= "
+                           f"{MAX_VALIDITY_DAYS}")
     validity.done()
 
     inputs = top.table("inputs")
@@ -307,14 +322,20 @@ def parse_profile(text: str, source: str) -> Profile:
     ca_issuers = ext.get("ca_issuers_url", str, None)
     for t in (crl_dp, ocsp_url, ca_issuers):
         if t is not None:
-            _check_template(source, t)
+            _check_context_template(source, t)
     nocheck = ext.get("ocsp_nocheck", bool, False)
     nc_rule = None
     if "name_constraints" in ext.data:
         nc = ext.table("name_constraints")
-        emails = tuple(_check_template(source, e) for e in nc.strings("email", []))
-        dirs = tuple(_rdns(source, d, "name_constraints.directory")
-                     for d in nc.get("directory", list, []))
+        emails = tuple(_check_context_template(source, e) for e in nc.strings("email", []))
+        directory = nc.get("directory", list, [])
+        if not all(isinstance(d, list) for d in directory):
+            raise ProfileError(f"{source}: name_constraints.directory must be a list of lists of "
+                               "{ type, value } tables")
+        dirs = tuple(_rdns(source, d, "name_constraints.directory") for d in directory)
+        for d in dirs:
+            for r in d:
+                _check_context_template(source, r.value)
         nc.done()
         nc_rule = NameConstraintsRule(emails, dirs)
     ext.done()
@@ -328,7 +349,7 @@ def parse_profile(text: str, source: str) -> Profile:
             from None
     san_domain = san.get("email_domain", str, None)
     if san_domain is not None:
-        _check_template(source, san_domain)
+        _check_context_template(source, san_domain)
     san.done()
     if san_email is not Requirement.FORBIDDEN and "email" not in required_inputs | optional_inputs:
         raise ProfileError(f"{source}: [san] email needs 'email' among the inputs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from typing import Any
@@ -70,7 +70,7 @@ class CertificateRecord:
     revocation_reason: RevocationReason | None
     invalidity_date: dt.datetime | None
     replaces: str | None
-    der: bytes
+    der: bytes = field(repr=False)  # holds the raw ID number in the subject
 
     @classmethod
     def from_row(cls, row: RowMapping) -> CertificateRecord:
