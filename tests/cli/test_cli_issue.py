@@ -325,3 +325,28 @@ def test_a_refused_request_never_shows_or_logs_the_raw_id_number(
     new = audit_lines(ca_home)[events_before:]
     assert any(e["outcome"] == "failure" for e in new), "the refusal was not audited"
     assert raw not in json.dumps(new, ensure_ascii=False)
+
+
+def test_an_audit_failure_after_storing_still_delivers_the_key(
+        ca_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    audit = ca_home / "audit" / "audit.jsonl"
+    audit.unlink()
+    audit.mkdir()  # the audit write will fail after the database commit
+    before = serials(ca_home)
+    outcome = run_main(capsys, ca_home, "cert", "issue", *CITIZEN_ARGS)
+    assert_refused(outcome, 1, "cannot write audit log")
+    new = serials(ca_home) - before
+    assert len(new) == 1  # stored before the audit write failed…
+    (serial,) = new  # …and its PKCS#12 is on disk: no valid certificate without its key
+    assert (ca_home / "issued" / f"{serial}.p12").exists()
+    assert not list((ca_home / "issued").glob(".*staged"))
+
+
+def test_same_path_for_certificate_and_pkcs12_is_a_usage_error_before_issuing(
+        ca_home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    before = serials(ca_home)
+    same = str(tmp_path / "same.pem")
+    outcome = run_main(capsys, ca_home, "cert", "issue", *CITIZEN_ARGS, "--out", same,
+                       "--p12", same)
+    assert_refused(outcome, 2, "different files")
+    assert serials(ca_home) == before

@@ -125,3 +125,48 @@ def test_spreadsheet_bom_and_blank_lines_are_accepted() -> None:
     plan = parse_roster(b"\xef\xbb\xbf" + _roster(GOOD[0], "", GOOD[1]))
     assert [r.line for r in plan.rows] == [2, 4]
     assert plan.rows[0].request.values["name"] == "Nguyễn Văn An"
+
+
+def test_a_write_failure_leaves_no_stored_certificate_without_its_key(
+        kyso: Kyso, ca: CertificateAuthority, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import kyso.files as files
+
+    real = files.atomic_write
+    calls = {"p12": 0}
+
+    def flaky(path: Path, data: bytes, **kw: object) -> None:
+        if path.name.endswith(".p12.staged"):
+            calls["p12"] += 1
+            if calls["p12"] == 2:
+                raise OSError(28, "No space left on device")
+        real(path, data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "atomic_write", flaky)
+    out = tmp_path / "out"
+    with pytest.raises(RosterError, match="No space left"):
+        issue_batch(kyso, ca, "staff", _roster(*GOOD), p12_passphrase=P12_PASS, out_dir=out)
+    assert _count(kyso) == 0
+    assert list(out.iterdir()) == []
+
+
+def test_every_stored_batch_certificate_has_its_pkcs12(
+        kyso: Kyso, ca: CertificateAuthority, tmp_path: Path) -> None:
+    result = issue_batch(kyso, ca, "staff", _roster(*GOOD), p12_passphrase=P12_PASS,
+                         out_dir=tmp_path / "out")
+    c = schema.certificates
+    with kyso.store.read() as conn:
+        serials = set(conn.execute(sa.select(c.c.serial).where(c.c.profile == "staff")).scalars())
+    assert {p.name.removesuffix(".p12") for p in (tmp_path / "out").glob("*.p12")} == serials
+    assert not list((tmp_path / "out").glob(".*staged"))
+    assert len(result.issued) == 3
+
+
+def test_unusable_output_folder_is_a_clear_error(
+        kyso: Kyso, ca: CertificateAuthority, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RosterError, match="cannot use output folder"):
+        issue_batch(kyso, ca, "staff", _roster(*GOOD), p12_passphrase=P12_PASS,
+                    out_dir=blocker / "out")
+    assert _count(kyso) == 0

@@ -7,7 +7,6 @@ are generated in worker processes, one per core.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
@@ -25,15 +24,15 @@ from kyso.clock import vn_iso
 from kyso.config import check_new_passphrase
 from kyso.context import Kyso
 from kyso.errors import KysoError, RosterError
-from kyso.files import atomic_write, ensure_private_dir
+from kyso.files import StagedFiles, atomic_write, ensure_private_dir
 from kyso.pki import issuance
 from kyso.pki.authority import CertificateAuthority
 from kyso.pki.issuance import IssuedCertificate, Prepared
 from kyso.pki.keys import KeyType, PrivateKey, as_private_key, generate_key
-from kyso.pki.lifecycle import revoke
 from kyso.pki.pkcs12 import build_pkcs12
 from kyso.pki.profiles import INPUTS
 from kyso.pki.records import common_name_of
+from kyso.pki.serials import serial_hex
 from kyso.pki.subjects import SubjectRequest, resolve
 
 MAX_ROSTER_BYTES = 16 * 1024 * 1024
@@ -225,7 +224,10 @@ def issue_batch(
         raise RosterError(f"{len(errors)} bad row(s), nothing issued (--all-or-nothing): {detail}")
     ca.issuer(issuer_name)  # unlock (and fail on a wrong passphrase) before generating keys
     check_new_passphrase(p12_passphrase, "PKCS#12 passphrase")
-    ensure_private_dir(out_dir)
+    try:
+        ensure_private_dir(out_dir)
+    except OSError as exc:
+        raise RosterError(f"cannot use output folder {out_dir}: {exc.strerror}") from None
     keys = generate_keys(kt, len(valid), jobs)
     prepared: list[tuple[RosterRow, Prepared]] = []
     for row, key in zip(valid, keys, strict=True):
@@ -236,18 +238,15 @@ def issue_batch(
             if all_or_nothing:
                 raise RosterError(f"line {row.line}: {exc}; nothing issued") from None
             errors.append(RowError(row.line, str(exc)))
-    stored = _commit_groups(kyso, ca, prepared, errors, all_or_nothing)
     chain = ca.chain(issuer_name)
+    group_size = len(prepared) if all_or_nothing else COMMIT_GROUP
     issued_rows: list[IssuedRow] = []
-    total = len(stored)
-    for start in range(0, total, COMMIT_GROUP):
-        group = stored[start:start + COMMIT_GROUP]
-        p12s = build_pkcs12_many([(item.private_key, item.record.certificate)  # type: ignore[misc]
-                                  for _row, item in group], chain, p12_passphrase, jobs)
-        for (row, item), p12 in zip(group, p12s, strict=True):
-            issued_rows.append(_write_files(kyso, ca, row, item, p12, out_dir))
+    for start in range(0, len(prepared), max(group_size, 1)):
+        group = prepared[start:start + group_size]
+        issued_rows += _issue_group(kyso, ca, group, chain, p12_passphrase, out_dir, jobs,
+                                    errors, all_or_nothing)
         if progress:
-            progress(min(start + COMMIT_GROUP, total), total)
+            progress(min(start + len(group), len(prepared)), len(prepared))
     errors.sort(key=lambda e: e.line)
     manifest = None
     if issued_rows:
@@ -257,60 +256,59 @@ def issue_batch(
     return BatchResult(tuple(issued_rows), tuple(errors), manifest)
 
 
-def _commit_groups(
+def _issue_group(
     kyso: Kyso,
     ca: CertificateAuthority,
-    prepared: list[tuple[RosterRow, Prepared]],
+    group: list[tuple[RosterRow, Prepared]],
+    chain: list[x509.Certificate],
+    p12_passphrase: str,
+    out_dir: Path,
+    jobs: int | None,
     errors: list[RowError],
     all_or_nothing: bool,
-) -> list[tuple[RosterRow, IssuedCertificate]]:
-    """Store in groups (one transaction and one audit fsync each). A group that fails is
-    retried row by row, so one bad row costs only itself."""
-    if all_or_nothing:
-        try:
-            done = issuance.commit(kyso, ca, [p for _r, p in prepared])
-        except KysoError as exc:
-            raise RosterError(f"{exc}; nothing issued") from None
-        return [(row, item) for (row, _p), item in zip(prepared, done, strict=True)]
-    stored: list[tuple[RosterRow, IssuedCertificate]] = []
-    for start in range(0, len(prepared), COMMIT_GROUP):
-        group = prepared[start:start + COMMIT_GROUP]
-        try:
-            done = issuance.commit(kyso, ca, [p for _r, p in group])
-            stored += [(row, item) for (row, _p), item in zip(group, done, strict=True)]
-            continue
-        except KysoError:
-            pass
-        for row, item in group:
-            try:
-                stored.append((row, issuance.commit(kyso, ca, [item])[0]))
-            except KysoError as exc:
-                errors.append(RowError(row.line, str(exc)))
-    return stored
-
-
-def _write_files(
-    kyso: Kyso,
-    ca: CertificateAuthority,
-    row: RosterRow,
-    stored: IssuedCertificate,
-    p12: bytes,
-    out_dir: Path,
-) -> IssuedRow:
-    serial = stored.record.serial
-    paths = (out_dir / f"{serial}.p12", out_dir / f"{serial}.crt.pem")
+) -> list[IssuedRow]:
+    """Build and stage the group's files, store the group in one transaction (a failing group
+    is retried row by row unless all-or-nothing), then publish the files of what was stored.
+    A stored certificate always has its PKCS#12 on disk."""
+    p12s = build_pkcs12_many([(p.private_key, p.certificate)  # type: ignore[misc]
+                              for _row, p in group], chain, p12_passphrase, jobs)
+    staged: list[tuple[RosterRow, Prepared, StagedFiles]] = []
     try:
-        atomic_write(paths[0], p12, mode=0o600, exclusive=True)
-        atomic_write(paths[1], stored.record.pem, exclusive=True)
+        for (row, item), p12 in zip(group, p12s, strict=True):
+            files = StagedFiles()
+            staged.append((row, item, files))
+            name = serial_hex(item.certificate.serial_number)
+            files.add(out_dir / f"{name}.p12", p12, mode=0o600)
+            files.add(out_dir / f"{name}.crt.pem",
+                      item.certificate.public_bytes(serialization.Encoding.PEM))
     except OSError as exc:
-        # The key exists only in that file: a certificate without it must not stay valid.
-        for p in paths:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-        revoke(kyso, serial, reason="cessationOfOperation")
-        raise RosterError(f"line {row.line}: cannot write {paths[0]} ({exc.strerror}); "
-                          f"certificate {serial} was revoked") from None
-    return IssuedRow(row.line, stored, paths)
+        for _r, _i, files in staged:
+            files.discard()
+        raise RosterError(f"cannot write into {out_dir}: {exc.strerror}; this group of "
+                          f"{len(group)} row(s) was not issued") from None
+    done: dict[int, IssuedCertificate] = {}
+    try:
+        try:
+            stored = issuance.commit(kyso, ca, [item for _r, item, _f in staged])
+            done = {r.line: i for (r, _i, _f), i in zip(staged, stored, strict=True)}
+        except KysoError as exc:
+            if all_or_nothing:
+                raise RosterError(f"{exc}; nothing issued") from None
+            for row, item, _files in staged:
+                try:
+                    done[row.line] = issuance.commit(kyso, ca, [item])[0]
+                except KysoError as row_exc:
+                    errors.append(RowError(row.line, str(row_exc)))
+    finally:  # even on Ctrl-C: what was stored gets its files, the rest is removed
+        out = []
+        for row, _item, files in staged:
+            if row.line in done:
+                paths = tuple(files.finals)
+                files.publish()
+                out.append(IssuedRow(row.line, done[row.line], paths))
+            else:
+                files.discard()
+    return out
 
 
 def _csv_text(text: str) -> str:
