@@ -132,9 +132,24 @@ def test_revoking_twice_fails_and_keeps_the_first_reason(
         ca_home: Path, staff_serial: str, capsys: pytest.CaptureFixture[str]) -> None:
     run_ok(ca_home, "cert", "revoke", staff_serial, "--reason", "affiliationChanged")
     outcome = run_main(capsys, ca_home, "cert", "revoke", staff_serial, "--reason",
-                       "keyCompromise")
+                       "superseded")
     assert_refused(outcome, 1, staff_serial, "revoked")
     assert show(ca_home, staff_serial)["revocation_reason"] == "affiliationChanged"
+
+
+def test_a_revoked_certificate_can_be_moved_to_key_compromise_keeping_its_date(
+        ca_home: Path, staff_serial: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(ca_home, "cert", "revoke", staff_serial, "--reason", "superseded")
+    first = show(ca_home, staff_serial)["revoked_at"]
+    run_ok(ca_home, "cert", "revoke", staff_serial, "--reason", "keyCompromise",
+           "--invalidity-date", "2026-11-01T00:00:00+07:00")
+    after = show(ca_home, staff_serial)
+    assert after["revocation_reason"] == "keyCompromise"
+    assert after["revoked_at"] == first
+    assert after["invalidity_date"] == "2026-11-01T00:00:00+07:00"
+    outcome = run_main(capsys, ca_home, "cert", "revoke", staff_serial, "--reason",
+                       "keyCompromise")
+    assert_refused(outcome, 1, "already revoked for keyCompromise")
 
 
 @pytest.mark.parametrize("argv", [

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from conftest import CITIZEN, T0
+from conftest import CITIZEN, STAFF, T0
 from kyso.clock import VIETNAM, FrozenClock
 from kyso.context import Kyso
-from kyso.errors import CertificateNotFoundError, RevocationError
+from kyso.errors import CertificateNotFoundError, PkiError, RevocationError
 from kyso.pki import issuance
 from kyso.pki.authority import CertificateAuthority
 from kyso.pki.lifecycle import REVOKE_REASONS, hold, parse_reason, release, revoke
@@ -61,9 +61,18 @@ def test_revoke_without_reason_is_unspecified(kyso: Kyso, serial: str) -> None:
 def test_revoked_certificate_cannot_be_revoked_again(kyso: Kyso, serial: str) -> None:
     revoke(kyso, serial, reason="superseded")
     with pytest.raises(RevocationError, match="is revoked; cannot revoke"):
-        revoke(kyso, serial, reason="keyCompromise")
+        revoke(kyso, serial, reason="affiliationChanged")
     record, _ = issuance.get_record(kyso, serial)
     assert record.revocation_reason is RevocationReason.SUPERSEDED
+
+
+def test_revoked_certificate_may_still_be_moved_to_key_compromise(kyso: Kyso, serial: str,
+                                                                  clock: FrozenClock) -> None:
+    first = revoke(kyso, serial, reason="superseded").record.revoked_at
+    clock.advance(dt.timedelta(days=3))
+    record = revoke(kyso, serial, reason="keyCompromise").record
+    assert record.revocation_reason is RevocationReason.KEY_COMPROMISE
+    assert record.revoked_at == first
 
 
 def test_revoked_certificate_cannot_be_released(kyso: Kyso, serial: str) -> None:
@@ -242,3 +251,17 @@ def test_revoking_an_unknown_serial_is_audited_as_a_failure(
     event = events(kyso)[-1]
     assert (event["action"], event["outcome"], event["object"]) == (
         "CERT_REVOKED", "failure", "abc123")
+
+
+def test_key_compromise_revokes_every_certificate_on_that_key_and_blocks_renewal(
+        kyso: Kyso, ca: CertificateAuthority) -> None:
+    first = issuance.issue(kyso, ca, "staff", SubjectRequest.of(**STAFF)).record
+    renewed = issuance.renew(kyso, ca, first.serial).record
+    revoke(kyso, first.serial, reason="keyCompromise")
+    again, _ = issuance.get_record(kyso, renewed.serial)
+    assert again.status is Status.REVOKED
+    assert again.revocation_reason is RevocationReason.KEY_COMPROMISE
+    other = issuance.issue(kyso, ca, "staff", SubjectRequest.of(**STAFF)).record
+    with pytest.raises(PkiError, match="revoked"):
+        issuance.renew(kyso, ca, renewed.serial)
+    assert issuance.get_record(kyso, other.serial)[0].status is Status.VALID  # another key

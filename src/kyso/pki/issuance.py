@@ -340,6 +340,15 @@ def get_record(kyso: Kyso, serial: str) -> tuple[CertificateRecord, str | None]:
     return CertificateRecord.from_row(row), row["holder_pseudonym"]
 
 
+def _key_compromised(kyso: Kyso, record: CertificateRecord) -> bool:
+    ck = schema.certified_keys
+    spki = spki_sha256(record.certificate.public_key())
+    with kyso.store.read() as conn:
+        value = conn.execute(sa.select(ck.c.compromised_at).where(ck.c.spki_sha256 == spki)
+                             ).scalar()
+    return value is not None
+
+
 def _service_key_file(kyso: Kyso, serial: str) -> str | None:
     c = schema.certificates
     with kyso.store.read() as conn:
@@ -424,6 +433,8 @@ def _prepare_reissue(
     if old.status is not Status.VALID:
         raise PkiError(f"certificate {serial} is {old.status.value}; only a valid certificate "
                        f"can be used to {action}")
+    if public_key is None and private_key is None and _key_compromised(kyso, old):
+        raise PkiError(f"the key of certificate {serial} was reported compromised; rekey instead")
     profile = kyso.profiles.get(old.profile)
     cert = old.certificate
     same_key = public_key is None and private_key is None

@@ -80,6 +80,10 @@ def revoke(
     reason: str | RevocationReason = RevocationReason.UNSPECIFIED,
     invalidity_date: dt.datetime | None = None,
 ) -> StatusChange:
+    """Revoke (permanently). ``keyCompromise`` also revokes every other certificate on the same
+    key (renewals) and marks the key so it is never certified again; a certificate already
+    revoked for another reason may still be moved to ``keyCompromise`` (RFC 5280 §5.3.1), keeping
+    its revocation date."""
     r = reason if isinstance(reason, RevocationReason) else parse_reason(reason)
     if r is RevocationReason.CERTIFICATE_HOLD:
         raise RevocationError("certificateHold is not a revocation; use `kyso cert hold`")
@@ -89,12 +93,64 @@ def revoke(
             raise RevocationError("invalidity date needs a time zone (e.g. 2026-11-20T08:00+07:00)")
         if invalidity_date > now:
             raise RevocationError("invalidity date is in the future")
-    return _change(
-        kyso, serial, allowed_from=(Status.VALID, Status.ON_HOLD),
-        values={"status": Status.REVOKED.value, "revoked_at": now,
-                "revocation_reason": r.value, "invalidity_date": invalidity_date},
-        action="CERT_REVOKED", verb="revoke",
-    )
+    if r is not RevocationReason.KEY_COMPROMISE:
+        return _change(
+            kyso, serial, allowed_from=(Status.VALID, Status.ON_HOLD),
+            values={"status": Status.REVOKED.value, "revoked_at": now,
+                    "revocation_reason": r.value, "invalidity_date": invalidity_date},
+            action="CERT_REVOKED", verb="revoke",
+        )
+    return _compromise(kyso, serial, invalidity_date, now)
+
+
+def _compromise(
+    kyso: Kyso, serial: str, invalidity_date: dt.datetime | None, now: dt.datetime
+) -> StatusChange:
+    c, ck = schema.certificates, schema.certified_keys
+    compromised = RevocationReason.KEY_COMPROMISE.value
+
+    def work(conn: sa.Connection) -> tuple[StatusChange, list[str]]:
+        row = conn.execute(sa.select(c).where(c.c.serial == serial)).mappings().first()
+        if row is None:
+            raise CertificateNotFoundError(f"no certificate with serial {serial} in this CA")
+        old = Status(row["status"])
+        if old is Status.REVOKED and row["revocation_reason"] == compromised:
+            raise RevocationError(f"certificate {serial} is already revoked for keyCompromise")
+        values: dict[str, object] = {"status": Status.REVOKED.value,
+                                     "revocation_reason": compromised,
+                                     "invalidity_date": invalidity_date or row["invalidity_date"]}
+        if old is not Status.REVOKED:
+            values["revoked_at"] = now
+        conn.execute(sa.update(c).where(c.c.serial == serial).values(**values))
+        siblings = list(conn.execute(
+            sa.select(c.c.serial).where(c.c.spki_sha256 == row["spki_sha256"],
+                                        c.c.serial != serial,
+                                        c.c.status.in_([Status.VALID.value, Status.ON_HOLD.value]))
+        ).scalars())
+        if siblings:
+            conn.execute(sa.update(c).where(c.c.serial.in_(siblings)).values(
+                status=Status.REVOKED.value, revoked_at=now, revocation_reason=compromised,
+                invalidity_date=invalidity_date))
+        conn.execute(sa.update(ck).where(ck.c.spki_sha256 == row["spki_sha256"],
+                                         ck.c.compromised_at.is_(None))
+                     .values(compromised_at=now))
+        new_row = conn.execute(sa.select(c).where(c.c.serial == serial)).mappings().one()
+        return StatusChange(serial, old, CertificateRecord.from_row(new_row)), siblings
+
+    try:
+        change, siblings = kyso.store.write(work)
+    except KysoError as exc:
+        kyso.record(Layer.PKI, "CERT_REVOKED", Outcome.FAILURE, object=serial, reason=str(exc))
+        raise
+    rec = change.record
+    kyso.audit.record_many([
+        kyso.event(Layer.PKI, "CERT_REVOKED", Outcome.SUCCESS, object=s,
+                   old_status=(change.old_status.value if s == serial else "valid"),
+                   new_status="revoked", reason=compromised, invalidity_date=rec.invalidity_date,
+                   profile=rec.profile, issuer=rec.issuer,
+                   same_key_as=(None if s == serial else serial))
+        for s in [serial, *siblings]])
+    return change
 
 
 def hold(kyso: Kyso, serial: str) -> StatusChange:

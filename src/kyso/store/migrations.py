@@ -23,8 +23,16 @@ def _v1_initial(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v2_key_compromise(conn: Connection) -> None:
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("certified_keys")}
+    if "compromised_at" not in columns:  # v1 created the table without it
+        kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "TIMESTAMP"
+        conn.exec_driver_sql(f"ALTER TABLE certified_keys ADD COLUMN compromised_at {kind}")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial CA tables", _v1_initial),
+    (2, "certified_keys.compromised_at", _v2_key_compromise),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -106,4 +106,5 @@ certified_keys = sa.Table(
     metadata,
     sa.Column("spki_sha256", sa.String(64), primary_key=True),
     sa.Column("first_serial", sa.String(40), nullable=False),
+    sa.Column("compromised_at", UTCDateTime(timezone=True), nullable=True),  # schema v2
 )
