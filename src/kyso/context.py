@@ -6,6 +6,8 @@ import datetime as dt
 import getpass
 import os
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from kyso.audit import AuditEvent, AuditSink, JsonLinesAuditLog, Layer, Outcome, Pseudonymizer
@@ -22,9 +24,14 @@ class Kyso:
     store: Store
     audit: AuditSink
     pseudonyms: Pseudonymizer
-    profiles: ProfileCatalogue
+    profiles_dir: Path
     actor: str
     source: str = "cli"
+
+    @cached_property
+    def profiles(self) -> ProfileCatalogue:
+        """Loaded on first use, so revocation and CRLs never depend on the profile files."""
+        return load_catalogue(self.profiles_dir)
 
     def now(self) -> dt.datetime:
         return self.clock.now()
@@ -72,7 +79,7 @@ def open_kyso(
         store=store,
         audit=audit or JsonLinesAuditLog(settings.audit_path),
         pseudonyms=Pseudonymizer.from_file(settings.pseudonym_key_path),
-        profiles=load_catalogue(settings.profiles_dir),
+        profiles_dir=settings.profiles_dir,
         actor=actor or f"admin:{_user()}",
         source=source,
     )

@@ -452,3 +452,16 @@ def test_a_serial_prefix_shorter_than_eight_digits_says_so(
         ca_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outcome = run_main(capsys, ca_home, "cert", "show", "4abc12")
     assert_refused(outcome, 1, "at least 8 hex digits")
+
+
+def test_a_broken_site_profile_never_blocks_revocation_or_crls(
+        ca_home: Path, staff_serial: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (ca_home / "profiles").mkdir()
+    (ca_home / "profiles" / "citizen.toml").write_text('name = "citizen"\n', encoding="utf-8")
+    run_ok(ca_home, "cert", "revoke", staff_serial, "--reason", "keyCompromise")
+    run_ok(ca_home, "crl", "publish", "--ca", "staff")
+    crl = x509.load_der_x509_crl((ca_home / "crl" / "staff.crl").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(int(staff_serial, 16)) is not None
+    outcome = run_main(capsys, ca_home, "cert", "issue", "--profile", "citizen",
+                       "--name", "Trần Thị Bình", "--id", "033301000123")
+    assert_refused(outcome, 1, "citizen.toml", "description is missing")

@@ -160,3 +160,19 @@ def test_failed_write_is_rolled_back(tmp_path: Path) -> None:
     finally:
         store.close()
     assert count == 0
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    store = open_store(url, now=lambda: dt.datetime(2026, 11, 23, tzinfo=dt.UTC))
+    with store.engine.begin() as conn:  # make it look like a database written by kyso v1
+        conn.exec_driver_sql("ALTER TABLE certified_keys DROP COLUMN compromised_at")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
+    store.close()
+    store = open_store(url, now=lambda: dt.datetime(2026, 11, 24, tzinfo=dt.UTC))
+    with store.engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("certified_keys")}
+        assert migrations.stored_version(conn) == migrations.LATEST
+        assert migrations.LATEST >= 2
+    assert "compromised_at" in columns
+    store.close()
