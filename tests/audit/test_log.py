@@ -229,3 +229,11 @@ def test_pseudonym_key_readable_by_others_is_refused(tmp_path: Path) -> None:
 def test_short_pseudonym_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="32 bytes"):
         Pseudonymizer(b"short")
+
+
+def test_scrub_masks_ids_glued_to_letters_but_keeps_hex_serials_whole() -> None:
+    from kyso.audit.events import scrub
+
+    serial = "6c38f01812ff484000021600cec9eb332d0872dc"
+    assert scrub(f"CSR UID cccd033301000123 for {serial}") == (
+        f"CSR UID cccd033******123 for {serial}")

@@ -465,3 +465,11 @@ def test_a_broken_site_profile_never_blocks_revocation_or_crls(
     outcome = run_main(capsys, ca_home, "cert", "issue", "--profile", "citizen",
                        "--name", "Trần Thị Bình", "--id", "033301000123")
     assert_refused(outcome, 1, "citizen.toml", "description is missing")
+
+
+def test_names_that_look_like_markup_or_formulas_are_shown_as_data(
+        ca_home: Path) -> None:
+    run_ok(ca_home, "cert", "issue", "--profile", "citizen", "--name", "=HYPERLINK([red]x[/])",
+           "--surname", "=HYPERLINK([red]x[/])", "--given-name", "An", "--id", "033301000124")
+    assert "[red]x[/]" in run_ok(ca_home, "cert", "list").stdout
+    assert "'=HYPERLINK" in run_ok(ca_home, "cert", "list", "--format", "csv").stdout

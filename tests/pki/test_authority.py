@@ -145,3 +145,10 @@ def test_rsa_4096_hierarchy_signs_with_sha256(tmp_path: Path) -> None:
         assert result.settings.email_domain == "tayninh.gov.vn"
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("url", ["http://a b.vn/x", "http://pki.vn:99999", "http://[::1",
+                                 "http://pki.thái.vn", 'http://pki.vn/"x"', "http://pki.vn/<x>"])
+def test_base_url_that_would_write_junk_into_every_certificate_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="base URL"):
+        check_base_url(url)

@@ -228,3 +228,9 @@ def test_filters_combine(kyso: Kyso, issued: Issued) -> None:
 
 def test_query_repr_hides_the_holder_id() -> None:
     assert STAFF["id"] not in repr(Query(holder_id=STAFF["id"], profile="staff"))
+
+
+@pytest.mark.parametrize("text", ["1000000000d", "99999999w"])
+def test_absurd_durations_are_refused_not_overflowed(text: str) -> None:
+    with pytest.raises(PkiError):
+        parse_duration(text)

@@ -443,3 +443,13 @@ def test_non_toml_files_in_the_site_directory_are_ignored(tmp_path: Path) -> Non
     (site / "README.md").write_text("notes", encoding="utf-8")
     (site / "staff.toml.bak").write_text("garbage", encoding="utf-8")
     assert load_catalogue(site).get("staff").source == "profiles/staff.toml"
+
+
+def test_url_templates_may_not_use_holder_inputs() -> None:
+    from kyso.pki.profiles import shipped_profile_texts
+
+    text, _ = shipped_profile_texts()["staff"]
+    bad = text.replace('ocsp_url = "{base_url}/ocsp/{issuer}"',
+                       'ocsp_url = "{base_url}/ocsp/{issuer}/{name}"')
+    with pytest.raises(ProfileError, match="may only use"):
+        parse_profile(bad, "staff.toml")
