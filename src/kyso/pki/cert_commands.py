@@ -167,7 +167,10 @@ class _Outputs:
 
     @staticmethod
     def precheck(issued_dir: Path, out: Path | None, p12: Path | None) -> None:
-        """Before anything is stored: explicit outputs are new, the default folder is usable."""
+        """Before anything is signed: explicit outputs are new and distinct, the default folder
+        is usable."""
+        if out is not None and p12 is not None and out.resolve() == p12.resolve():
+            raise UsageError("--out, --p12 and the chain file must be different files")
         check_new_files([p for p in (out, p12) if p is not None])
         issued_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not os.access(issued_dir, os.W_OK):
@@ -323,7 +326,8 @@ def cert_revoke(app: App, serial: str, reason: str, invalidity_date: str | None)
                              ) from None
         if when.tzinfo is None:
             raise UsageError("--invalidity-date needs an offset, e.g. +07:00")
-    change = lifecycle.revoke(app.kyso, _serial_arg(app.kyso, serial), reason=reason, invalidity_date=when)
+    change = lifecycle.revoke(app.kyso, _serial_arg(app.kyso, serial), reason=reason,
+                              invalidity_date=when)
     _render_change(app, change, "revoked")
 
 

@@ -39,6 +39,7 @@ from kyso.pki.keys import (
     key_type_of,
     spki_sha256,
 )
+from kyso.pki.lifecycle import revoke
 from kyso.pki.profiles import Profile
 from kyso.pki.records import CertificateRecord, Status, certificate_row
 from kyso.pki.serials import new_serial, serial_hex
@@ -386,8 +387,6 @@ def rekey(
     issued = commit(kyso, ca, [prepare_rekey(kyso, ca, serial, csr=csr, key_type=key_type,
                                              days=days)])[0]
     if revoke_old:
-        from kyso.pki.lifecycle import revoke
-
         revoke(kyso, serial, reason="superseded")
     return issued
 
