@@ -41,9 +41,20 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
+# CA keys are protected by 600 000 PBKDF2 iterations in production (0.1 s per key); the suite
+# creates hundreds of hierarchies, so it uses fewer. tests/pki/test_authority.py checks the
+# production default.
+FAST_KDF = {"KYSO_KEY_KDF_ITERATIONS": "2000"}
+
+
+@pytest.fixture(autouse=True)
+def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KYSO_KEY_KDF_ITERATIONS", FAST_KDF["KYSO_KEY_KDF_ITERATIONS"])
+
+
 @pytest.fixture
 def kyso(home: Path, clock: FrozenClock) -> Iterator[Kyso]:
-    ctx = open_kyso(load_settings(home=home, environ={}), clock=clock, actor="admin:test")
+    ctx = open_kyso(load_settings(home=home, environ=FAST_KDF), clock=clock, actor="admin:test")
     yield ctx
     ctx.close()
 

@@ -64,3 +64,12 @@ def test_short_new_passphrase_is_refused_without_echoing_it() -> None:
     with pytest.raises(ConfigError) as info:
         check_new_passphrase("abc12", "CA passphrase")
     assert "abc12" not in str(info.value)
+
+
+def test_key_kdf_iterations_default_to_600000_and_refuse_weak_values(tmp_path: Path) -> None:
+    assert load_settings(home=tmp_path, environ={}).key_kdf_iterations == 600_000
+    assert load_settings(home=tmp_path, environ={"KYSO_KEY_KDF_ITERATIONS": "2000"}
+                         ).key_kdf_iterations == 2000
+    for bad in ("999", "lots", "-5"):
+        with pytest.raises(ConfigError, match="KYSO_KEY_KDF_ITERATIONS"):
+            load_settings(home=tmp_path, environ={"KYSO_KEY_KDF_ITERATIONS": bad})

@@ -19,6 +19,9 @@ ENV_HOME = "KYSO_HOME"
 ENV_DATABASE_URL = "KYSO_DATABASE_URL"
 ENV_CA_PASSPHRASE = "KYSO_CA_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 ENV_P12_PASSPHRASE = "KYSO_P12_PASSPHRASE"  # noqa: S105
+ENV_KEY_KDF_ITERATIONS = "KYSO_KEY_KDF_ITERATIONS"
+DEFAULT_KEY_KDF_ITERATIONS = 600_000  # OWASP 2023 for PBKDF2-HMAC-SHA-256
+MIN_KEY_KDF_ITERATIONS = 1_000
 MIN_PASSPHRASE_LENGTH = 12
 _CONFIG_KEYS = {"database_url"}
 
@@ -28,6 +31,8 @@ class Settings:
     home: Path
     database_url: str
     extra: Mapping[str, str] = field(default_factory=dict)
+    # PBKDF2 iterations protecting CA and service keys at rest. Lower only for test suites.
+    key_kdf_iterations: int = DEFAULT_KEY_KDF_ITERATIONS
 
     @property
     def ca_dir(self) -> Path:
@@ -68,7 +73,17 @@ def load_settings(
     url = database_url or env.get(ENV_DATABASE_URL) or file_values.get("database_url")
     if not url:
         url = f"sqlite:///{(home_path / 'kyso.db').absolute()}"
-    return Settings(home=home_path.absolute(), database_url=url)
+    return Settings(home=home_path.absolute(), database_url=url,
+                    key_kdf_iterations=_iterations(env.get(ENV_KEY_KDF_ITERATIONS)))
+
+
+def _iterations(value: str | None) -> int:
+    if value is None or value == "":
+        return DEFAULT_KEY_KDF_ITERATIONS
+    if not value.isdigit() or int(value) < MIN_KEY_KDF_ITERATIONS:
+        raise ConfigError(f"{ENV_KEY_KDF_ITERATIONS} must be a whole number of at least "
+                          f"{MIN_KEY_KDF_ITERATIONS}")
+    return int(value)
 
 
 def _read_config_file(path: Path) -> dict[str, str]:

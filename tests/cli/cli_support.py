@@ -197,6 +197,7 @@ def rsa_1024_csr() -> bytes:
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYSO_")}
     env.update({"KYSO_CA_PASSPHRASE": PASSPHRASE, "KYSO_P12_PASSPHRASE": P12_PASSPHRASE,
+                "KYSO_KEY_KDF_ITERATIONS": "2000",
                 "PYTHONWARNINGS": "ignore"})
     env.update(extra)
     return env

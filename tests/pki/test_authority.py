@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,15 @@ def test_rsa_4096_hierarchy_signs_with_sha256(tmp_path: Path) -> None:
         assert root.public_key().key_size == 4096  # type: ignore[union-attr]
         assert root.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.11"
         assert result.settings.email_domain == "tayninh.gov.vn"
+        # The production default protects CA keys with 600 000 PBKDF2 iterations (0x927C0),
+        # in a PKCS#8 file OpenSSL reads.
+        key_file = ctx.settings.ca_dir / "root.key.pem"
+        parsed = subprocess.run(["openssl", "asn1parse", "-in", str(key_file)],
+                                capture_output=True, text=True, check=True).stdout
+        assert "PBKDF2" in parsed
+        assert ":0927C0" in parsed
+        assert "hmacWithSHA256" in parsed
+        assert "aes-256-cbc" in parsed
     finally:
         ctx.close()
 

@@ -20,7 +20,7 @@ from cryptography.x509.oid import (
     ObjectIdentifier,
 )
 
-from conftest import BASE_URL, CITIZEN, PASSPHRASE, SEAL, STAFF, T0
+from conftest import BASE_URL, CITIZEN, FAST_KDF, PASSPHRASE, SEAL, STAFF, T0
 from kyso.clock import FrozenClock
 from kyso.config import load_settings
 from kyso.context import Kyso, open_kyso
@@ -332,7 +332,7 @@ def test_crl_and_aia_urls_are_built_from_the_base_url(kyso: Kyso, ca: Certificat
 
 
 def test_base_url_with_a_path_and_trailing_slash_gives_clean_urls(tmp_path: Path) -> None:
-    ctx = open_kyso(load_settings(home=tmp_path / "h", environ={}), clock=FrozenClock(T0),
+    ctx = open_kyso(load_settings(home=tmp_path / "h", environ=FAST_KDF), clock=FrozenClock(T0),
                     actor="admin:test")
     try:
         init_ca(ctx, passphrase=PASSPHRASE, org="UBND tỉnh Hưng Yên", province="hung-yen",

@@ -80,3 +80,26 @@ def test_truncated_key_file_is_not_reported_as_wrong_passphrase(tmp_path: Path) 
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(KeyFileError):
         load_private_key(path, "a long passphrase")
+
+
+def test_wrong_passphrase_is_always_reported_as_such_even_when_cbc_padding_survives(
+        tmp_path: Path) -> None:
+    from kyso.pki.pkcs8 import encrypt_pkcs8
+
+    key = generate_key(KeyType.EC_P256)
+    path = tmp_path / "k.key.pem"
+    # ~1 in 256 wrong passphrases leave valid padding; 1500 files make that path near-certain.
+    for i in range(1500):
+        path.write_bytes(encrypt_pkcs8(key, "the right passphrase", 1000))
+        with pytest.raises(PassphraseError):
+            load_private_key(path, f"wrong passphrase {i}")
+
+
+def test_key_file_with_damaged_base64_inside_intact_armour_is_corrupted(tmp_path: Path) -> None:
+    path = tmp_path / "k.key.pem"
+    save_private_key(path, generate_key(KeyType.EC_P256), "a long passphrase", 1000)
+    lines = path.read_bytes().splitlines()
+    lines[1] = lines[1][:-4]  # the DER length no longer matches
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(KeyFileError, match="corrupted"):
+        load_private_key(path, "a long passphrase")

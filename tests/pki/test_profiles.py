@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from conftest import FAST_KDF
 from kyso.clock import FrozenClock
 from kyso.config import load_settings
 from kyso.context import open_kyso
@@ -397,7 +398,7 @@ def test_site_profiles_in_the_home_are_used_by_open_kyso(tmp_path: Path) -> None
     (home / "profiles" / "citizen.toml").write_text(
         edit(shipped_profile_texts()["citizen"][0], "default_days = 365", "default_days = 90"),
         encoding="utf-8")
-    ctx = open_kyso(load_settings(home=home, environ={}),
+    ctx = open_kyso(load_settings(home=home, environ=FAST_KDF),
                     clock=FrozenClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)), actor="admin:t")
     try:
         assert ctx.profiles.get("citizen").default_days == 90

@@ -361,13 +361,14 @@ def init_ca(
 
     # Files first (exclusive create, 0600), then one transaction; undo the files on failure.
     ensure_private_dir(ca_dir)
+    iterations = kyso.settings.key_kdf_iterations
     written: list[Path] = []
     try:
         for name in CA_NAMES:
-            _write_key(ca_dir / f"{name}.key.pem", keys[name], passphrase, written)
+            _write_key(ca_dir / f"{name}.key.pem", keys[name], passphrase, written, iterations)
             _write_public(ca_dir / f"{name}.crt.pem", certs[name], written)
         for sname, _p, _ca, key, cert in service_rows:
-            _write_key(ca_dir / f"{sname}.key.pem", key, passphrase, written)
+            _write_key(ca_dir / f"{sname}.key.pem", key, passphrase, written, iterations)
             _write_public(ca_dir / f"{sname}.crt.pem", cert, written)
         kyso.store.write(lambda conn: _insert_hierarchy(
             conn, settings, key_type, now, certs, parents, service_rows, ca_dir))
@@ -396,8 +397,9 @@ def init_ca(
     )
 
 
-def _write_key(path: Path, key: PrivateKey, passphrase: str, written: list[Path]) -> None:
-    save_private_key(path, key, passphrase)
+def _write_key(path: Path, key: PrivateKey, passphrase: str, written: list[Path],
+               iterations: int) -> None:
+    save_private_key(path, key, passphrase, iterations)
     written.append(path)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from enum import Enum
 from pathlib import Path
@@ -14,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from kyso.errors import KeyFileError, KeyPolicyError, PassphraseError
 from kyso.files import atomic_write
+from kyso.pki.pkcs8 import DEFAULT_ITERATIONS, encrypt_pkcs8
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -100,17 +103,31 @@ def spki_sha256(public_key: CertificatePublicKeyTypes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def encrypt_private_key(key: PrivateKey, passphrase: str) -> bytes:
-    """PKCS#8 PEM encrypted with PBES2 (AES-256-CBC, PBKDF2-HMAC-SHA-256)."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
-    )
+def save_private_key(path: Path, key: PrivateKey, passphrase: str,
+                     iterations: int = DEFAULT_ITERATIONS) -> None:
+    """Encrypted PKCS#8 (PBES2, PBKDF2-HMAC-SHA-256 × ``iterations``, AES-256-CBC), 0600."""
+    atomic_write(path, encrypt_pkcs8(key, passphrase, iterations), mode=0o600, exclusive=True)
 
 
-def save_private_key(path: Path, key: PrivateKey, passphrase: str) -> None:
-    atomic_write(path, encrypt_private_key(key, passphrase), mode=0o600, exclusive=True)
+def _intact_container(pem: bytes) -> bool:
+    """Is this a whole, well-formed ENCRYPTED PRIVATE KEY block (armour, base64, DER length)?"""
+    begin, end = b"-----BEGIN ENCRYPTED PRIVATE KEY-----", b"-----END ENCRYPTED PRIVATE KEY-----"
+    start, stop = pem.find(begin), pem.find(end)
+    if start < 0 or stop < start:
+        return False
+    try:
+        der = base64.b64decode(b"".join(pem[start + len(begin):stop].split()), validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    if len(der) < 2 or der[0] != 0x30:
+        return False
+    first = der[1]
+    if first < 0x80:
+        return 2 + first == len(der)
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(der) < 2 + count:
+        return False
+    return 2 + count + int.from_bytes(der[2:2 + count], "big") == len(der)
 
 
 def load_private_key(path: Path, passphrase: str) -> PrivateKey:
@@ -124,9 +141,11 @@ def load_private_key(path: Path, passphrase: str) -> PrivateKey:
         raise KeyFileError(f"key file {path} is not an encrypted PKCS#8 key")
     try:
         key = serialization.load_pem_private_key(data, passphrase.encode("utf-8"))
-    except (ValueError, TypeError) as exc:
-        message = str(exc).lower()
-        if "incorrect password" in message or "bad decrypt" in message or "password" in message:
+    except (ValueError, TypeError):
+        # PBES2 uses AES-CBC without a MAC: a wrong passphrase usually breaks the padding, but
+        # about 1 time in 256 the padding survives and the garbage fails to parse instead. So
+        # whenever the encrypted container itself is intact, the passphrase is what is wrong.
+        if _intact_container(data):
             raise PassphraseError(f"wrong passphrase for {path.name}") from None
         raise KeyFileError(f"key file {path} is corrupted") from None
     except UnsupportedAlgorithm:
