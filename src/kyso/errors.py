@@ -90,3 +90,7 @@ class RosterError(PkiError):
 
 class AuditError(KysoError):
     """The audit log could not be written or read."""
+
+
+class ProofError(AuditError):
+    """A Merkle inclusion or consistency proof does not verify."""
