@@ -94,3 +94,7 @@ class AuditError(KysoError):
 
 class ProofError(AuditError):
     """A Merkle inclusion or consistency proof does not verify."""
+
+
+class CheckpointError(AuditError):
+    """A checkpoint (signed note) is malformed, unsigned by a trusted key, or forged."""
