@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,18 @@ from kyso.audit.merkle import (
 )
 from kyso.errors import ProofError
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc6962"
+
+def _shared() -> Path:
+    """shared/ sits beside the repository (CI's layout); KYSO_SHARED_DIR overrides."""
+    if os.environ.get("KYSO_SHARED_DIR"):
+        return Path(os.environ["KYSO_SHARED_DIR"])
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "vectors").is_dir():
+            return parent / "shared"
+    return Path(__file__).resolve().parents[3] / "shared"
+
+
+VECTORS = _shared() / "vectors" / "rfc6962"
 
 
 def _cases(kind: str) -> list[Any]:
