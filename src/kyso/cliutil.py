@@ -27,6 +27,7 @@ from kyso.config import (
 )
 from kyso.context import Kyso, open_kyso
 from kyso.errors import CANotInitialisedError, UsageError
+from kyso.files import spreadsheet_safe
 from kyso.store.engine import sqlite_path
 
 
@@ -149,18 +150,12 @@ def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str
     stdout.print(table)
 
 
-def csv_cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def emit_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([csv_cell(v) for v in row])
+        writer.writerow([spreadsheet_safe(v) for v in row])
     click.echo(buf.getvalue(), nl=False)
 
 

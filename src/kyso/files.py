@@ -53,6 +53,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
+def spreadsheet_safe(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text and never runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 class StagedFiles:
     """Files written under hidden names first, made visible together once the work they belong
     to is committed — or removed if it is not. A certificate is never stored while its only

@@ -24,7 +24,7 @@ from kyso.clock import vn_iso
 from kyso.config import check_new_passphrase
 from kyso.context import Kyso
 from kyso.errors import KysoError, RosterError
-from kyso.files import StagedFiles, atomic_write, ensure_private_dir
+from kyso.files import StagedFiles, atomic_write, ensure_private_dir, spreadsheet_safe
 from kyso.pki import issuance
 from kyso.pki.authority import CertificateAuthority
 from kyso.pki.issuance import IssuedCertificate, Prepared
@@ -311,17 +311,13 @@ def _issue_group(
     return out
 
 
-def _csv_text(text: str) -> str:
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text  # no spreadsheet formulas
-
-
 def _write_manifest(out_dir: Path, rows: list[IssuedRow]) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["line", "serial", "common_name", "holder", "not_after", "p12", "certificate"])
     for r in sorted(rows, key=lambda r: r.line):
         rec = r.issued.record
-        writer.writerow([r.line, rec.serial, _csv_text(rec.common_name), rec.holder_hint or "",
+        writer.writerow([r.line, rec.serial, spreadsheet_safe(rec.common_name), rec.holder_hint or "",
                          vn_iso(rec.not_after), r.files[0].name, r.files[1].name])
     data = buf.getvalue().encode("utf-8")
     for n in range(1, 1000):  # a second batch into the same folder keeps the first manifest
