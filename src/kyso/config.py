@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from kyso.errors import ConfigError
 
@@ -24,6 +25,76 @@ DEFAULT_KEY_KDF_ITERATIONS = 600_000  # OWASP 2023 for PBKDF2-HMAC-SHA-256
 MIN_KEY_KDF_ITERATIONS = 1_000
 MIN_PASSPHRASE_LENGTH = 12
 _CONFIG_KEYS = {"database_url"}
+LOCKOUT_MODES = ("temporary", "permanent", "mixed")
+PASSWORD_POLICIES = ("vneid-compat", "nist-aal2")
+REGIMES = ("current", "legacy")
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """``[security]``: the level this deployment must meet and how its clock is checked."""
+
+    level: int = 3  # administrative procedures: at least level 3
+    regime: str = "current"
+    ntp_server: str = ""  # empty: the clock offset needs evidence instead of a measurement
+    max_clock_offset_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """``[audit]``: segment rotation, checkpoint schedule and retention of the audit log."""
+
+    retention_days: int = 0  # 0: the minimum the security level asks for
+    segment_max_bytes: int = 64 * 1024 * 1024
+    rotate_daily: bool = True
+    checkpoint_interval_seconds: int = 3600
+    verify_max_age_hours: int = 24  # "integrity verified recently"
+
+
+@dataclass(frozen=True)
+class AuthnSettings:
+    """``[authn]``: login, lockout and session rules of the e-ID service (Keycloak names)."""
+
+    password_policy: str = "nist-aal2"
+    max_login_failures: int = 5
+    lockout: str = "mixed"
+    wait_increment_seconds: int = 60
+    max_wait_seconds: int = 900
+    failure_reset_seconds: int = 43200
+    admin_mfa: bool = True
+    remote_mfa: bool = True
+    session_idle_admin_minutes: int = 5
+    session_idle_user_minutes: int = 15
+    session_max_hours: int = 10
+    inactive_account_days: int = 45
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """``[backup]``: where encrypted backups of the CA store are kept (3-2-1 at level 3)."""
+
+    dir: str = ""  # empty: <home>/backup
+    max_age_days: int = 1
+    encrypted: bool = True
+    offsite: bool = False
+
+
+_SECTIONS: dict[str, type] = {
+    "security": SecuritySettings,
+    "audit": AuditSettings,
+    "authn": AuthnSettings,
+    "backup": BackupSettings,
+}
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("security", "regime"): REGIMES,
+    ("authn", "lockout"): LOCKOUT_MODES,
+    ("authn", "password_policy"): PASSWORD_POLICIES,
+}
+_RANGES: dict[tuple[str, str], tuple[int, int]] = {
+    ("security", "level"): (1, 5),
+    ("audit", "segment_max_bytes"): (4096, 1 << 40),
+    ("audit", "checkpoint_interval_seconds"): (1, 366 * 86400),
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +104,10 @@ class Settings:
     extra: Mapping[str, str] = field(default_factory=dict)
     # PBKDF2 iterations protecting CA and service keys at rest. Lower only for test suites.
     key_kdf_iterations: int = DEFAULT_KEY_KDF_ITERATIONS
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    authn: AuthnSettings = field(default_factory=AuthnSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
 
     @property
     def ca_dir(self) -> Path:
@@ -47,8 +122,16 @@ class Settings:
         return self.home / "issued"
 
     @property
-    def audit_path(self) -> Path:
+    def audit_dir(self) -> Path:
+        return self.home / "audit"
+
+    @property
+    def audit_path(self) -> Path:  # the pre-Merkle JSON-lines file; replaced by audit_dir
         return self.home / "audit" / "audit.jsonl"
+
+    @property
+    def backup_dir(self) -> Path:
+        return Path(self.backup.dir).expanduser() if self.backup.dir else self.home / "backup"
 
     @property
     def pseudonym_key_path(self) -> Path:
@@ -69,12 +152,12 @@ def load_settings(
     home_path = Path(home or env.get(ENV_HOME) or Path.home() / ".kyso").expanduser()
     if home_path.exists() and not home_path.is_dir():
         raise ConfigError(f"home {home_path} exists and is not a directory")
-    file_values = _read_config_file(home_path / "config.toml")
+    file_values, sections = _read_config_file(home_path / "config.toml")
     url = database_url or env.get(ENV_DATABASE_URL) or file_values.get("database_url")
     if not url:
         url = f"sqlite:///{(home_path / 'kyso.db').absolute()}"
     return Settings(home=home_path.absolute(), database_url=url,
-                    key_kdf_iterations=_iterations(env.get(ENV_KEY_KDF_ITERATIONS)))
+                    key_kdf_iterations=_iterations(env.get(ENV_KEY_KDF_ITERATIONS)), **sections)
 
 
 def _iterations(value: str | None) -> int:
@@ -86,22 +169,53 @@ def _iterations(value: str | None) -> int:
     return int(value)
 
 
-def _read_config_file(path: Path) -> dict[str, str]:
+def _read_config_file(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
     if not path.exists():
-        return {}
+        return {}, {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(data) - _CONFIG_KEYS
+    unknown = set(data) - _CONFIG_KEYS - set(_SECTIONS)
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
     values: dict[str, str] = {}
+    sections: dict[str, Any] = {}
     for key, value in data.items():
-        if not isinstance(value, str):
+        if key in _SECTIONS:
+            sections[key] = _section(path, key, value)
+        elif not isinstance(value, str):
             raise ConfigError(f"{path}: {key} must be a string")
-        values[key] = value
-    return values
+        else:
+            values[key] = value
+    return values, sections
+
+
+def _section(path: Path, name: str, table: object) -> Any:
+    """One ``[name]`` table, every key known and of its default's type."""
+    cls = _SECTIONS[name]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {name} must be a table ([{name}])")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(table) - set(known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}")
+    default = cls()
+    for key, value in table.items():
+        expected = type(getattr(default, key))
+        # bool is an int in Python; TOML keeps them apart, and so do we.
+        if type(value) is not expected:
+            raise ConfigError(f"{path}: [{name}] {key} must be {_TYPE_NAMES[expected]}")
+        choices = _CHOICES.get((name, key))
+        if choices and value not in choices:
+            raise ConfigError(f"{path}: [{name}] {key} must be one of {', '.join(choices)}")
+        low, high = _RANGES.get((name, key), (0, 1 << 62))
+        if expected is int and not low <= value <= high:
+            raise ConfigError(f"{path}: [{name}] {key} must be between {low} and {high}")
+    return replace(default, **table)
+
+
+_TYPE_NAMES = {int: "a whole number", bool: "true or false", str: "a string"}
 
 
 def read_passphrase_file(path: Path) -> str:
