@@ -55,7 +55,7 @@ class AuditSettings:
 class AuthnSettings:
     """``[authn]``: login, lockout and session rules of the e-ID service (Keycloak names)."""
 
-    password_policy: str = "nist-aal2"
+    password_policy: str = "nist-aal2"  # noqa: S105 - a policy name
     max_login_failures: int = 5
     lockout: str = "mixed"
     wait_increment_seconds: int = 60
