@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kyso.audit import read_events
 from kyso.clock import FrozenClock
 from kyso.config import load_settings
 from kyso.context import Kyso, open_kyso
@@ -64,3 +66,14 @@ def ca(kyso: Kyso) -> CertificateAuthority:
     init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên", province="thai-nguyen",
             key_type=KeyType.EC_P384, base_url=BASE_URL)
     return CertificateAuthority(kyso, PASSPHRASE)
+
+
+def audit_events(kyso: Kyso) -> list[dict[str, Any]]:
+    """Every event recorded so far, in order."""
+    return read_events(kyso.settings.audit_dir)
+
+
+def audit_text(kyso: Kyso) -> str:
+    """The raw text of every audit segment, for checks that nothing secret was written."""
+    segments = sorted((kyso.settings.audit_dir / "segments").glob("*.jsonl"))
+    return "".join(p.read_text(encoding="utf-8") for p in segments)

@@ -126,10 +126,6 @@ class Settings:
         return self.home / "audit"
 
     @property
-    def audit_path(self) -> Path:  # the pre-Merkle JSON-lines file; replaced by audit_dir
-        return self.home / "audit" / "audit.jsonl"
-
-    @property
     def backup_dir(self) -> Path:
         return Path(self.backup.dir).expanduser() if self.backup.dir else self.home / "backup"
 

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from kyso.audit import AuditEvent, AuditSink, JsonLinesAuditLog, Layer, Outcome, Pseudonymizer
+from kyso.audit import AuditEvent, AuditLog, AuditSink, Layer, Outcome, Pseudonymizer
 from kyso.clock import Clock, SystemClock
 from kyso.config import Settings
 from kyso.pki.profiles import ProfileCatalogue, load_catalogue
@@ -53,6 +53,9 @@ class Kyso:
 
     def close(self) -> None:
         self.store.close()
+        close = getattr(self.audit, "close", None)
+        if close is not None:
+            close()
 
 
 def _user() -> str:
@@ -77,7 +80,7 @@ def open_kyso(
         settings=settings,
         clock=clock,
         store=store,
-        audit=audit or JsonLinesAuditLog(settings.audit_path),
+        audit=audit or AuditLog(settings.audit_dir, settings.audit, clock),
         pseudonyms=Pseudonymizer.from_file(settings.pseudonym_key_path),
         profiles_dir=settings.profiles_dir,
         actor=actor or f"admin:{_user()}",

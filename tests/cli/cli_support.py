@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from conftest import BASE_URL, CITIZEN, PASSPHRASE, SEAL, STAFF
+from kyso.audit import read_events
 from kyso.cli import cli, main
 
 P12_PASSPHRASE = "holder-p12-passphrase"
@@ -142,10 +143,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def audit_lines(home: Path) -> list[dict[str, Any]]:
-    path = home / "audit" / "audit.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return read_events(home / "audit")
 
 
 def mode(path: Path) -> int:

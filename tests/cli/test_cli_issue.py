@@ -314,13 +314,13 @@ def test_a_refused_request_never_shows_or_logs_the_raw_id_number(
     if case_name.startswith("CSR"):
         Path("idcsr.pem").write_bytes(pem(make_csr(extra_attributes=(
             x509.NameAttribute(NameOID.SERIAL_NUMBER, f"IDCVN-{raw}"),))))
-    audit = ca_home / "audit" / "audit.jsonl"
     events_before = len(audit_lines(ca_home))
     outcome = run_main(capsys, ca_home, "cert", "issue", *argv(ca_home))
     assert outcome.code == 1
     assert "Traceback" not in outcome.text
     assert raw not in outcome.text
-    log = audit.read_text(encoding="utf-8")
+    log = "".join(p.read_text(encoding="utf-8")
+                  for p in (ca_home / "audit" / "segments").glob("*.jsonl"))
     assert raw not in log
     new = audit_lines(ca_home)[events_before:]
     assert any(e["outcome"] == "failure" for e in new), "the refusal was not audited"
@@ -329,12 +329,12 @@ def test_a_refused_request_never_shows_or_logs_the_raw_id_number(
 
 def test_an_audit_failure_after_storing_still_delivers_the_key(
         ca_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    audit = ca_home / "audit" / "audit.jsonl"
-    audit.unlink()
-    audit.mkdir()  # the audit write will fail after the database commit
+    lock = ca_home / "audit" / ".lock"
+    lock.unlink()
+    lock.mkdir()  # the audit write will fail after the database commit
     before = serials(ca_home)
     outcome = run_main(capsys, ca_home, "cert", "issue", *CITIZEN_ARGS)
-    assert_refused(outcome, 1, "cannot write audit log")
+    assert_refused(outcome, 1, "cannot write the audit log")
     new = serials(ca_home) - before
     assert len(new) == 1  # stored before the audit write failed…
     (serial,) = new  # …and its PKCS#12 is on disk: no valid certificate without its key

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from conftest import BASE_URL, PASSPHRASE
+from conftest import BASE_URL, PASSPHRASE, audit_text
 from kyso.context import Kyso
 from kyso.errors import CAExistsError, ConfigError, InvalidIdentifierError, PassphraseError, PkiError
 from kyso.pki.authority import (
@@ -82,7 +82,7 @@ def test_wrong_passphrase_is_refused_and_recorded(ca: CertificateAuthority, kyso
     wrong = CertificateAuthority(kyso, "not the passphrase")
     with pytest.raises(PassphraseError, match="wrong CA passphrase"):
         wrong.issuer("staff")
-    text = kyso.settings.audit_path.read_text(encoding="utf-8")
+    text = audit_text(kyso)
     assert '"CA_KEYACTIVATE"' in text
     assert "not the passphrase" not in text
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from conftest import CITIZEN, STAFF, T0
+from conftest import CITIZEN, STAFF, T0, audit_events
 from kyso.clock import FrozenClock
 from kyso.context import Kyso
 from kyso.errors import PassphraseError, PkiError
@@ -286,8 +285,7 @@ def test_crl_publication_is_audited(kyso: Kyso, ca: CertificateAuthority) -> Non
     serial = issue_citizen(kyso, ca, 1)
     revoke(kyso, serial)
     publish_crl(kyso, ca, "citizen")
-    lines = kyso.settings.audit_path.read_text(encoding="utf-8").splitlines()
-    event = json.loads(lines[-1])
+    event = audit_events(kyso)[-1]
     assert (event["action"], event["outcome"], event["object"]) == (
         "CRL_CREATION", "success", "citizen")
     assert event["details"]["crl_number"] == 1

@@ -20,7 +20,7 @@ from cryptography.x509.oid import (
     ObjectIdentifier,
 )
 
-from conftest import BASE_URL, CITIZEN, FAST_KDF, PASSPHRASE, SEAL, STAFF, T0
+from conftest import BASE_URL, CITIZEN, FAST_KDF, PASSPHRASE, SEAL, STAFF, T0, audit_events, audit_text
 from kyso.clock import FrozenClock
 from kyso.config import load_settings
 from kyso.context import Kyso, open_kyso
@@ -51,8 +51,7 @@ def issue(kyso: Kyso, ca: CertificateAuthority, profile: str = "staff",
 
 
 def events(kyso: Kyso) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in
-            kyso.settings.audit_path.read_text(encoding="utf-8").splitlines() if line]
+    return audit_events(kyso)
 
 
 def ext(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.Extension[Any]:
@@ -430,7 +429,7 @@ def test_no_raw_id_number_anywhere_in_the_audit_file(kyso: Kyso, ca: Certificate
     with pytest.raises(InvalidIdentifierError):
         issue(kyso, ca, "seal", {**SEAL, "tax_code": STAFF["id"]})  # ID typed as tax code
     issuance.renew(kyso, ca, issued.record.serial)
-    text = kyso.settings.audit_path.read_text(encoding="utf-8")
+    text = audit_text(kyso)
     assert text.count("\n") >= 8
     for raw in (STAFF["id"], CITIZEN["id"], STAFF["id"] + "9"):
         assert raw not in text

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import pytest
 
-from conftest import CITIZEN, STAFF, T0
+from conftest import CITIZEN, STAFF, T0, audit_events
 from kyso.clock import VIETNAM, FrozenClock
 from kyso.context import Kyso
 from kyso.errors import CertificateNotFoundError, PkiError, RevocationError
@@ -29,8 +28,7 @@ def status_of(kyso: Kyso, serial: str) -> Status:
 
 
 def events(kyso: Kyso) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in
-            kyso.settings.audit_path.read_text(encoding="utf-8").splitlines() if line]
+    return audit_events(kyso)
 
 
 @pytest.fixture

@@ -1,0 +1,90 @@
+"""How one event is stored: a log entry, one line of canonical JSON.
+
+An entry is the event's JSON object with two fields in front: its sequence number and the
+hex SHA-256 leaf hash of the entry before it (64 zeros for the first)::
+
+    {"seq":41,"prev":"9f2c…","action":"CERT_CREATION","actor":"admin:an",…}
+
+The rest of the object has sorted keys, no spaces, and UTF-8 text (JSON escapes every control
+character, so an entry never contains a newline). The exact bytes of the line (without its
+newline) are the RFC 9162 Merkle leaf; ``prev`` chains each entry to the one before, so a
+verifier can name the first entry that was changed, removed, added or moved.
+
+Because ``seq`` and ``prev`` always come first in the same shape, the verifier checks them with
+one bytes comparison instead of parsing JSON; :func:`parse_entry` is the slow, complete reader.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kyso.audit.merkle import leaf_hash
+from kyso.errors import AuditError
+
+GENESIS = "0" * 64
+MAX_ENTRY_BYTES = 64 * 1024
+_HEAD = re.compile(rb'\{"seq":(0|[1-9][0-9]{0,17}),"prev":"([0-9a-f]{64})",')
+
+
+def encode_entry(seq: int, prev: str, event: dict[str, Any]) -> bytes:
+    """The canonical line for ``event`` at ``seq`` (without the newline)."""
+    if "seq" in event or "prev" in event or not event:
+        raise AuditError("an event must be a non-empty object without seq or prev fields")
+    body = json.dumps(event, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    try:
+        data = body.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: keep it, escaped, rather than lose the event
+        data = json.dumps(event, ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode()
+    line = b'{"seq":%d,"prev":"%s",' % (seq, prev.encode("ascii")) + data[1:]
+    if len(line) > MAX_ENTRY_BYTES:
+        raise AuditError(f"audit event is too large ({len(line)} bytes; the limit is "
+                         f"{MAX_ENTRY_BYTES})")
+    return line
+
+
+def entry_head(seq: int, prev: str) -> bytes:
+    """The bytes every well-formed entry at ``seq`` after ``prev`` starts with."""
+    return b'{"seq":%d,"prev":"%s",' % (seq, prev.encode("ascii"))
+
+
+def peek(line: bytes) -> tuple[int, str] | None:
+    """``(seq, prev)`` of a line that looks like an entry, else None (garbage)."""
+    m = _HEAD.match(line)
+    if m is None:
+        return None
+    return int(m.group(1)), m.group(2).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    prev: str
+    line: bytes
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return leaf_hash(self.line)
+
+    def event(self) -> dict[str, Any]:
+        """The whole entry as a dict (seq and prev included)."""
+        value = json.loads(self.line)
+        if not isinstance(value, dict):
+            raise AuditError(f"entry {self.seq} is not a JSON object")
+        return value
+
+
+def parse_entry(line: bytes) -> Entry:
+    """A complete, checked reading of one line; raises AuditError naming what is wrong."""
+    head = peek(line)
+    if head is None:
+        raise AuditError("not an audit entry (no seq/prev header)")
+    try:
+        value = json.loads(line)
+    except (UnicodeDecodeError, ValueError):
+        raise AuditError("not valid JSON") from None
+    if not isinstance(value, dict):
+        raise AuditError("not a JSON object")
+    return Entry(head[0], head[1], line)
