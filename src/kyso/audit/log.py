@@ -279,7 +279,8 @@ class AuditLog:
         return Segment(first, day, path)
 
     def _write(self, tip: _Tip, events: list[dict[str, Any]]) -> list[int]:
-        assert tip.segment is not None and tip.fd is not None
+        assert tip.segment is not None
+        assert tip.fd is not None
         lines = []
         seqs = []
         size, last, frontier = tip.size, tip.last_hash, tip.frontier.copy()

@@ -10,7 +10,7 @@ raises :class:`~kyso.errors.ProofError` naming what is wrong; proofs carry at mo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kyso.errors import ProofError
@@ -68,25 +68,38 @@ class Frontier:
     def copy(self) -> Frontier:
         return Frontier(self.size, list(self.hashes))
 
+    def blocks(self) -> dict[tuple[int, int], bytes]:
+        """The perfect subtrees ``(lo, hi)`` the frontier's hashes stand for, left to right."""
+        out = {}
+        lo = 0
+        bits = [b for b in range(self.size.bit_length() - 1, -1, -1) if self.size >> b & 1]
+        for bit, h in zip(bits, self.hashes, strict=True):
+            out[(lo, lo + (1 << bit))] = h
+            lo += 1 << bit
+        return out
+
 
 class MerkleTree:
     """Proofs over a sequence of leaf hashes. Hashes of aligned perfect subtrees are cached,
     so repeated proofs cost O(log n) new hashes each."""
 
-    def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
+    def __init__(self, leaf_hashes: Sequence[bytes],
+                 known: Mapping[tuple[int, int], bytes] | None = None) -> None:
+        """``known`` pre-seeds hashes of aligned perfect subtrees ``(lo, hi)``: after a
+        purge, the frontier's subtrees stand in for the entries that are gone."""
         self._leaves = leaf_hashes
-        self._cache: dict[tuple[int, int], bytes] = {}
+        self._cache: dict[tuple[int, int], bytes] = dict(known or {})
 
     def __len__(self) -> int:
         return len(self._leaves)
 
     def _hash(self, lo: int, hi: int) -> bytes:
         n = hi - lo
-        if n == 1:
-            return self._leaves[lo]
         perfect = n & (n - 1) == 0
         if perfect and (lo, hi) in self._cache:
             return self._cache[(lo, hi)]
+        if n == 1:
+            return self._leaves[lo]
         k = _split(n)
         h = node_hash(self._hash(lo, lo + k), self._hash(lo + k, hi))
         if perfect:
