@@ -12,10 +12,13 @@ from pathlib import Path
 import click
 
 from kyso import __version__
+from kyso.audit import commands as audit_commands
+from kyso.audit.logging import configure_logging
 from kyso.cliutil import App, add_format_option
 from kyso.config import load_settings
 from kyso.errors import KysoError, UsageError
 from kyso.pki import commands as pki_commands
+from kyso.policies import commands as policy_commands
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -45,12 +48,15 @@ def cli(ctx: click.Context, home: Path | None, output: str, verbose: bool) -> No
 
 
 pki_commands.register(cli)
+policy_commands.register(cli)
+audit_commands.register(cli)
 add_format_option(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     os.umask(0o077)  # files kyso creates are private unless written with an explicit mode
+    configure_logging(level="warning", json=False, stream=sys.stderr)
     try:
         cli.main(args=argv, prog_name="kyso", standalone_mode=False)
     except click.exceptions.Abort:

@@ -162,7 +162,7 @@ class AuditLog:
 
     def _commit(self, groups: list[list[dict[str, Any]]]) -> list[list[int]]:
         try:
-            with self._locked():
+            with self.locked():
                 tip, torn = self._current_tip()
                 extra = [self._quarantine(tip, torn)] if torn else []
                 events = extra + [d for g in groups for d in g]
@@ -183,7 +183,7 @@ class AuditLog:
         return out
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         if self._lock_fd is None:
             self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.layout.segments.mkdir(exist_ok=True, mode=0o700)

@@ -196,9 +196,10 @@ def _root(hashes: list[bytes]) -> bytes:
 
 
 def _scan_segments(scan: _Scan, segments: list[Segment], from_seq: int | None) -> None:
+    start = scan.size if from_seq is None else from_seq
     for i, segment in enumerate(segments):
-        if from_seq is not None and i + 1 < len(segments) and segments[i + 1].first <= from_seq:
-            continue
+        if i + 1 < len(segments) and segments[i + 1].first <= start:
+            continue  # wholly before --from, or left over from an interrupted purge
         if from_seq is None and segment.first != scan.size:
             scan.finding = _segment_gap(segment, scan.size)
             return
