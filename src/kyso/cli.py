@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)  # files kyso creates are private unless written with an explicit mode
     configure_logging(level="warning", json=False, stream=sys.stderr)
     try:
-        cli.main(args=argv, prog_name="kyso", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(n)'s code instead of raising.
+        code = cli.main(args=argv, prog_name="kyso", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -82,4 +83,4 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: internal error ({type(exc).__name__}); run with -v for details",
                    err=True)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)

@@ -127,7 +127,9 @@ class Settings:
 
     @property
     def backup_dir(self) -> Path:
-        return Path(self.backup.dir).expanduser() if self.backup.dir else self.home / "backup"
+        if not self.backup.dir:
+            return self.home / "backup"
+        return self.home / Path(self.backup.dir).expanduser()  # relative: inside the home
 
     @property
     def pseudonym_key_path(self) -> Path:
@@ -169,8 +171,14 @@ def _read_config_file(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
     if not path.exists():
         return {}, {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:  # a folder named config.toml, no permission
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     unknown = set(data) - _CONFIG_KEYS - set(_SECTIONS)
     if unknown:
@@ -205,13 +213,15 @@ def _section(path: Path, name: str, table: object) -> Any:
         choices = _CHOICES.get((name, key))
         if choices and value not in choices:
             raise ConfigError(f"{path}: [{name}] {key} must be one of {', '.join(choices)}")
-        low, high = _RANGES.get((name, key), (0, 1 << 62))
+        low, high = _RANGES.get((name, key), (0, _NO_LIMIT))
         if expected is int and not low <= value <= high:
-            raise ConfigError(f"{path}: [{name}] {key} must be between {low} and {high}")
+            limits = f"{low} or more" if high == _NO_LIMIT else f"between {low} and {high}"
+            raise ConfigError(f"{path}: [{name}] {key} must be {limits}")
     return replace(default, **table)
 
 
 _TYPE_NAMES = {int: "a whole number", bool: "true or false", str: "a string"}
+_NO_LIMIT = 1 << 62
 
 
 def read_passphrase_file(path: Path) -> str:

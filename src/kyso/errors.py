@@ -24,6 +24,10 @@ class ConfigError(KysoError):
     """Settings, home directory or passphrase source are unusable."""
 
 
+class PolicyError(ConfigError):
+    """A security-level policy file is invalid, or a level or requirement is unknown."""
+
+
 class StoreError(KysoError):
     """The database could not be opened, migrated or written."""
 

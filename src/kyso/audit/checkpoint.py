@@ -50,8 +50,10 @@ def verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
 
 
 def parse_verifier_key(vkey: str) -> tuple[str, Ed25519PublicKey]:
-    parts = vkey.strip().split("+")
-    if len(parts) != 3 or not parts[0] or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
+    name, _, rest = vkey.strip().partition("+")  # as Go's note.NewVerifier: the base64 key
+    hexid, _, key64 = rest.partition("+")        # may itself contain '+'
+    parts = [name, hexid, key64]
+    if not all(parts) or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
         raise CheckpointError("verifier key must look like name+8-hex-digits+base64")
     try:
         raw = base64.b64decode(parts[2], validate=True)

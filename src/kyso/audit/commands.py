@@ -180,11 +180,15 @@ Examples:
   kyso audit show --since 2026-11-01 --until 2026-12-01 --actor admin:an""")
 @_filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N events.")
+@click.option("--format", "fmt", type=click.Choice(["table", "text", "json"]), default=None,
+              help="table (= text) or json.")
 @pass_app
 def show_cmd(app: App, since: str | None, until: str | None, layer: tuple[str, ...],
              action: tuple[str, ...], actor: tuple[str, ...], outcome: str | None,
-             from_seq: int, limit: int | None) -> None:
+             from_seq: int, limit: int | None, fmt: str | None) -> None:
     """List events (times shown in Vietnam, +07:00)."""
+    if fmt is not None:
+        app.output = "json" if fmt == "json" else "text"
     kyso = app.kyso
     query = _filter(kyso, since, until, layer, action, actor, outcome, from_seq)
     events = select_events(kyso.settings.audit_dir, query, limit)
@@ -245,14 +249,16 @@ def checkpoint_cmd(app: App, passphrase_file: Path | None, every: int | None) ->
     passphrase = ca_passphrase(passphrase_file)
     result = create_checkpoint(kyso, passphrase)
     _render_checkpoint(app, result.to_dict())
-    last_size, last_time = result.checkpoint.size, kyso.now()
+    # The checkpoint's own AUDIT_CHECKPOINT event is not "new activity".
+    last_size, last_time = result.checkpoint.size + result.created, kyso.now()
     while every is not None:
         time.sleep(1)
         size = _log_size(kyso)
         if checkpoint_due(last_time, last_size, size, kyso.now(), every):
             result = create_checkpoint(kyso, passphrase)
             _render_checkpoint(app, result.to_dict())
-            last_size, last_time = result.checkpoint.size, kyso.now()
+            # The checkpoint's own AUDIT_CHECKPOINT event is not "new activity".
+    last_size, last_time = result.checkpoint.size + result.created, kyso.now()
 
 
 def _log_size(kyso: Kyso) -> int:

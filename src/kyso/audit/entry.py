@@ -29,8 +29,8 @@ MAX_ENTRY_BYTES = 64 * 1024
 _HEAD = re.compile(rb'\{"seq":(0|[1-9][0-9]{0,17}),"prev":"([0-9a-f]{64})",')
 
 
-def encode_entry(seq: int, prev: str, event: dict[str, Any]) -> bytes:
-    """The canonical line for ``event`` at ``seq`` (without the newline)."""
+def encode_body(event: dict[str, Any]) -> bytes:
+    """The event's canonical JSON object (sorted keys, no spaces, UTF-8)."""
     if "seq" in event or "prev" in event or not event:
         raise AuditError("an event must be a non-empty object without seq or prev fields")
     body = json.dumps(event, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
@@ -38,11 +38,20 @@ def encode_entry(seq: int, prev: str, event: dict[str, Any]) -> bytes:
         data = body.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: keep it, escaped, rather than lose the event
         data = json.dumps(event, ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode()
-    line = b'{"seq":%d,"prev":"%s",' % (seq, prev.encode("ascii")) + data[1:]
-    if len(line) > MAX_ENTRY_BYTES:
-        raise AuditError(f"audit event is too large ({len(line)} bytes; the limit is "
-                         f"{MAX_ENTRY_BYTES})")
-    return line
+    if len(data) > MAX_ENTRY_BYTES - 100:
+        raise AuditError(f"audit event is too large ({len(data)} bytes; the limit is "
+                         f"{MAX_ENTRY_BYTES - 100})")
+    return data
+
+
+def join_entry(seq: int, prev: str, body: bytes) -> bytes:
+    """The entry line: ``seq`` and ``prev`` in front of an encoded body (without newline)."""
+    return b'{"seq":%d,"prev":"%s",' % (seq, prev.encode("ascii")) + body[1:]
+
+
+def encode_entry(seq: int, prev: str, event: dict[str, Any]) -> bytes:
+    """The canonical line for ``event`` at ``seq`` (without the newline)."""
+    return join_entry(seq, prev, encode_body(event))
 
 
 def entry_head(seq: int, prev: str) -> bytes:

@@ -26,39 +26,64 @@ class Outcome(Enum):
     FAILURE = "failure"
 
 
-# Keys whose values must never be recorded, whatever the caller passes.
+# Keys whose values must never be recorded, whatever the caller passes (camelCase keys are
+# split first: accessToken, privateKey, clientSecret).
 _SECRET_KEYS = re.compile(
-    r"(^|[_-])(pass(word|phrase)?|secret|otp|pin|private(_key)?|key_pem|token)([_-]|$)", re.I
+    r"(^|[_-])(pass(word|phrase|wd)?|pwd|secret|[th]?otp|pin|private(_key)?|key_pem|token|"
+    r"api_key|authorization|cookie|credentials?)([_-]|$)", re.I
 )
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+REDACTED = "[redacted]"
 # A 12-digit run anywhere (also glued to letters, as in "cccd019099012345")…
 _RAW_ID = re.compile(r"(?<![0-9])([0-9]{3})[0-9]{6}([0-9]{3})(?![0-9])")
-# …except inside a hex token of 32+ characters: certificate serials and fingerprints.
-_TOKEN = re.compile(r"[0-9A-Za-z]+")
+# …except inside a hex token of 32+ characters (certificate serials and fingerprints) or a
+# UUID (request ids, whose last group may be all digits).
+_TOKEN = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9A-Za-z]+")
 _HEX_ID = re.compile(r"[0-9a-fA-F]{32,}")
+_TWELVE = re.compile(r"[0-9]{12}")
 
 
 def _mask_token(match: re.Match[str]) -> str:
     token = match.group(0)
-    if _HEX_ID.fullmatch(token):
+    if "-" in token or _HEX_ID.fullmatch(token):
         return token
     return _RAW_ID.sub(r"\1******\2", token)
 
 
+def secret_key(key: str) -> bool:
+    return bool(_SECRET_KEYS.search(key) or _SECRET_KEYS.search(_CAMEL.sub("_", key)))
+
+
+def _text(value: str) -> str:
+    # Most text holds no 12-digit run at all: one C-level search settles it.
+    return _TOKEN.sub(_mask_token, value) if _TWELVE.search(value) else value
+
+
 def scrub(value: Any, key: str = "") -> Any:
-    """Remove secrets and mask 12-digit ID numbers anywhere inside an event's details."""
-    if key and _SECRET_KEYS.search(key):
-        return "[redacted]"
+    """Remove secrets and mask 12-digit ID numbers anywhere inside an event's details:
+    values under secret-named keys, ID numbers in text, keys and 12-digit integers; bytes are
+    replaced by their length (key material is bytes)."""
+    if key and secret_key(key):
+        return REDACTED
+    if type(value) is str:  # the common case first
+        return _text(value)
+    if isinstance(value, Enum):
+        return scrub(value.value)
+    if isinstance(value, bool | float) or value is None:
+        return value
+    if isinstance(value, int):
+        return _text(str(int(value))) if 10**11 <= abs(value) < 10**12 else int(value)
     if isinstance(value, str):
-        return _TOKEN.sub(_mask_token, value)
+        return _text(str(value))
     if isinstance(value, Mapping):
-        return {str(k): scrub(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+        return {_text(str(k)): scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
         return [scrub(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    return value
+    return _text(str(value))
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ import fcntl
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from kyso.audit.entry import GENESIS, encode_entry, entry_head
+from kyso.audit.entry import GENESIS, encode_body, entry_head, join_entry
 from kyso.audit.events import AuditEvent, Layer, Outcome
 from kyso.audit.merkle import Frontier, leaf_hash
 from kyso.audit.segments import (
@@ -47,6 +48,7 @@ from kyso.errors import AuditError
 
 VN = dt.timezone(dt.timedelta(hours=7), "ICT")
 WRITER = "kyso:audit-log"
+HEAD_INTERVAL = 1.0  # seconds between head-file refreshes while appending
 
 
 class AuditSink(Protocol):
@@ -82,6 +84,17 @@ class _Tip:
     fd: int | None
 
 
+class _Batch:
+    """Events of the callers who arrived while the previous commit ran."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[tuple[bytes, dt.datetime]]] = []
+        self.turn = threading.Event()  # set when this batch may be committed
+        self.done = threading.Event()
+        self.seqs: list[list[int]] = []
+        self.error: BaseException | None = None
+
+
 @dataclass(frozen=True)
 class _Torn:
     segment: Segment
@@ -97,13 +110,12 @@ class AuditLog:
         self.layout = Layout(directory)
         self.settings = settings or AuditSettings()
         self.clock = clock or SystemClock()
-        self._cond = threading.Condition()
-        self._queue: list[tuple[int, list[dict[str, Any]]]] = []
-        self._tickets = 0
+        self._mutex = threading.Lock()
+        self._open = _Batch()
         self._flushing = False
-        self._results: dict[int, list[int] | BaseException] = {}
         self._tip: _Tip | None = None
         self._lock_fd: int | None = None
+        self._head_written = -HEAD_INTERVAL
 
     def __repr__(self) -> str:
         return f"AuditLog({self.layout.root})"
@@ -117,42 +129,58 @@ class AuditLog:
         self.append(events)
 
     def append(self, events: Sequence[AuditEvent]) -> list[int]:
-        """Append ``events`` durably; return their sequence numbers."""
+        """Append ``events`` durably; return their sequence numbers.
+
+        Group commit: callers join the open batch. The first caller of a batch commits it
+        when the commit before it is done (or at once if none is running); the others sleep
+        until their batch is durable — one wake-up each, however many threads wait."""
         if not events:
             return []
-        dicts = [e.to_dict() for e in events]  # scrubbing happens outside every lock
-        with self._cond:
-            self._tickets += 1
-            ticket = self._tickets
-            self._queue.append((ticket, dicts))
-            while ticket not in self._results and self._flushing:
-                self._cond.wait()
-            if ticket in self._results:
-                return self._take(ticket)
-            self._flushing = True  # this thread leads the next group commit
-            batch, self._queue = self._queue, []
-        outcome: list[list[int]] | BaseException
-        try:
-            outcome = self._commit([d for _t, d in batch])
-        except BaseException as exc:  # every waiter learns of the failure, then it propagates
-            outcome = exc
-        with self._cond:
-            for i, (t, _d) in enumerate(batch):
-                self._results[t] = outcome if isinstance(outcome, BaseException) else outcome[i]
-            self._flushing = False
-            self._cond.notify_all()
-            return self._take(ticket)
+        # Scrubbing and encoding happen here, outside every lock; the commit only numbers and
+        # chains the encoded bodies.
+        items = [(encode_body(e.to_dict()), e.time) for e in events]
+        with self._mutex:
+            batch = self._open
+            slot = len(batch.groups)
+            batch.groups.append(items)
+            leads = slot == 0
+            if leads and not self._flushing:  # nothing running: commit this batch at once
+                self._flushing = True
+                self._open = _Batch()
+                batch.turn.set()
+            # otherwise the batch stays open until the running commit hands it its turn
+        if leads:
+            batch.turn.wait()
+            self._run(batch)
+        else:
+            batch.done.wait()
+        if batch.error is not None:
+            if isinstance(batch.error, AuditError):
+                raise AuditError(str(batch.error))
+            raise batch.error
+        return batch.seqs[slot]
 
-    def _take(self, ticket: int) -> list[int]:
-        result = self._results.pop(ticket)
-        if isinstance(result, AuditError):
-            raise AuditError(str(result))
-        if isinstance(result, BaseException):
-            raise result
-        return result
+    def _run(self, batch: _Batch) -> None:
+        try:
+            batch.seqs = self._commit(batch.groups)
+        except BaseException as exc:  # every caller of the batch learns of it
+            batch.error = exc
+        finally:
+            with self._mutex:
+                nxt = self._open
+                if nxt.groups:  # hand over to the first caller of the next batch
+                    self._open = _Batch()
+                    nxt.turn.set()
+                else:
+                    self._flushing = False
+            batch.done.set()
 
     def close(self) -> None:
-        with self._cond:
+        with self._mutex:
+            if self._tip is not None and self._lock_fd is not None:
+                with self.locked():
+                    if self._still_ours(self._tip):
+                        self._write_head(self._tip)
             self._forget_tip()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
@@ -160,14 +188,14 @@ class AuditLog:
 
     # -- one group commit ----------------------------------------------------------------
 
-    def _commit(self, groups: list[list[dict[str, Any]]]) -> list[list[int]]:
+    def _commit(self, groups: list[list[tuple[bytes, dt.datetime]]]) -> list[list[int]]:
         try:
             with self.locked():
                 tip, torn = self._current_tip()
-                extra = [self._quarantine(tip, torn)] if torn else []
-                events = extra + [d for g in groups for d in g]
-                tip = self._segment_for(tip, events[0]["time"])
-                seqs = self._write(tip, events)
+                extra = [(self._quarantine(tip, torn), self.clock.now())] if torn else []
+                items = extra + [item for g in groups for item in g]
+                tip = self._segment_for(tip, items[0][1])
+                seqs = self._write(tip, [body for body, _when in items])
         except OSError as exc:
             self._forget_tip()
             raise AuditError(f"cannot write the audit log in {self.layout.root}: "
@@ -200,16 +228,12 @@ class AuditLog:
         self._tip = None
 
     def _still_ours(self, tip: _Tip) -> bool:
-        """True when nobody else appended since our last commit: the head file still names
-        our size and segment, and the segment still ends where we left it."""
-        try:
-            head = read_state(self.layout.head, "head file")
-        except AuditError:
-            return False
+        """True when nobody else appended since our last commit: our segment still ends where
+        we left it and was not sealed by a writer that rotated (one fstat)."""
         if tip.segment is None or tip.fd is None:
-            return head is None
-        return (head is not None and head.size == tip.size and head.segment == tip.segment.name
-                and os.fstat(tip.fd).st_size == tip.offset)
+            return not list_segments(self.layout)[0]
+        st = os.fstat(tip.fd)
+        return st.st_size == tip.offset and bool(st.st_mode & 0o200)
 
     def _current_tip(self) -> tuple[_Tip, _Torn | None]:
         tip = self._tip
@@ -226,11 +250,13 @@ class AuditLog:
         self._tip = _Tip(state.size, state.last_hash, state.tree(), segment, offset, fd)
         return self._tip, torn
 
-    def _quarantine(self, tip: _Tip, torn: _Torn) -> dict[str, Any]:
+    def _quarantine(self, tip: _Tip, torn: _Torn) -> bytes:
         """Keep the torn bytes, cut them from the segment, and return the event saying so."""
         digest = hashlib.sha256(torn.data).hexdigest()
         self.layout.torn.mkdir(exist_ok=True, mode=0o700)
-        kept = self.layout.torn / f"{torn.segment.name}@{torn.offset}.bin"
+        # Named without the zero-padded seq: a 12-digit run would be masked as an ID number.
+        label = f"{torn.segment.first}-{torn.segment.day}"
+        kept = self.layout.torn / f"{label}@{torn.offset}.bin"
         fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, torn.data)
@@ -247,15 +273,14 @@ class AuditLog:
         tip.offset = torn.offset
         event = AuditEvent(time=self.clock.now(), layer=Layer.AUDIT, action="AUDIT_TORN_TAIL",
                            outcome=Outcome.FAILURE, actor=WRITER,
-                           object=f"segment:{torn.segment.name}",
+                           object=f"segment:{label}",
                            details={"offset": torn.offset, "bytes": len(torn.data),
                                     "sha256": digest, "kept_as": f"torn/{kept.name}",
                                     "after_seq": tip.size - 1})
-        return event.to_dict()
+        return encode_body(event.to_dict())
 
-    def _segment_for(self, tip: _Tip, time_text: str) -> _Tip:
+    def _segment_for(self, tip: _Tip, when: dt.datetime) -> _Tip:
         """Rotate when the current segment is of another day or has reached its size."""
-        when = dt.datetime.fromisoformat(time_text)
         if tip.segment is not None and tip.fd is not None:
             day = when.astimezone(VN).strftime("%Y%m%d")
             full = tip.offset >= self.settings.segment_max_bytes
@@ -265,6 +290,7 @@ class AuditLog:
             os.close(tip.fd)
             tip.fd = None
             os.chmod(tip.segment.path, 0o400)  # sealed: never appended to again
+            self._head_written = -HEAD_INTERVAL  # name the new segment in the head promptly
         tip.segment = self._new_segment(tip.size, when)
         tip.fd = os.open(tip.segment.path, os.O_WRONLY | os.O_APPEND)
         tip.offset = 0
@@ -278,14 +304,14 @@ class AuditLog:
         fsync_dir(self.layout.segments)
         return Segment(first, day, path)
 
-    def _write(self, tip: _Tip, events: list[dict[str, Any]]) -> list[int]:
+    def _write(self, tip: _Tip, bodies: list[bytes]) -> list[int]:
         assert tip.segment is not None
         assert tip.fd is not None
         lines = []
         seqs = []
         size, last, frontier = tip.size, tip.last_hash, tip.frontier.copy()
-        for event in events:
-            line = encode_entry(size, last, event)
+        for body in bodies:
+            line = join_entry(size, last, body)
             h = leaf_hash(line)
             frontier.append(h)
             lines.append(line)
@@ -299,9 +325,21 @@ class AuditLog:
         os.fdatasync(tip.fd)
         tip.size, tip.last_hash, tip.frontier = size, last, frontier
         tip.offset += len(data)
-        state = TreeState(size, last, tuple(frontier.hashes), tip.segment.name, tip.offset)
-        write_state(self.layout.head, state, durable=False)
+        now = time.monotonic()
+        if now - self._head_written >= HEAD_INTERVAL:
+            self._write_head(tip)
+            self._head_written = now
         return seqs
+
+    def _write_head(self, tip: _Tip) -> None:
+        """The head file: where the writer stands, so the next process need not re-read the
+        whole segment. Refreshed at most every HEAD_INTERVAL seconds, on rotation and on close;
+        a stale head only means a longer catch-up."""
+        if tip.segment is None:
+            return
+        state = TreeState(tip.size, tip.last_hash, tuple(tip.frontier.hashes), tip.segment.name,
+                          tip.offset)
+        write_state(self.layout.head, state, durable=False)
 
 
 def catch_up(layout: Layout) -> tuple[TreeState, _Torn | None]:

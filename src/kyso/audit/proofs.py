@@ -80,8 +80,14 @@ def load_tree(directory: Path, size: int, want: Sequence[int] = ()) -> LogTree:
     hashes: list[bytes] = []
     lines: dict[int, bytes] = {}
     wanted = set(want)
+    purged = sorted(s for s in wanted if s < base.size)
+    if purged:
+        raise ProofError(f"entry {purged[0]} was purged (entries before seq {base.size} are "
+                         "kept only as subtree hashes); it can no longer be proved")
     segments, _ = list_segments(layout)
-    for segment in segments:
+    for i, segment in enumerate(segments):
+        if i + 1 < len(segments) and segments[i + 1].first <= base.size:
+            continue  # left over from an interrupted purge
         if len(hashes) + base.size >= size:
             break
         for line in iter_lines(read_bytes(segment.path)):
@@ -174,8 +180,8 @@ def parse_bundle(data: bytes) -> dict[str, Any]:
         raise ProofError("proof bundle is too large")
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
-        raise ProofError("proof bundle is not JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ProofError("proof bundle is not JSON (or nested too deeply)") from None
     if not isinstance(value, dict) or value.get("format") != FORMAT:
         raise ProofError(f"not a {FORMAT} proof bundle")
     return value
@@ -185,6 +191,11 @@ def _field(bundle: Mapping[str, Any], name: str, kind: type) -> Any:
     value = bundle.get(name)
     if type(value) is not kind:
         raise ProofError(f"proof bundle: {name} is missing or not a {kind.__name__}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProofError(f"proof bundle: {name} is not valid Unicode text") from None
     return value
 
 

@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from kyso.context import Kyso
 
 # Minimum log retention per security level (domain brief §4): L2 one month, L3 three months
-# centralised, L4 six months, L5 twelve months. Level 1 keeps the level-2 floor.
-LEVEL_MIN_DAYS = {1: 31, 2: 31, 3: 92, 4: 183, 5: 366}
+# centralised, L4 six months, L5 twelve months.
+# Login IP and time must be kept 90 days at every level, so no level keeps less.
+LEVEL_MIN_DAYS = {1: 90, 2: 90, 3: 92, 4: 183, 5: 366}
 
 
 def retention_days(kyso: Kyso) -> int:
@@ -125,6 +126,6 @@ def purge(kyso: Kyso, plan: PurgePlan) -> TreeState | None:
     finally:
         log.close()
     kyso.record(Layer.AUDIT, "AUDIT_PURGE", Outcome.SUCCESS, object=f"before-seq:{plan.cut}",
-                segments=[s.name for s in plan.segments], cut=plan.cut,
+                segments=[f"{s.first}-{s.day}" for s in plan.segments], cut=plan.cut,
                 cutoff=plan.cutoff.isoformat())
     return state

@@ -141,6 +141,8 @@ def verify_log(
     want = {c.size for _l, c in notes}
     if isinstance(head, TreeState):
         want.add(head.size)
+    if partial:
+        want = set()  # no roots without the entries before --from
     scan = _Scan(size=0, last=GENESIS, hashes=[], want_roots=want)
     if base is not None:
         scan.size, scan.last, scan.hashes = base.size, base.last_hash, list(base.frontier)
@@ -221,12 +223,20 @@ def _skip_to(scan: _Scan, segment: Segment, data: bytes, from_seq: int) -> bytes
         head = peek(line)
         if head is not None and head[0] >= from_seq:
             scan.size, scan.last = head
+            _placeholder_frontier(scan)
             return data[offset:]
         if end < 0:
             break
         offset = end + 1
     scan.size = from_seq
+    _placeholder_frontier(scan)
     return b""
+
+
+def _placeholder_frontier(scan: _Scan) -> None:
+    """With --from the subtrees before the start are unknown: stand-ins keep the frontier's
+    shape (one hash per set bit of the size); no root is computed from them."""
+    scan.hashes[:] = [bytes(32)] * bin(scan.size).count("1")
 
 
 def _segment_gap(segment: Segment, size: int) -> Finding:
