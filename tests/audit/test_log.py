@@ -1,143 +1,796 @@
-"""The JSON-lines audit sink and the scrubbing of event details."""
+"""The audit log on disk: numbering and hash chaining, group commit across threads and processes,
+catch-up, rotation, torn-tail quarantine, refusal to append to a damaged log; and the scrubbing
+of event details (no secret and no raw ID number ever reaches a segment)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kyso.audit import AuditEvent, JsonLinesAuditLog, Layer, MemoryAuditLog, Outcome
+from kyso.audit import AuditEvent, AuditLog, Layer, MemoryAuditLog, Outcome, iter_entries, read_events
+from kyso.audit.entry import GENESIS, MAX_ENTRY_BYTES, encode_entry
 from kyso.audit.events import SCHEMA, scrub
+from kyso.audit.merkle import leaf_hash
 from kyso.audit.pseudonym import Pseudonymizer
+from kyso.audit.reader import EventFilter, select_events
+from kyso.audit.verify import Kind, Status, verify_log
+from kyso.clock import FrozenClock
+from kyso.config import AuditSettings
 from kyso.errors import AuditError, ConfigError
 
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+VIETNAM = dt.timezone(dt.timedelta(hours=7))
 RAW_ID = "019099012345"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def event(action: str = "CERT_CREATION", **details: object) -> AuditEvent:
-    return AuditEvent(time=T0, layer=Layer.PKI, action=action, outcome=Outcome.SUCCESS,
-                      actor="admin:test", object="abc123", details=details)
+def event(action: str = "CERT_CREATION", *, when: dt.datetime = T0, actor: str = "admin:test",
+          **details: object) -> AuditEvent:
+    return AuditEvent(time=when, layer=Layer.PKI, action=action, outcome=Outcome.SUCCESS,
+                      actor=actor, object="abc123", details=details)
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> JsonLinesAuditLog:
-    return JsonLinesAuditLog(tmp_path / "audit" / "audit.jsonl")
+def audit_dir(tmp_path: Path) -> Path:
+    return tmp_path / "audit"
 
 
-# --- the JSON-lines sink ----------------------------------------------------------------------
-
-def test_each_event_is_one_json_line(log: JsonLinesAuditLog) -> None:
-    log.record(event("CA_CREATION"))
-    log.record(event("CERT_CREATION", profile="staff"))
-    lines = log.path.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 2
-    first, second = (json.loads(line) for line in lines)
-    assert first["action"] == "CA_CREATION"
-    assert second["details"] == {"profile": "staff"}
-    assert log.path.read_bytes().endswith(b"\n")
-    assert log.read() == [first, second]
+@pytest.fixture
+def log(audit_dir: Path, clock: FrozenClock) -> Iterator[AuditLog]:
+    writer = AuditLog(audit_dir, AuditSettings(), clock)
+    yield writer
+    writer.close()
 
 
-def test_event_fields_follow_the_schema(log: JsonLinesAuditLog) -> None:
+def segments(directory: Path) -> list[Path]:
+    return sorted((directory / "segments").glob("*.jsonl"))
+
+
+def raw_lines(directory: Path) -> list[bytes]:
+    out: list[bytes] = []
+    for segment in segments(directory):
+        data = segment.read_bytes()
+        assert data.endswith(b"\n"), f"{segment.name} does not end with a complete line"
+        out.extend(data[:-1].split(b"\n"))
+    return out
+
+
+def raw_text(directory: Path) -> str:
+    return b"".join(p.read_bytes() for p in segments(directory)).decode("utf-8")
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file of the log (but the lock file) and its bytes."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def seqs_of(directory: Path) -> list[int]:
+    return [e["seq"] for e in read_events(directory)]
+
+
+def assert_verifies(directory: Path) -> None:
+    report = verify_log(directory)
+    assert report.ok, (report.findings, report.checks)
+
+
+def rewrite_segment(segment: Path, data: bytes) -> None:
+    segment.chmod(0o600)
+    segment.write_bytes(data)
+
+
+# --- numbering, chaining and the line format -------------------------------------------------------
+
+def test_entries_are_numbered_from_zero_and_chain_to_the_previous_leaf_hash(
+        log: AuditLog, audit_dir: Path) -> None:
+    log.append([event("A"), event("B")])
+    log.append([event("C")])
+    lines = raw_lines(audit_dir)
+    entries = [json.loads(line) for line in lines]
+    assert [e["seq"] for e in entries] == [0, 1, 2]
+    assert entries[0]["prev"] == "0" * 64 == GENESIS
+    for before, line, entry in zip(lines, lines[1:], entries[1:], strict=False):
+        assert entry["prev"] == hashlib.sha256(b"\x00" + before).hexdigest()
+        assert line.startswith(b'{"seq":%d,"prev":"%s",' % (entry["seq"], entry["prev"].encode()))
+    assert [e["action"] for e in entries] == ["A", "B", "C"]
+
+
+def test_each_line_is_canonical_json_with_seq_and_prev_first(log: AuditLog, audit_dir: Path) -> None:
+    first = event("CA_CREATION", zeta=1, alpha="Nguyễn")
+    second = event("CERT_CREATION")
+    log.append([first])
+    log.append([second])
+    data = segments(audit_dir)[0].read_bytes()
+    line0 = encode_entry(0, GENESIS, first.to_dict())
+    line1 = encode_entry(1, leaf_hash(line0).hex(), second.to_dict())
+    assert data == line0 + b"\n" + line1 + b"\n"
+    assert line0.startswith(b'{"seq":0,"prev":"' + b"0" * 64 + b'","action":"CA_CREATION","actor":')
+    assert b", " not in line0
+    assert b'": ' not in line0
+    entry = json.loads(line0)
+    keys = list(entry)
+    assert keys[:2] == ["seq", "prev"]
+    assert keys[2:] == sorted(keys[2:])
+    assert list(entry["details"]) == ["alpha", "zeta"]
+
+
+def test_append_returns_the_sequence_numbers_of_its_events(log: AuditLog, audit_dir: Path) -> None:
+    assert log.append([event("A"), event("B"), event("C")]) == [0, 1, 2]
+    assert log.append([event("D")]) == [3]
+    assert log.append([]) == []
+    log.record(event("E"))
+    log.record_many([event("F"), event("G")])
+    assert seqs_of(audit_dir) == list(range(7))
+    assert [e["action"] for e in read_events(audit_dir)] == list("ABCDEFG")
+
+
+def test_appending_nothing_writes_nothing(log: AuditLog, audit_dir: Path) -> None:
+    assert log.append([]) == []
+    log.record_many([])
+    assert not audit_dir.exists()
+
+
+def test_event_fields_follow_the_schema(log: AuditLog, audit_dir: Path) -> None:
     log.record(AuditEvent(time=T0, layer=Layer.AUTHN, action="LOGIN", outcome=Outcome.FAILURE,
                           actor="citizen:psn:1", object="x", details={}, source="server",
                           request_id="req-1"))
-    (data,) = log.read()
+    (data,) = read_events(audit_dir)
     assert data == {
+        "seq": 0, "prev": GENESIS,
         "schema": SCHEMA, "time": "2026-11-23T02:00:00+00:00", "layer": "authn",
         "action": "LOGIN", "outcome": "failure", "actor": "citizen:psn:1", "object": "x",
         "source": "server", "request_id": "req-1", "details": {},
     }
 
 
-def test_event_time_is_written_in_utc(log: JsonLinesAuditLog) -> None:
-    vietnam = dt.timezone(dt.timedelta(hours=7))
-    log.record(AuditEvent(time=dt.datetime(2026, 11, 23, 9, 0, tzinfo=vietnam), layer=Layer.PKI,
-                          action="X", outcome=Outcome.SUCCESS, actor="a"))
-    assert log.read()[0]["time"] == "2026-11-23T02:00:00+00:00"
+def test_event_time_is_written_in_utc(log: AuditLog, audit_dir: Path) -> None:
+    log.record(event("X", when=dt.datetime(2026, 11, 23, 9, 0, tzinfo=VIETNAM)))
+    assert read_events(audit_dir)[0]["time"] == "2026-11-23T02:00:00+00:00"
 
 
-def test_vietnamese_text_is_written_as_utf8_not_escaped(log: JsonLinesAuditLog) -> None:
+def test_vietnamese_text_is_written_as_utf8_not_escaped(log: AuditLog, audit_dir: Path) -> None:
     log.record(event(common_name="Nguyễn Văn An"))
-    raw = log.path.read_bytes()
+    raw = b"".join(p.read_bytes() for p in segments(audit_dir))
     assert "Nguyễn Văn An".encode() in raw
     assert b"\\u" not in raw
-
-
-def test_audit_file_is_created_0600_in_a_0700_directory(log: JsonLinesAuditLog) -> None:
-    log.record(event())
-    assert stat.S_IMODE(os.stat(log.path).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(log.path.parent).st_mode) == 0o700
-
-
-def test_file_mode_is_0600_whatever_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0)
-    try:
-        sink = JsonLinesAuditLog(tmp_path / "open" / "audit.jsonl")
-        sink.record(event())
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE(os.stat(sink.path).st_mode) == 0o600
-
-
-def test_torn_last_line_is_not_merged_with_the_next_event(log: JsonLinesAuditLog) -> None:
-    log.record(event("FIRST"))
-    with log.path.open("ab") as fh:
-        fh.write(b'{"schema": "vn-audit/1", "action": "TORN", "deta')  # crash mid-write
-    log.record(event("AFTER"))
-    lines = log.path.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 3
-    assert json.loads(lines[0])["action"] == "FIRST"
-    assert lines[1] == '{"schema": "vn-audit/1", "action": "TORN", "deta'
-    assert json.loads(lines[2])["action"] == "AFTER"
-
-
-def test_torn_line_at_the_start_of_the_file_is_kept_apart(log: JsonLinesAuditLog) -> None:
-    log.path.parent.mkdir(parents=True)
-    log.path.write_bytes(b"{")
-    log.record(event("AFTER"))
-    assert log.path.read_bytes().startswith(b"{\n{")
-    assert json.loads(log.path.read_text(encoding="utf-8").splitlines()[1])["action"] == "AFTER"
-
-
-def test_read_of_a_missing_log_is_empty(log: JsonLinesAuditLog) -> None:
-    assert log.read() == []
-
-
-def test_unwritable_log_raises_audit_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory", encoding="utf-8")
-    with pytest.raises(AuditError, match="cannot write audit log"):
-        JsonLinesAuditLog(blocker / "audit.jsonl").record(event())
 
 
 def test_memory_log_keeps_events_in_order() -> None:
     sink = MemoryAuditLog()
     sink.record(event("A"))
-    sink.record(event("B"))
-    assert [e.action for e in sink.events] == ["A", "B"]
+    sink.record_many([event("B"), event("C")])
+    assert [e.action for e in sink.events] == ["A", "B", "C"]
 
 
-def test_raw_id_never_reaches_the_file(log: JsonLinesAuditLog) -> None:
-    log.record(AuditEvent(time=T0, layer=Layer.PKI, action="CERT_CREATION",
-                          outcome=Outcome.FAILURE, actor=f"citizen:{RAW_ID}",
-                          object=f"CCCD:{RAW_ID}",
-                          details={"reason": f"personal ID number {RAW_ID} is bad",
-                                   "nested": {"ids": [RAW_ID, f"IDCVN-{RAW_ID}"]}}))
-    text = log.path.read_text(encoding="utf-8")
-    assert RAW_ID not in text
+def test_an_unwritable_log_raises_audit_error(tmp_path: Path, clock: FrozenClock) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    with pytest.raises(AuditError, match="cannot write the audit log"):
+        AuditLog(blocker / "audit", AuditSettings(), clock).record(event())
+
+
+# --- catch-up: several writers on one directory ----------------------------------------------------
+
+def test_a_second_writer_continues_the_sequence(audit_dir: Path, clock: FrozenClock) -> None:
+    first = AuditLog(audit_dir, AuditSettings(), clock)
+    second = AuditLog(audit_dir, AuditSettings(), clock)
+    assert first.append([event("A"), event("B")]) == [0, 1]
+    assert second.append([event("C")]) == [2]
+    assert first.append([event("D")]) == [3]  # the first writer catches up with the second
+    assert second.append([event("E"), event("F")]) == [4, 5]
+    first.close()
+    second.close()
+    assert AuditLog(audit_dir, AuditSettings(), clock).append([event("G")]) == [6]
+    assert [e["action"] for e in read_events(audit_dir)] == list("ABCDEFG")
+    assert_verifies(audit_dir)
+
+
+def _delete(head: Path, _old: bytes) -> None:
+    head.unlink()
+
+
+def _garbage(head: Path, _old: bytes) -> None:
+    head.write_bytes(b"\x00\xffnot json")
+
+
+def _wrong_shape(head: Path, _old: bytes) -> None:
+    head.write_text(json.dumps({"size": 2, "last_hash": "zz", "frontier": []}), encoding="utf-8")
+
+
+def _stale(head: Path, old: bytes) -> None:
+    head.write_bytes(old)  # as a writer killed before it refreshed the head file leaves it
+
+
+def _missing_segment(head: Path, _old: bytes) -> None:
+    data = json.loads(head.read_bytes())
+    data["segment"] = "000000000000-19991231.jsonl"
+    head.write_text(json.dumps(data), encoding="utf-8")
+
+
+@pytest.mark.parametrize("spoil", [_delete, _garbage, _wrong_shape, _stale, _missing_segment],
+                         ids=["head-deleted", "head-garbage", "head-wrong-shape", "head-stale",
+                              "head-names-a-missing-segment"])
+def test_a_new_writer_continues_whatever_the_head_file_says(
+        audit_dir: Path, clock: FrozenClock, spoil: Callable[[Path, bytes], None]) -> None:
+    writer = AuditLog(audit_dir, AuditSettings(segment_max_bytes=700), clock)
+    writer.append([event("A")])
+    writer.close()
+    old_head = (audit_dir / "head.json").read_bytes()
+    writer = AuditLog(audit_dir, AuditSettings(segment_max_bytes=700), clock)
+    for action in "BCDEF":
+        writer.append([event(action)])
+    writer.close()
+    assert len(segments(audit_dir)) > 1
+    spoil(audit_dir / "head.json", old_head)
+    assert AuditLog(audit_dir, AuditSettings(segment_max_bytes=700), clock).append([event("G")]) == [6]
+    assert [e["action"] for e in read_events(audit_dir)] == list("ABCDEFG")
+    assert_verifies(audit_dir)
+
+
+def _threads(log: AuditLog, threads: int, per_thread: int) -> dict[int, list[int]]:
+    acked: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def work(n: int) -> None:
+        try:
+            start.wait()
+            mine: list[int] = []
+            for i in range(per_thread):
+                batch = [event(f"T{n}", i=i)] if i % 3 else [event(f"T{n}", i=i), event(f"T{n}", i=-i)]
+                mine.extend(log.append(batch))
+            acked[n] = mine
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert not errors
+    return acked
+
+
+@pytest.mark.parametrize(("threads", "per_thread"), [(2, 150), (16, 25)], ids=["2-threads", "16-threads"])
+def test_concurrent_threads_get_unique_contiguous_seqs(log: AuditLog, audit_dir: Path,
+                                                       threads: int, per_thread: int) -> None:
+    acked = _threads(log, threads, per_thread)
+    everything = sorted(s for mine in acked.values() for s in mine)
+    assert everything == list(range(len(everything)))
+    events = read_events(audit_dir)
+    assert [e["seq"] for e in events] == everything
+    for n, mine in acked.items():
+        assert mine == sorted(mine)  # each thread's events stay in its order
+        assert all(events[s]["action"] == f"T{n}" for s in mine)
+    assert_verifies(audit_dir)
+
+
+def test_callers_that_arrive_during_a_commit_share_the_next_fdatasync(
+        log: AuditLog, audit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log.append([event("FIRST")])
+    syncs: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        syncs.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    blocker = os.open(audit_dir / ".lock", os.O_RDWR)  # another process commits meanwhile
+    fcntl.flock(blocker, fcntl.LOCK_EX)
+    results: dict[int, list[int]] = {}
+
+    def one(n: int) -> None:
+        results[n] = log.append([event(f"T{n}")])
+
+    try:
+        leader = threading.Thread(target=one, args=(0,))
+        leader.start()
+        time.sleep(0.2)  # the leader now waits for the lock; the others join the next batch
+        others = [threading.Thread(target=one, args=(n,)) for n in range(1, 16)]
+        for t in others:
+            t.start()
+        time.sleep(0.5)
+    finally:
+        fcntl.flock(blocker, fcntl.LOCK_UN)
+        os.close(blocker)
+    for t in [leader, *others]:
+        t.join(timeout=30)
+    assert sorted(s for r in results.values() for s in r) == list(range(1, 17))
+    assert len(syncs) == 2  # the leader's event, then the 15 others together
+    assert_verifies(audit_dir)
+
+
+_WRITER_SCRIPT = """
+import datetime as dt, sys, time
+from pathlib import Path
+from kyso.audit import AuditEvent, AuditLog, Layer, Outcome
+from kyso.config import AuditSettings
+
+directory, name, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+log = AuditLog(directory, AuditSettings(segment_max_bytes=20000))
+while not go.exists():
+    time.sleep(0.001)
+t0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+acked = []
+i = 0
+while i < count:
+    batch = [AuditEvent(time=t0, layer=Layer.SERVER, action="WRITE", outcome=Outcome.SUCCESS,
+                        actor=name, details={"i": j}) for j in range(i, min(count, i + 1 + i % 4))]
+    acked.extend(log.append(batch))
+    i += len(batch)
+log.close()
+print(" ".join(map(str, acked)))
+"""
+
+
+def test_two_processes_appending_concurrently_make_one_linear_log(tmp_path: Path, audit_dir: Path) -> None:
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    count = 300
+    children = [subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, str(audit_dir), name, str(count),
+                                  str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                for name in ("writer:a", "writer:b")]
+    time.sleep(0.3)
+    go.touch()
+    acked = {}
+    for name, child in zip(("writer:a", "writer:b"), children, strict=True):
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err.decode()
+        acked[name] = [int(s) for s in out.split()]
+    events = read_events(audit_dir)
+    assert [e["seq"] for e in events] == list(range(2 * count))
+    for name, mine in acked.items():
+        assert len(mine) == count
+        assert [events[s]["actor"] for s in mine] == [name] * count
+        assert [events[s]["details"]["i"] for s in mine] == list(range(count))
+    assert set(acked["writer:a"]).isdisjoint(acked["writer:b"])
+    assert_verifies(audit_dir)
+
+
+# --- rotation and file modes ---------------------------------------------------------------------
+
+def test_segments_rotate_on_a_new_day_in_vietnam(log: AuditLog, audit_dir: Path) -> None:
+    log.append([event("LATE", when=dt.datetime(2026, 11, 23, 16, 59, 59, tzinfo=dt.UTC))])
+    log.append([event("SAME_DAY", when=dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC))])
+    log.append([event("MIDNIGHT_VN", when=dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.UTC))])
+    log.append([event("NEXT", when=dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC))])
+    names = [p.name for p in segments(audit_dir)]
+    assert names == ["000000000000-20261123.jsonl", "000000000002-20261124.jsonl"]
+    sealed, current = segments(audit_dir)
+    assert mode(sealed) == 0o400
+    assert mode(current) == 0o600
+    assert mode(audit_dir) == 0o700
+    assert mode(audit_dir / "segments") == 0o700
+    assert [e["action"] for e in read_events(audit_dir)] == ["LATE", "SAME_DAY", "MIDNIGHT_VN", "NEXT"]
+    assert_verifies(audit_dir)
+
+
+def test_without_daily_rotation_days_share_a_segment(audit_dir: Path, clock: FrozenClock) -> None:
+    writer = AuditLog(audit_dir, AuditSettings(rotate_daily=False), clock)
+    writer.append([event("A", when=dt.datetime(2026, 11, 23, 16, 59, tzinfo=dt.UTC))])
+    writer.append([event("B", when=dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.UTC))])
+    writer.close()
+    assert [p.name for p in segments(audit_dir)] == ["000000000000-20261123.jsonl"]
+
+
+def test_segments_rotate_by_size_and_sealed_ones_are_read_only(audit_dir: Path, clock: FrozenClock) -> None:
+    limit = 1000
+    writer = AuditLog(audit_dir, AuditSettings(segment_max_bytes=limit), clock)
+    for i in range(30):
+        writer.append([event("X", i=i)])
+    writer.close()
+    files = segments(audit_dir)
+    assert len(files) >= 5
+    for segment in files[:-1]:
+        data = segment.read_bytes()
+        last_line = data[:-1].rsplit(b"\n", 1)[-1]
+        assert len(data) >= limit
+        assert len(data) - len(last_line) - 1 < limit  # it rotated at the first chance
+        assert mode(segment) == 0o400
+    assert mode(files[-1]) == 0o600
+    for segment in files:  # each is named by the seq of its first entry
+        first = json.loads(segment.read_bytes().split(b"\n", 1)[0])["seq"]
+        assert segment.name == f"{first:012d}-20261123.jsonl"
+    assert seqs_of(audit_dir) == list(range(30))
+    assert_verifies(audit_dir)
+
+
+def test_file_and_directory_modes_are_private_whatever_the_umask(tmp_path: Path, clock: FrozenClock) -> None:
+    directory = tmp_path / "open" / "audit"
+    old = os.umask(0)
+    try:
+        writer = AuditLog(directory, AuditSettings(segment_max_bytes=100), clock)
+        writer.append([event("A")])
+        writer.append([event("B")])
+        writer.close()
+    finally:
+        os.umask(old)
+    sealed, current = segments(directory)
+    assert (mode(sealed), mode(current)) == (0o400, 0o600)
+    assert mode(directory) == 0o700
+    assert mode(directory / "segments") == 0o700
+    assert mode(directory / "head.json") == 0o600
+
+
+@contextmanager
+def unprivileged(directory: Path) -> Iterator[None]:
+    """Run the block as an ordinary user, as a deployment does (root ignores file modes)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    for path in [directory, *directory.rglob("*")]:
+        os.chown(path, 65534, 65534)
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_a_writer_killed_right_after_sealing_a_segment_does_not_block_the_log(clock: FrozenClock) -> None:
+    """Rotation seals (chmod 0400) the full segment before creating the next one; a writer
+    killed in between leaves a sealed last segment, and the next writer must not need to
+    open it for writing."""
+    top = Path(tempfile.mkdtemp(prefix="kyso-audit-"))  # reachable by the unprivileged user
+    try:
+        directory = top / "audit"
+        settings = AuditSettings(segment_max_bytes=600)
+        writer = AuditLog(directory, settings, clock)
+        while len(segments(directory)) < 2 or segments(directory)[-1].stat().st_size < 600:
+            writer.append([event("FILL")])
+        writer.close()
+        size = len(read_events(directory))
+        segments(directory)[-1].chmod(0o400)  # sealed; the next segment was never created
+        with unprivileged(top):
+            seqs = AuditLog(directory, settings, clock).append([event("AFTER")])
+        assert seqs == [size]
+        assert mode(segments(directory)[-1]) == 0o600
+        assert_verifies(directory)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+# --- torn tails ----------------------------------------------------------------------------------
+
+TORN = b'{"seq":2,"prev":"' + b"ab" * 16 + b'","action":"CERT_CRE'
+
+
+def _tear(directory: Path, data: bytes = TORN) -> tuple[Path, int]:
+    segment = segments(directory)[-1]
+    offset = segment.stat().st_size
+    with segment.open("ab") as fh:
+        fh.write(data)
+    return segment, offset
+
+
+@pytest.mark.parametrize("same_writer", [False, True], ids=["new-writer", "same-writer"])
+def test_a_torn_tail_is_quarantined_and_recorded(audit_dir: Path, clock: FrozenClock,
+                                                 same_writer: bool) -> None:
+    writer = AuditLog(audit_dir, AuditSettings(), clock)
+    writer.append([event("A"), event("B")])
+    segment, offset = _tear(audit_dir)
+    if not same_writer:
+        writer.close()
+        writer = AuditLog(audit_dir, AuditSettings(), clock)
+    assert writer.append([event("AFTER")]) == [3]
+    writer.close()
+
+    (kept,) = (audit_dir / "torn").iterdir()
+    assert kept.read_bytes() == TORN
+    assert mode(kept) == 0o600
+    assert TORN not in segment.read_bytes()
+    events = read_events(audit_dir)
+    assert [e["action"] for e in events] == ["A", "B", "AUDIT_TORN_TAIL", "AFTER"]
+    torn = events[2]
+    assert (torn["layer"], torn["outcome"], torn["actor"]) == ("audit", "failure", "kyso:audit-log")
+    assert torn["details"]["sha256"] == hashlib.sha256(TORN).hexdigest()
+    assert torn["details"]["bytes"] == len(TORN)
+    assert torn["details"]["offset"] == offset
+    assert torn["details"]["after_seq"] == 1
+    assert torn["object"].startswith("segment:")
+    assert torn["details"]["kept_as"] == f"torn/{kept.name}"  # an auditor can find the bytes
+    report = verify_log(audit_dir)
+    assert report.ok
+    assert {c.name: c.status for c in report.checks}["torn tails"] is Status.WARN
+
+
+def test_before_the_next_write_a_torn_tail_is_reported_not_read(audit_dir: Path, log: AuditLog) -> None:
+    log.append([event("A"), event("B")])
+    _tear(audit_dir)
+    assert seqs_of(audit_dir) == [0, 1]
+    report = verify_log(audit_dir)
+    assert not report.ok
+    assert [f.kind for f in report.findings] == [Kind.TORN_TAIL]
+    assert report.size == 2
+
+
+def test_a_torn_tail_alone_in_a_new_segment_is_quarantined(audit_dir: Path, clock: FrozenClock) -> None:
+    """A writer killed just after it created a segment, mid-way through the first line."""
+    writer = AuditLog(audit_dir, AuditSettings(), clock)
+    writer.append([event("A")])
+    writer.close()
+    fresh = audit_dir / "segments" / "000000000001-20261123.jsonl"
+    segments(audit_dir)[0].chmod(0o400)
+    fresh.write_bytes(b'{"seq":1,"pr')
+    fresh.chmod(0o600)
+    assert AuditLog(audit_dir, AuditSettings(), clock).append([event("AFTER")]) == [2]
+    (kept,) = (audit_dir / "torn").iterdir()
+    assert kept.read_bytes() == b'{"seq":1,"pr'
+    assert [e["action"] for e in read_events(audit_dir)] == ["A", "AUDIT_TORN_TAIL", "AFTER"]
+    assert_verifies(audit_dir)
+
+
+def test_a_write_that_fails_midway_leaves_a_tail_the_next_write_quarantines(
+        audit_dir: Path, log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    log.append([event("A")])
+    real = os.write
+
+    def disk_full(fd: int, data: Any) -> int:
+        real(fd, bytes(data)[:25])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(AuditError, match="No space left"):
+        log.append([event("LOST")])
+    monkeypatch.setattr(os, "write", real)
+    assert log.append([event("B")]) == [2]
+    assert [e["action"] for e in read_events(audit_dir)] == ["A", "AUDIT_TORN_TAIL", "B"]
+    assert_verifies(audit_dir)
+
+
+def test_a_second_torn_tail_at_the_same_place_does_not_erase_the_first(
+        audit_dir: Path, log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed once mid-write, then again while recording that: both torn writes are kept."""
+    log.append([event("A")])
+    _tear(audit_dir)
+    real = os.write
+
+    def dies_while_recording_the_tail(fd: int, data: Any) -> int:
+        chunk = bytes(data)
+        if b"AUDIT_TORN_TAIL" in chunk:
+            real(fd, chunk[:60])
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", dies_while_recording_the_tail)
+    with pytest.raises(AuditError):
+        log.append([event("B")])
+    monkeypatch.setattr(os, "write", real)
+    log.append([event("C")])
+    kept = sorted(p.read_bytes() for p in (audit_dir / "torn").iterdir())
+    assert TORN in kept, "the first torn tail was overwritten before any event recorded it"
+    assert len(kept) == 2
+    assert_verifies(audit_dir)
+
+
+# --- a damaged log is never appended to ----------------------------------------------------------
+
+def _modify_middle(directory: Path) -> None:
+    segment = segments(directory)[0]
+    rewrite_segment(segment, segment.read_bytes().replace(b'"i":2', b'"i":7', 1))
+
+
+def _and_delete_head(tamper: Callable[[Path], None]) -> Callable[[Path], None]:
+    def both(directory: Path) -> None:
+        tamper(directory)
+        (directory / "head.json").unlink()
+    return both
+
+
+def _and_garbage_head(tamper: Callable[[Path], None]) -> Callable[[Path], None]:
+    def both(directory: Path) -> None:
+        tamper(directory)
+        (directory / "head.json").write_bytes(b"{not json")
+    return both
+
+
+def _drop_last_line(directory: Path) -> None:
+    segment = segments(directory)[-1]
+    lines = segment.read_bytes()[:-1].split(b"\n")
+    rewrite_segment(segment, b"".join(line + b"\n" for line in lines[:-1]))
+
+
+def _cut_bytes(directory: Path) -> None:
+    segment = segments(directory)[-1]
+    rewrite_segment(segment, segment.read_bytes()[:-10])
+
+
+def _delete_first_segment(directory: Path) -> None:
+    segments(directory)[0].unlink()
+
+
+def _garbage_line(directory: Path) -> None:
+    segment = segments(directory)[0]
+    lines = segment.read_bytes().split(b"\n")
+    lines.insert(1, b"\x00garbage")
+    rewrite_segment(segment, b"\n".join(lines))
+
+
+def _torn_in_sealed_segment(directory: Path) -> None:
+    segment = segments(directory)[0]
+    rewrite_segment(segment, segment.read_bytes() + b'{"seq":99,"pr')
+
+
+DAMAGE = {
+    "modified-entry-head-deleted": _and_delete_head(_modify_middle),
+    "modified-entry-head-garbage": _and_garbage_head(_modify_middle),
+    "last-line-removed": _drop_last_line,
+    "last-bytes-cut": _cut_bytes,
+    "first-segment-deleted": _and_delete_head(_delete_first_segment),
+    "garbage-line-head-deleted": _and_delete_head(_garbage_line),
+    "incomplete-line-inside-the-log": _and_delete_head(_torn_in_sealed_segment),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_a_damaged_log_makes_the_writer_refuse_and_write_nothing(
+        audit_dir: Path, clock: FrozenClock, damage: Callable[[Path], None]) -> None:
+    settings = AuditSettings(segment_max_bytes=1200)
+    writer = AuditLog(audit_dir, settings, clock)
+    for i in range(10):
+        writer.append([event("X", i=i)])
+    writer.close()
+    assert len(segments(audit_dir)) >= 2
+    damage(audit_dir)
+    before = snapshot(audit_dir)
+    writer = AuditLog(audit_dir, settings, clock)
+    for _attempt in range(2):
+        with pytest.raises(AuditError, match="damaged|verify"):
+            writer.append([event("AFTER")])
+    assert snapshot(audit_dir) == before
+    assert not verify_log(audit_dir).ok
+
+
+def test_the_same_writer_refuses_after_its_entries_were_cut(audit_dir: Path, log: AuditLog) -> None:
+    for i in range(3):
+        log.append([event("X", i=i)])
+    log.close()  # the head file now records all three
+    _drop_last_line(audit_dir)
+    before = snapshot(audit_dir)
+    with pytest.raises(AuditError, match="damaged"):
+        log.append([event("AFTER")])
+    assert snapshot(audit_dir) == before
+
+
+def test_a_writer_never_reuses_a_seq_it_acknowledged(audit_dir: Path, log: AuditLog) -> None:
+    """Entries this writer reported durable disappear (the head file has not caught up with
+    them yet): appending would silently replace them and hide the loss."""
+    acked = [s for i in range(5) for s in log.append([event("X", i=i)])]
+    assert acked == [0, 1, 2, 3, 4]
+    _drop_last_line(audit_dir)
+    with pytest.raises(AuditError):
+        log.append([event("AFTER")])
+    assert [e["details"].get("i") for e in read_events(audit_dir)] == [0, 1, 2, 3]
+
+
+# --- what an event may carry -------------------------------------------------------------------
+
+def test_secrets_and_raw_id_numbers_never_reach_a_segment(log: AuditLog, audit_dir: Path) -> None:
+    log.record(AuditEvent(time=T0, layer=Layer.AUTHN, action="LOGIN", outcome=Outcome.FAILURE,
+                          actor=f"citizen:{RAW_ID}", object=f"CCCD:{RAW_ID}",
+                          details={"password": "hunter2-Passw0rd", "otp": "492817",
+                                   "passphrase": "ca-secret-phrase", "clientSecret": "cs-abcdef",
+                                   "reason": f"personal ID number {RAW_ID} is locked",
+                                   "nested": {"ids": [RAW_ID, f"IDCVN-{RAW_ID}"], "pin": 1234}}))
+    text = raw_text(audit_dir)
+    for secret in ("hunter2-Passw0rd", "492817", "ca-secret-phrase", "cs-abcdef", RAW_ID):
+        assert secret not in text
     assert "019******345" in text
-    data = log.read()[0]
+    (data,) = read_events(audit_dir)
     assert data["actor"] == "citizen:019******345"
     assert data["object"] == "CCCD:019******345"
+    assert data["details"]["password"] == "[redacted]"
+    assert data["details"]["otp"] == "[redacted]"
+    assert data["details"]["reason"] == "personal ID number 019******345 is locked"
+    assert data["details"]["nested"] == {"ids": ["019******345", "IDCVN-019******345"],
+                                         "pin": "[redacted]"}
 
 
-# --- scrub ------------------------------------------------------------------------------------
+def test_an_oversized_event_is_refused_and_leaves_no_gap(log: AuditLog, audit_dir: Path) -> None:
+    log.append([event("A")])
+    before = snapshot(audit_dir)
+    with pytest.raises(AuditError, match="too large"):
+        log.append([event("BIG", blob="x" * MAX_ENTRY_BYTES)])
+    with pytest.raises(AuditError, match="too large"):  # a batch is all or nothing
+        log.append([event("SMALL"), event("BIG", blob="y" * MAX_ENTRY_BYTES)])
+    assert snapshot(audit_dir) == before
+    assert log.append([event("B")]) == [1]
+    assert [e["action"] for e in read_events(audit_dir)] == ["A", "B"]
+
+
+def test_an_event_just_under_the_limit_is_kept(log: AuditLog, audit_dir: Path) -> None:
+    log.append([event("BIG", blob="x" * (MAX_ENTRY_BYTES - 1000))])
+    (line,) = raw_lines(audit_dir)
+    assert len(line) <= MAX_ENTRY_BYTES
+    assert_verifies(audit_dir)
+
+
+def test_a_lone_surrogate_does_not_lose_the_event(log: AuditLog, audit_dir: Path) -> None:
+    log.append([event("A", name="Nguy\udce1n Văn An", actor="user:\ud800")])
+    log.append([event("B")])
+    events = read_events(audit_dir)
+    assert [e["action"] for e in events] == ["A", "B"]
+    assert events[0]["details"]["name"] == "Nguy\udce1n Văn An"
+    assert events[0]["actor"] == "user:\ud800"
+    raw_lines(audit_dir)[0].decode("utf-8")  # the line itself is valid UTF-8
+    assert_verifies(audit_dir)
+
+
+# --- reading back ------------------------------------------------------------------------------
+
+def test_iter_entries_from_a_seq_skips_earlier_segments(audit_dir: Path, clock: FrozenClock) -> None:
+    writer = AuditLog(audit_dir, AuditSettings(segment_max_bytes=700), clock)
+    for i in range(12):
+        writer.append([event("X", i=i)])
+    writer.close()
+    assert len(segments(audit_dir)) > 2
+    assert [e.seq for e in iter_entries(audit_dir, 7)] == list(range(7, 12))
+    assert [e["seq"] for e in read_events(audit_dir, from_seq=11)] == [11]
+    assert read_events(audit_dir, from_seq=12) == []
+
+
+def test_reading_a_garbage_line_names_its_place(log: AuditLog, audit_dir: Path) -> None:
+    log.append([event("A"), event("B")])
+    _garbage_line(audit_dir)
+    name = segments(audit_dir)[0].name
+    with pytest.raises(AuditError, match=rf"{name} line 2"):
+        read_events(audit_dir)
+
+
+def test_reading_a_missing_log_is_empty(tmp_path: Path) -> None:
+    assert read_events(tmp_path / "none") == []
+
+
+def test_select_events_filters_by_field_time_and_seq(log: AuditLog, audit_dir: Path) -> None:
+    log.append([
+        AuditEvent(time=T0, layer=Layer.AUTHN, action="LOGIN", outcome=Outcome.SUCCESS, actor="u:1"),
+        AuditEvent(time=T0 + dt.timedelta(hours=1), layer=Layer.AUTHN, action="LOGIN_ERROR",
+                   outcome=Outcome.FAILURE, actor="u:2"),
+        AuditEvent(time=T0 + dt.timedelta(hours=2), layer=Layer.PKI, action="CERT_CREATION",
+                   outcome=Outcome.SUCCESS, actor="u:1"),
+    ])
+
+    def seqs(**query: Any) -> list[int]:
+        return [e["seq"] for e in select_events(audit_dir, EventFilter(**query))]
+
+    assert seqs() == [0, 1, 2]
+    assert seqs(layers=frozenset({"authn"})) == [0, 1]
+    assert seqs(actions=frozenset({"CERT_CREATION", "LOGIN"})) == [0, 2]
+    assert seqs(actors=frozenset({"u:1"})) == [0, 2]
+    assert seqs(outcome="failure") == [1]
+    # 10:00 in Vietnam is 03:00 UTC: since is inclusive, until exclusive, compared as instants
+    assert seqs(since=dt.datetime(2026, 11, 23, 10, 0, tzinfo=VIETNAM)) == [1, 2]
+    assert seqs(until=dt.datetime(2026, 11, 23, 10, 0, tzinfo=VIETNAM)) == [0]
+    assert seqs(from_seq=2) == [2]
+    assert [e["seq"] for e in select_events(audit_dir, EventFilter(), limit=2)] == [0, 1]
+
+
+# --- scrub -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
     ("value", "expected"),
@@ -189,8 +842,7 @@ def test_scrub_keeps_ordinary_keys() -> None:
 
 
 def test_scrub_converts_datetimes_enums_and_tuples() -> None:
-    vietnam = dt.timezone(dt.timedelta(hours=7))
-    out = scrub({"when": dt.datetime(2026, 11, 23, 9, 0, tzinfo=vietnam),
+    out = scrub({"when": dt.datetime(2026, 11, 23, 9, 0, tzinfo=VIETNAM),
                  "layer": Layer.PKI, "pair": ("a", RAW_ID)})
     assert out == {"when": "2026-11-23T02:00:00+00:00", "layer": "pki",
                    "pair": ["a", "019******345"]}
@@ -202,7 +854,13 @@ def test_event_details_are_scrubbed_in_to_dict() -> None:
     assert "s3cret" not in json.dumps(data)
 
 
-# --- pseudonyms -------------------------------------------------------------------------------
+def test_scrub_masks_ids_glued_to_letters_but_keeps_hex_serials_whole() -> None:
+    serial = "6c38f01812ff484000021600cec9eb332d0872dc"
+    assert scrub(f"CSR UID cccd033301000123 for {serial}") == (
+        f"CSR UID cccd033******123 for {serial}")
+
+
+# --- pseudonyms ------------------------------------------------------------------------------------
 
 def test_pseudonym_is_stable_per_key_and_hides_the_id(tmp_path: Path) -> None:
     path = tmp_path / "secrets" / "pseudonym.key"
@@ -212,7 +870,7 @@ def test_pseudonym_is_stable_per_key_and_hides_the_id(tmp_path: Path) -> None:
     assert first.pseudonym(RAW_ID) != first.pseudonym("033301000123")
     assert first.pseudonym(RAW_ID).startswith("psn:")
     assert RAW_ID not in first.pseudonym(RAW_ID)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert mode(path) == 0o600
     other = Pseudonymizer.from_file(tmp_path / "other.key")
     assert other.pseudonym(RAW_ID) != first.pseudonym(RAW_ID)
     assert "key hidden" in repr(first)
@@ -229,11 +887,3 @@ def test_pseudonym_key_readable_by_others_is_refused(tmp_path: Path) -> None:
 def test_short_pseudonym_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="32 bytes"):
         Pseudonymizer(b"short")
-
-
-def test_scrub_masks_ids_glued_to_letters_but_keeps_hex_serials_whole() -> None:
-    from kyso.audit.events import scrub
-
-    serial = "6c38f01812ff484000021600cec9eb332d0872dc"
-    assert scrub(f"CSR UID cccd033301000123 for {serial}") == (
-        f"CSR UID cccd033******123 for {serial}")

@@ -239,8 +239,12 @@ class AuditLog:
         tip = self._tip
         if tip is not None and self._still_ours(tip):
             return tip, None
+        known = None
+        if tip is not None and tip.segment is not None:  # another writer appended: read on
+            known = TreeState(tip.size, tip.last_hash, tuple(tip.frontier.hashes),  # from
+                              tip.segment.name, tip.offset)                        # our place
         self._forget_tip()
-        state, torn = catch_up(self.layout)
+        state, torn = catch_up(self.layout, known)
         segments, _ = list_segments(self.layout)
         segment, fd, offset = None, None, 0
         if segments and segments[-1].first <= state.size:
@@ -342,16 +346,19 @@ class AuditLog:
         write_state(self.layout.head, state, durable=False)
 
 
-def catch_up(layout: Layout) -> tuple[TreeState, _Torn | None]:
-    """The tree state after the last complete entry, read from the head file (when it is
-    sound) and then forward through the segments; plus a torn tail if one is there. Entries
-    that do not chain make this raise: the writer never appends to a damaged log."""
+def catch_up(layout: Layout, known: TreeState | None = None) -> tuple[TreeState, _Torn | None]:
+    """The tree state after the last complete entry, read from where this writer last stood
+    (``known``) or else the head file (when it is sound), then forward through the segments;
+    plus a torn tail if one is there. Entries that do not chain make this raise: the writer
+    never appends to a damaged log."""
     segments, _ = list_segments(layout)
     base = read_state(layout.base, "purge record")
-    try:
-        head = read_state(layout.head, "head file")
-    except AuditError:
-        head = None  # a claim only; rebuild it from the entries
+    head: TreeState | None = known
+    if head is None:
+        try:
+            head = read_state(layout.head, "head file")
+        except AuditError:
+            head = None  # a claim only; rebuild it from the entries
     by_name = {s.name: i for i, s in enumerate(segments)}
     if head is not None and head.segment in by_name and (base is None or head.size >= base.size):
         state, index, offset = head, by_name[head.segment], head.offset
