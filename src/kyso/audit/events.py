@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ def _mask_token(match: re.Match[str]) -> str:
     return _RAW_ID.sub(r"\1******\2", token)
 
 
+@functools.lru_cache(maxsize=4096)  # the same few keys come back in every event
 def secret_key(key: str) -> bool:
     return bool(_SECRET_KEYS.search(key) or _SECRET_KEYS.search(_CAMEL.sub("_", key)))
 

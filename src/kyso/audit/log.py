@@ -15,6 +15,7 @@ entry) makes the writer refuse to append — run ``kyso audit verify`` to see wh
 
 from __future__ import annotations
 
+import _thread
 import datetime as dt
 import fcntl
 import hashlib
@@ -25,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kyso.audit.entry import GENESIS, encode_body, entry_head, join_entry
 from kyso.audit.events import AuditEvent, Layer, Outcome
@@ -37,7 +38,6 @@ from kyso.audit.segments import (
     fsync_dir,
     iter_lines,
     list_segments,
-    read_bytes,
     read_state,
     segment_name,
     write_state,
@@ -85,14 +85,21 @@ class _Tip:
 
 
 class _Batch:
-    """Events of the callers who arrived while the previous commit ran."""
+    """Events of the callers who arrived while the previous commit ran. Callers sleep on
+    raw locks (the cheapest wake-up CPython has): each holds its own and blocks acquiring it
+    again until the committer releases it."""
 
     def __init__(self) -> None:
         self.groups: list[list[tuple[bytes, dt.datetime]]] = []
-        self.turn = threading.Event()  # set when this batch may be committed
-        self.done = threading.Event()
+        self.sleepers: list[Any] = []  # one held lock per caller waiting for the outcome
+        self.turn = _thread.allocate_lock()  # held until this batch may be committed
+        self.turn.acquire()
         self.seqs: list[list[int]] = []
         self.error: BaseException | None = None
+
+    def wake_all(self) -> None:
+        for sleeper in self.sleepers:
+            sleeper.release()
 
 
 @dataclass(frozen=True)
@@ -147,13 +154,17 @@ class AuditLog:
             if leads and not self._flushing:  # nothing running: commit this batch at once
                 self._flushing = True
                 self._open = _Batch()
-                batch.turn.set()
+                batch.turn.release()
             # otherwise the batch stays open until the running commit hands it its turn
+            if not leads:
+                sleeper = _thread.allocate_lock()
+                sleeper.acquire()
+                batch.sleepers.append(sleeper)
         if leads:
-            batch.turn.wait()
+            batch.turn.acquire()
             self._run(batch)
         else:
-            batch.done.wait()
+            sleeper.acquire()
         if batch.error is not None:
             if isinstance(batch.error, AuditError):
                 raise AuditError(str(batch.error))
@@ -170,10 +181,10 @@ class AuditLog:
                 nxt = self._open
                 if nxt.groups:  # hand over to the first caller of the next batch
                     self._open = _Batch()
-                    nxt.turn.set()
+                    nxt.turn.release()
                 else:
                     self._flushing = False
-            batch.done.set()
+                batch.wake_all()
 
     def close(self) -> None:
         with self._mutex:
@@ -247,7 +258,10 @@ class AuditLog:
         state, torn = catch_up(self.layout, known)
         segments, _ = list_segments(self.layout)
         segment, fd, offset = None, None, 0
-        if segments and segments[-1].first <= state.size:
+        # A sealed last segment means a writer stopped between sealing it and starting the
+        # next one: start the next one now.
+        if (segments and segments[-1].first <= state.size
+                and (torn is not None or os.stat(segments[-1].path).st_mode & 0o200)):
             segment = segments[-1]
             fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
             offset = os.fstat(fd).st_size - (len(torn.data) if torn else 0)
@@ -346,6 +360,19 @@ class AuditLog:
         write_state(self.layout.head, state, durable=False)
 
 
+def _read_from(segment: Segment, offset: int) -> bytes:
+    try:
+        with open(segment.path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if offset > size:
+                raise AuditError(f"audit log is damaged: {segment.name} is shorter than the "
+                                 "head file records (truncated?); run `kyso audit verify`")
+            fh.seek(offset)
+            return fh.read()
+    except OSError as exc:
+        raise AuditError(f"cannot read {segment.path}: {exc.strerror}") from None
+
+
 def catch_up(layout: Layout, known: TreeState | None = None) -> tuple[TreeState, _Torn | None]:
     """The tree state after the last complete entry, read from where this writer last stood
     (``known``) or else the head file (when it is sound), then forward through the segments;
@@ -371,14 +398,11 @@ def catch_up(layout: Layout, known: TreeState | None = None) -> tuple[TreeState,
     torn: _Torn | None = None
     for i in range(index, len(segments)):
         segment = segments[i]
-        data = read_bytes(segment.path)
-        if offset > len(data):
-            raise AuditError(f"audit log is damaged: {segment.name} is shorter than the head "
-                             "file records (truncated?); run `kyso audit verify`")
+        data = _read_from(segment, offset)  # only what was appended after our place
         if offset == 0 and segment.first != size:
             raise AuditError(f"audit log is damaged: segment {segment.name} should start at "
                              f"seq {size}; run `kyso audit verify`")
-        for line in iter_lines(data[offset:]):
+        for line in iter_lines(data):
             if not line.complete:
                 torn = _Torn(segment, offset + line.offset, line.data)
                 break
