@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from kyso.errors import AuditError
+
 SCHEMA = "vn-audit/1"
 
 
@@ -99,6 +101,10 @@ class AuditEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
     source: str = "cli"
     request_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None or self.time.utcoffset() is None:
+            raise AuditError("an audit event's time must carry its time zone")
 
     def to_dict(self) -> dict[str, Any]:
         return {

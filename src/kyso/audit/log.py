@@ -274,13 +274,18 @@ class AuditLog:
         self.layout.torn.mkdir(exist_ok=True, mode=0o700)
         # Named without the zero-padded seq: a 12-digit run would be masked as an ID number.
         label = f"{torn.segment.first}-{torn.segment.day}"
-        kept = self.layout.torn / f"{label}@{torn.offset}.bin"
-        fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, torn.data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # Unique per content: a torn tail at the same place twice (the recording write itself
+        # torn) never overwrites the first one.
+        kept = self.layout.torn / f"{label}@{torn.offset}-{digest[:16]}.bin"
+        if not kept.exists():
+            tmp = kept.with_name(f".{kept.name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, torn.data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, kept)
         fsync_dir(kept.parent)
         fd = os.open(torn.segment.path, os.O_WRONLY)
         try:
@@ -336,10 +341,7 @@ class AuditLog:
             seqs.append(size)
             size, last = size + 1, h.hex()
         data = b"\n".join(lines) + b"\n"
-        view = memoryview(data)
-        while view:
-            written = os.write(tip.fd, view)
-            view = view[written:]
+        _write_all(tip.fd, data)
         os.fdatasync(tip.fd)
         tip.size, tip.last_hash, tip.frontier = size, last, frontier
         tip.offset += len(data)
@@ -358,6 +360,14 @@ class AuditLog:
         state = TreeState(tip.size, tip.last_hash, tuple(tip.frontier.hashes), tip.segment.name,
                           tip.offset)
         write_state(self.layout.head, state, durable=False)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until everything is written (a write may be short)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _read_from(segment: Segment, offset: int) -> bytes:

@@ -183,7 +183,9 @@ def write_state(path: Path, state: TreeState | dict[str, Any], *, durable: bool)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode() + b"\n")
+        view = memoryview(json.dumps(data, indent=1, sort_keys=True).encode() + b"\n")
+        while view:
+            view = view[os.write(fd, view):]
         if durable:
             os.fsync(fd)
     finally:

@@ -210,6 +210,8 @@ def _scan_segments(scan: _Scan, segments: list[Segment], from_seq: int | None) -
         if from_seq is not None:
             data = _skip_to(scan, segment, read_bytes(segment.path), from_seq)
             from_seq = None
+            if scan.finding is not None:
+                return
         if not _scan_one(scan, segment, data, last=i == len(segments) - 1):
             return
 
@@ -224,11 +226,17 @@ def _skip_to(scan: _Scan, segment: Segment, data: bytes, from_seq: int) -> bytes
         if head is not None and head[0] >= from_seq:
             scan.size, scan.last = head
             _placeholder_frontier(scan)
+            if head[0] > from_seq:
+                scan.finding = Finding(Kind.DELETED, from_seq, f"segments/{segment.name}",
+                                       f"entries {from_seq}–{head[0] - 1} are missing "
+                                       f"(deleted): the log goes on at seq {head[0]}")
             return data[offset:]
+        if head is not None:
+            scan.size = head[0] + 1  # the log reaches at least this far
         if end < 0:
             break
         offset = end + 1
-    scan.size = from_seq
+    scan.size = min(scan.size, from_seq)
     _placeholder_frontier(scan)
     return b""
 
@@ -351,6 +359,9 @@ def _diagnose(segment: Segment, lines: list[bytes], index: int, seq: int, prev: 
     if nxt is not None and nxt.startswith(entry_head(seq, prev)):
         return Finding(Kind.INSERTED, seq, where, f"an extra entry numbered {found} was inserted "
                        f"before seq {seq}")
+    if index > 0 and (before := peek(lines[index - 1])) is not None and before[1] == its_prev:
+        return Finding(Kind.INSERTED, found, where, f"an extra entry numbered {found} was "
+                       f"inserted: it and the entry before it claim the same predecessor")
     if seq in later:
         return Finding(Kind.REORDERED, found, where, f"entries are out of order: seq {found} "
                        f"appears again where seq {seq} belongs")
