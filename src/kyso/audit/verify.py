@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from binascii import hexlify
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -280,7 +281,7 @@ def _scan_one(scan: _Scan, segment: Segment, data: bytes | None, *, last: bool) 
                 scan.finding = _diagnose(segment, all_lines, done, size, scan.last)
                 return False
             h = sha256(b"\x00" + line).digest()
-            prev = h.hex().encode()
+            prev = hexlify(h)
             n = size
             while n & 1:
                 h = sha256(b"\x01" + pop() + h).digest()
