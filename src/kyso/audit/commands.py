@@ -257,8 +257,7 @@ def checkpoint_cmd(app: App, passphrase_file: Path | None, every: int | None) ->
         if checkpoint_due(last_time, last_size, size, kyso.now(), every):
             result = create_checkpoint(kyso, passphrase)
             _render_checkpoint(app, result.to_dict())
-            # The checkpoint's own AUDIT_CHECKPOINT event is not "new activity".
-    last_size, last_time = result.checkpoint.size + result.created, kyso.now()
+            last_size, last_time = result.checkpoint.size + result.created, kyso.now()
 
 
 def _log_size(kyso: Kyso) -> int:
