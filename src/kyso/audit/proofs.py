@@ -34,7 +34,15 @@ from kyso.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from kyso.audit.segments import Layout, TreeState, iter_lines, list_segments, read_bytes, read_state
+from kyso.audit.segments import (
+    Layout,
+    TreeState,
+    iter_lines,
+    list_segments,
+    read_bytes,
+    read_state,
+    segments_from,
+)
 from kyso.errors import AuditError, ProofError
 
 FORMAT = "kyso-audit-proof/1"
@@ -84,10 +92,7 @@ def load_tree(directory: Path, size: int, want: Sequence[int] = ()) -> LogTree:
     if purged:
         raise ProofError(f"entry {purged[0]} was purged (entries before seq {base.size} are "
                          "kept only as subtree hashes); it can no longer be proved")
-    segments, _ = list_segments(layout)
-    for i, segment in enumerate(segments):
-        if i + 1 < len(segments) and segments[i + 1].first <= base.size:
-            continue  # left over from an interrupted purge
+    for segment in segments_from(list_segments(layout)[0], base.size):
         if len(hashes) + base.size >= size:
             break
         for line in iter_lines(read_bytes(segment.path)):

@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from kyso.audit.entry import Entry, parse_entry
-from kyso.audit.segments import Layout, iter_lines, list_segments, read_bytes
+from kyso.audit.segments import Layout, iter_lines, list_segments, read_bytes, segments_from
 from kyso.errors import AuditError
 
 
 def iter_entries(directory: Path, from_seq: int = 0) -> Iterator[Entry]:
     layout = Layout(directory)
-    segments, _ = list_segments(layout)
+    segments = segments_from(list_segments(layout)[0], from_seq)
     for i, segment in enumerate(segments):
-        if i + 1 < len(segments) and segments[i + 1].first <= from_seq:
-            continue  # every entry of this segment is before from_seq
         last = i == len(segments) - 1
         for line in iter_lines(read_bytes(segment.path)):
             if not line.complete and last:

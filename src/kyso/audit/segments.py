@@ -96,6 +96,13 @@ def list_segments(layout: Layout) -> tuple[list[Segment], list[Path]]:
     return found, sorted(strays)
 
 
+def segments_from(segments: list[Segment], start: int) -> list[Segment]:
+    """The segments that can hold entries from ``start`` on: the ones wholly before it (or
+    left over from an interrupted purge at ``start``) are dropped."""
+    return [s for i, s in enumerate(segments)
+            if not (i + 1 < len(segments) and segments[i + 1].first <= start)]
+
+
 def read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -10,8 +10,8 @@ event (which itself lands in the next checkpoint).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from kyso.audit.checkpoint import Checkpoint, key_id, sign_checkpoint, verifier_key
 from kyso.audit.events import Layer, Outcome
-from kyso.audit.segments import Layout, fsync_dir
+from kyso.audit.segments import Layout
 from kyso.audit.verify import VerifyReport, verify_log
 from kyso.errors import AuditError, CheckpointError
+from kyso.files import atomic_write
 
 if TYPE_CHECKING:
     from kyso.context import Kyso
@@ -132,22 +133,12 @@ def create_checkpoint(kyso: Kyso, passphrase: str) -> CheckpointResult:
                             verifier_key(origin, key.public_key()))
 
 
-def _write_new(path: Any, data: bytes) -> None:
+def _write_new(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
+        atomic_write(path, data, mode=0o644, exclusive=True)
     except FileExistsError:
         raise CheckpointError(f"checkpoint {path.name} was written by another process") from None
-    finally:
-        os.unlink(tmp)
-    fsync_dir(path.parent)
 
 
 def latest_checkpoint_time(kyso: Kyso) -> dt.datetime | None:

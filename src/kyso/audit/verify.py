@@ -31,8 +31,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kyso.audit.checkpoint import Checkpoint, key_id, parse_checkpoint, split_note
 from kyso.audit.entry import GENESIS, entry_head, peek
-from kyso.audit.merkle import EMPTY_ROOT, node_hash
-from kyso.audit.segments import Layout, Segment, TreeState, list_segments, read_bytes, read_state
+from kyso.audit.merkle import Frontier
+from kyso.audit.segments import (
+    Layout,
+    Segment,
+    TreeState,
+    list_segments,
+    read_bytes,
+    read_state,
+    segments_from,
+)
 from kyso.errors import AuditError, CheckpointError
 
 TrustedKeys = Sequence[tuple[str, Ed25519PublicKey]]
@@ -190,19 +198,12 @@ def _damaged(checks: list[Check], findings: list[Finding], what: str, message: s
 
 
 def _root(hashes: list[bytes]) -> bytes:
-    if not hashes:
-        return EMPTY_ROOT
-    h = hashes[-1]
-    for left in reversed(hashes[:-1]):
-        h = node_hash(left, h)
-    return h
+    return Frontier(0, hashes).root()  # root() reads only the hashes
 
 
 def _scan_segments(scan: _Scan, segments: list[Segment], from_seq: int | None) -> None:
-    start = scan.size if from_seq is None else from_seq
+    segments = segments_from(segments, scan.size if from_seq is None else from_seq)
     for i, segment in enumerate(segments):
-        if i + 1 < len(segments) and segments[i + 1].first <= start:
-            continue  # wholly before --from, or left over from an interrupted purge
         if from_seq is None and segment.first != scan.size:
             scan.finding = _segment_gap(segment, scan.size)
             return
