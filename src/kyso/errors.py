@@ -102,3 +102,19 @@ class ProofError(AuditError):
 
 class CheckpointError(AuditError):
     """A checkpoint (signed note) is malformed, unsigned by a trusted key, or forged."""
+
+
+class SigningError(KysoError):
+    """A PDF could not be signed: bad input, an unusable signer, a refused request."""
+
+
+class PdfInputError(SigningError):
+    """The input is not a readable PDF (garbage, truncated, encrypted with another password)."""
+
+
+class SignerCertificateError(SigningError):
+    """The signer's certificate may not sign now (expired, revoked, on hold, wrong key usage)."""
+
+
+class VerificationError(KysoError):
+    """A verification could not be run at all (as opposed to a signature that failed)."""

@@ -1,0 +1,283 @@
+"""PAdES signing of PDF dossiers with a key that stays loaded (domain.md §2).
+
+:class:`PdfSigner` is built once per signer (one PKCS#12 unlock, one key object) and signs any
+number of documents. pyHanko lays out the incremental update (field, stamp, ``/ByteRange``);
+the CMS comes from :class:`~kyso.signing.cms.CmsSigner`; B-LT adds a DSS with our OCSP
+responses and CRLs; B-LTA adds a document timestamp over all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import io
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from asn1crypto import cms as asn1_cms
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign.fields import (
+    FieldMDPAction,
+    FieldMDPSpec,
+    MDPPerm,
+    SigFieldSpec,
+    SigSeedSubFilter,
+)
+from pyhanko.sign.signers import pdf_cms, pdf_signer
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from kyso.clock import Clock
+from kyso.errors import SigningError
+from kyso.signing import appearance, ltv
+from kyso.signing.appearance import StampRequest
+from kyso.signing.cms import CmsSigner, SigningKey, chain_without_root
+from kyso.signing.pdfio import open_for_update, page_box, page_count, pdf_errors, signature_fields
+from kyso.signing.services import TrustServices
+
+ALLOW = {"none": MDPPerm.NO_CHANGES, "forms": MDPPerm.FILL_FORMS}
+RESERVE_SLACK = 512  # bytes of /Contents beyond the largest expected CMS
+
+
+class Level(Enum):
+    B_B = "B-B"
+    B_T = "B-T"
+    B_LT = "B-LT"
+    B_LTA = "B-LTA"
+
+    @property
+    def timestamped(self) -> bool:
+        return self is not Level.B_B
+
+    @property
+    def long_term(self) -> bool:
+        return self in (Level.B_LT, Level.B_LTA)
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """One signature to add. ``stamp`` None means an invisible signature."""
+
+    level: Level = Level.B_B
+    field_name: str | None = None
+    stamp: StampRequest | None = None
+    certify: bool = False
+    allow: str = "forms"
+    lock_fields: tuple[str, ...] = ()  # ("*",) locks every field
+    reason: str | None = None
+    location: str | None = None
+    contact: str | None = None
+    pdf_password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.allow not in ALLOW:
+            raise SigningError(f"--allow must be one of {', '.join(ALLOW)}, not {self.allow!r}")
+        for name, value in (("reason", self.reason), ("location", self.location),
+                            ("contact", self.contact), ("field", self.field_name)):
+            if value is not None and (len(value) > 256 or any(ord(c) < 32 for c in value)):
+                raise SigningError(f"--{name} must be one line of at most 256 characters")
+
+
+@dataclass(frozen=True)
+class SignResult:
+    data: bytes = field(repr=False)
+    field_name: str
+    level: Level
+    signing_time: dt.datetime
+    certified: bool
+    visible: bool
+    signer_serial: str
+
+    def to_dict(self) -> dict[str, Any]:
+        from kyso.clock import vn_iso
+
+        return {"field": self.field_name, "level": self.level.value,
+                "signing_time": vn_iso(self.signing_time), "certified": self.certified,
+                "visible": self.visible, "signer_serial": self.signer_serial,
+                "size": len(self.data), "sha256": hashlib.sha256(self.data).hexdigest()}
+
+
+class _CmsAdapter(pdf_cms.Signer):
+    """pyHanko's view of our signer: the certificate for layout, our bytes for the CMS."""
+
+    def __init__(self, cms: CmsSigner, timestamp: Any) -> None:
+        def load(c: x509.Certificate) -> asn1_x509.Certificate:
+            return asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+
+        super().__init__(signing_cert=load(cms.certificate),
+                         cert_registry=SimpleCertificateStore.from_certs(
+                             [load(c) for c in cms.chain]),
+                         embed_roots=False)
+        self._cms = cms
+        self._timestamp = timestamp
+
+    async def async_sign_raw(self, data: bytes, digest_algorithm: str,
+                             dry_run: bool = False) -> bytes:
+        return self._cms.sign_raw(data)
+
+    async def async_sign(self, data_digest: bytes, digest_algorithm: str, dry_run: bool = False,
+                         use_pades: bool = False, timestamper: Any = None,
+                         signed_attr_settings: Any = None, is_pdf_sig: bool = True,
+                         encap_content_info: Any = None) -> asn1_cms.ContentInfo:
+        der = self._cms.signed_data(data_digest, timestamp=self._timestamp, placeholder=dry_run)
+        return asn1_cms.ContentInfo.load(der)
+
+
+class PdfSigner:
+    """Signs PDFs with one loaded key. Thread-compatible, not thread-safe."""
+
+    def __init__(self, cms: CmsSigner, clock: Clock, services: TrustServices | None = None) -> None:
+        self.cms = cms
+        self.clock = clock
+        self.services = services
+        self._reserve: dict[bool, int] = {}
+
+    @classmethod
+    def from_key(cls, key: SigningKey, certificate: x509.Certificate,
+                 chain: tuple[x509.Certificate, ...], clock: Clock,
+                 services: TrustServices | None = None, digest: str = "sha256") -> PdfSigner:
+        return cls(CmsSigner(key, certificate, chain_without_root(chain), digest), clock, services)
+
+    def __repr__(self) -> str:
+        return f"PdfSigner(serial={self.cms.certificate.serial_number:x})"
+
+    def _timestamp_fn(self, level: Level) -> Any:
+        if not level.timestamped:
+            return None
+        if self.services is None:
+            raise SigningError(f"{level.value} needs a timestamping service (the CA passphrase "
+                               "for the in-process TSA)")
+        return self.services.timestamp_token
+
+    def _bytes_reserved(self, timestamped: bool, timestamp: Any) -> int:
+        if timestamped not in self._reserve:
+            dummy = self.cms.signed_data(b"\x00" * 64, timestamp=timestamp, placeholder=True)
+            self._reserve[timestamped] = 2 * (len(dummy) + RESERVE_SLACK)
+        return self._reserve[timestamped]
+
+    def sign(self, pdf: bytes, request: SignRequest) -> SignResult:
+        """Sign ``pdf`` (bytes, never modified) and return the signed file's bytes."""
+        return asyncio.run(self.async_sign(pdf, request))
+
+    async def async_sign(self, pdf: bytes, request: SignRequest) -> SignResult:
+        now = self.clock.now()
+        timestamp = self._timestamp_fn(request.level)
+        if request.level.long_term and self.services is None:
+            raise SigningError(f"{request.level.value} needs revocation data (the CA passphrase "
+                               "for the in-process OCSP responders)")
+        writer = open_for_update(pdf, request.pdf_password)
+        existing = signature_fields(writer.prev)
+        field_name = _field_name(request, existing)
+        spec = self._field_spec(writer, request, field_name, existing)
+        holder = appearance.Holder.of(self.cms.certificate)
+        style = None
+        text = None
+        if request.stamp is not None:
+            image = appearance.load_image(request.stamp.image) if request.stamp.image else None
+            style = appearance.stamp_style(request.stamp.style, holder, image)
+            text = {"kyso_text": "\n".join(
+                appearance.stamp_lines(request.stamp.style, holder, now))}
+        certify_first = request.certify and not any(f.filled for f in existing)
+        meta = pdf_signer.PdfSignatureMetadata(
+            field_name=field_name, md_algorithm=self.cms.digest,
+            subfilter=SigSeedSubFilter.PADES, reason=request.reason,
+            location=request.location, contact_info=request.contact, name=holder.name,
+            certify=certify_first, docmdp_permissions=ALLOW[request.allow],
+        )
+        signer = pdf_signer.PdfSigner(meta, signer=_CmsAdapter(self.cms, timestamp),
+                                      stamp_style=style, new_field_spec=spec)
+        with pdf_errors("cannot sign the PDF"):
+            session = signer.init_signing_session(writer)
+            session.system_time = now
+            tbs = session.prepare_tbs_document(
+                validation_info=None,
+                bytes_reserved=self._bytes_reserved(timestamp is not None, timestamp),
+                appearance_text_params=text)
+            prepared, output = tbs.digest_tbs_document(output=io.BytesIO())
+            await tbs.perform_signature(prepared.document_digest,
+                                        PdfCMSSignedAttributes(signing_time=now))
+        data = output.getvalue()
+        if request.level.long_term:
+            assert self.services is not None
+            data = ltv.add_validation_data(data, self.cms, self.services, request.pdf_password,
+                                           with_tsa=True)
+        if request.level is Level.B_LTA:
+            assert self.services is not None
+            data = await ltv.add_document_timestamp(data, self.services, request.pdf_password)
+        return SignResult(data=data, field_name=field_name, level=request.level, signing_time=now,
+                          certified=request.certify, visible=request.stamp is not None,
+                          signer_serial=f"{self.cms.certificate.serial_number:x}")
+
+    def _field_spec(self, writer: IncrementalPdfFileWriter, request: SignRequest,
+                    field_name: str, existing: list[Any]) -> SigFieldSpec | None:
+        by_name = {f.name: f for f in existing}
+        if field_name in by_name:
+            if by_name[field_name].filled:
+                raise SigningError(f"the field {field_name!r} is already signed")
+            if request.stamp is not None or request.lock_fields:
+                raise SigningError(f"the field {field_name!r} already exists; its place and "
+                                   "locks are fixed (omit --visible/--lock-fields or use a "
+                                   "new --field)")
+            return None
+        lock = _lock_spec(request, existing)
+        final_lock = request.certify and any(f.filled for f in existing)
+        box = None
+        page_ix = 0
+        if request.stamp is not None:
+            reader = writer.prev
+            pages = page_count(reader)
+            page_ix = _page_index(request.stamp, pages)
+            others = {f.name: f.rect for f in existing if f.rect is not None
+                      and _on_page(reader, f.page_ref, page_ix)}
+            box = appearance.place(request.stamp, page_box(reader, page_ix), others)  # type: ignore[arg-type]
+        if final_lock and lock is None:
+            lock = FieldMDPSpec(FieldMDPAction.ALL)
+        return SigFieldSpec(
+            sig_field_name=field_name, on_page=page_ix,
+            box=tuple(round(v) for v in box) if box else None,  # type: ignore[arg-type]
+            field_mdp_spec=lock,
+            doc_mdp_update_value=ALLOW[request.allow] if final_lock else None,
+        )
+
+
+def _page_index(stamp: StampRequest, pages: int) -> int:
+    if stamp.page == 0 or not -pages <= stamp.page <= pages:
+        raise SigningError(f"--page {stamp.page}: the PDF has {pages} page(s)")
+    return stamp.page - 1 if stamp.page > 0 else pages + stamp.page
+
+
+def _on_page(reader: Any, page_ref: Any, page_ix: int) -> bool:
+    if page_ref is None:
+        return False
+    ref, _ = reader.find_page_for_modification(page_ix)
+    return bool(ref.reference == page_ref)
+
+
+def _field_name(request: SignRequest, existing: list[Any]) -> str:
+    if request.field_name:
+        return request.field_name
+    taken = {f.name for f in existing}
+    if request.stamp is not None and request.stamp.style.value not in taken:
+        return request.stamp.style.value
+    n = len(existing) + 1
+    while f"Signature{n}" in taken:
+        n += 1
+    return f"Signature{n}"
+
+
+def _lock_spec(request: SignRequest, existing: list[Any]) -> FieldMDPSpec | None:
+    if not request.lock_fields:
+        return None
+    if request.lock_fields == ("*",):
+        return FieldMDPSpec(FieldMDPAction.ALL)
+    known = {f.name for f in existing}
+    unknown = [n for n in request.lock_fields if n not in known]
+    if unknown:
+        raise SigningError(f"--lock-fields: no field named {', '.join(map(repr, unknown))} "
+                           f"(fields: {', '.join(sorted(known)) or 'none'})")
+    return FieldMDPSpec(FieldMDPAction.INCLUDE, fields=list(request.lock_fields))

@@ -1,0 +1,486 @@
+"""Verification of signed PDF dossiers with verdicts that fail closed (domain.md §2).
+
+Each signature gets two independent opinions and our own checks:
+
+- pyHanko's AdES procedure (EN 319 102-1: basic validation for B-B, validation with time and
+  long-term validation when a signature timestamp exists): trust, revocation, time, POE;
+- pyHanko's classic status: integrity, coverage and the difference analysis of every update
+  after the signature, which the AdES verdict alone does not see;
+- our own ByteRange sanity check, key-usage fit, and the revocation state in this home's store.
+
+The verdict is TOTAL-PASSED only when all of them pass. Any exception while checking is a
+TOTAL-FAILED / FORMAT_FAILURE with the reason, never a pass and never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.ades.report import AdESStatus
+from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel
+from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko.sign.validation.ades import (
+    ades_basic_validation,
+    ades_lta_validation,
+    ades_with_time_validation,
+)
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko.sign.validation.policy_decl import (
+    LocalKnowledge,
+    PdfSignatureValidationSpec,
+    RevinfoOnlineFetchingRule,
+    RevocationInfoGatheringSpec,
+    SignatureValidationSpec,
+)
+from pyhanko.sign.validation.status import SignatureCoverageLevel
+from pyhanko_certvalidator.context import CertValidationPolicySpec, ValidationContext
+from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
+from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
+from pyhanko_certvalidator.registry import SimpleTrustManager
+from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
+
+from kyso.clock import Clock
+from kyso.errors import KysoError
+from kyso.pki.identifiers import mask_id
+from kyso.pki.records import masked_subject
+from kyso.signing import verdict as v
+from kyso.signing.pdfio import check_header, pdf_errors
+from kyso.signing.verdict import Check, FileReport, Indication, SignatureReport
+
+MAX_PDF_BYTES = 512 * 1024 * 1024
+# EKUs that allow document signatures; a certificate without EKU is unrestricted.
+SIGNING_EKUS = {
+    ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string,
+    "1.3.6.1.5.5.7.3.36",  # id-kp-documentSigning (RFC 9336)
+    "1.2.840.113583.1.1.5",  # Adobe Authentic Documents Trust
+    "1.3.6.1.4.1.311.10.3.12",  # Microsoft document signing
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE.dotted_string,
+}
+_HEX = re.compile(rb"<[0-9A-Fa-f\s]*>")
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """What this home's CA store knows about a certificate it issued."""
+
+    status: str  # valid | revoked | on_hold
+    revoked_at: dt.datetime | None
+
+
+StoreLookup = Callable[[x509.Certificate], StoreStatus | None]
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    trust_roots: tuple[x509.Certificate, ...]
+    crls: tuple[bytes, ...] = ()  # current CRLs known locally (the home's published ones)
+    online: bool = False
+    store: StoreLookup | None = None
+
+
+def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+@dataclass(frozen=True)
+class _Material:
+    """Validation data found in the document's DSS."""
+
+    certs: tuple[asn1_x509.Certificate, ...] = ()
+    ocsps: tuple[Any, ...] = ()
+    crls: tuple[Any, ...] = ()
+
+    @property
+    def has_revinfo(self) -> bool:
+        return bool(self.ocsps or self.crls)
+
+
+class PdfVerifier:
+    """Verifies PDFs against fixed trust anchors; build once, call for many files."""
+
+    def __init__(self, options: VerifyOptions, clock: Clock) -> None:
+        if not options.trust_roots:
+            raise KysoError("no trust anchor: give --trust root.pem or run in a home with a CA")
+        self.options = options
+        self.clock = clock
+        self._roots = [_asn1(c) for c in options.trust_roots]
+        self._crls = [asn1_crl.CertificateList.load(c) for c in options.crls]
+        self._trust = SimpleTrustManager.build(trust_roots=self._roots)
+
+    def verify(self, data: bytes, path: str = "-") -> FileReport:
+        now = self.clock.now()
+        size, digest = len(data), hashlib.sha256(data).hexdigest()
+        try:
+            if size > MAX_PDF_BYTES:
+                raise KysoError(f"the file is larger than {MAX_PDF_BYTES // 2**20} MiB")
+            check_header(data)
+            with pdf_errors("cannot read the PDF"):
+                reader = PdfFileReader(io.BytesIO(data), strict=False)
+                if reader.encrypted:
+                    raise KysoError("the PDF is encrypted; decrypt it before verification")
+                sigs = list(reader.embedded_signatures)
+                material = _read_dss(reader)
+        except KysoError as exc:
+            return v.failed_file(path, str(exc), size=size, sha256=digest, validation_time=now)
+        except Exception as exc:  # fail closed: a parser crash is a failed file
+            return v.failed_file(path, f"cannot read the PDF: {type(exc).__name__}: {exc}",
+                                 size=size, sha256=digest, validation_time=now)
+        reports = tuple(asyncio.run(self._all(data, sigs, material, now)))
+        indication, sub = v.worst(reports)
+        reasons = tuple(f"{r.field}: {reason}" for r in reports for reason in r.reasons)
+        if not reports:
+            reasons = ("the PDF has no signature",)
+        return FileReport(path=path, indication=indication, sub_indication=sub,
+                          signatures=reports, size=size, sha256=digest, validation_time=now,
+                          reasons=reasons)
+
+    async def _all(self, data: bytes, sigs: list[EmbeddedPdfSignature], material: _Material,
+                   now: dt.datetime) -> list[SignatureReport]:
+        out = []
+        last_sig = max((i for i, s in enumerate(sigs) if _kind(s) == "signature"), default=-1)
+        for i, emb in enumerate(sigs):
+            name = _field(emb)
+            try:
+                if _kind(emb) == "document-timestamp":
+                    out.append(await self._doc_timestamp(data, emb, material, now))
+                else:
+                    later_ts = [s for s in sigs[i + 1:] if _kind(s) == "document-timestamp"]
+                    out.append(await self._signature(data, emb, material, now,
+                                                     is_last=i == last_sig, later_ts=later_ts))
+            except Exception as exc:  # fail closed
+                detail = str(exc).strip() or type(exc).__name__
+                out.append(SignatureReport(
+                    field=name, kind=_kind(emb), indication=Indication.TOTAL_FAILED,
+                    sub_indication=v.FORMAT_FAILURE,
+                    reasons=(f"error while checking the signature: {detail}",)))
+        return out
+
+    def _context(self, material: _Material, now: dt.datetime) -> ValidationContext:
+        return ValidationContext(
+            trust_roots=self._roots, other_certs=list(material.certs),
+            crls=[*material.crls, *self._crls], ocsps=list(material.ocsps),
+            allow_fetching=self.options.online, revocation_mode="soft-fail", moment=now,
+        )
+
+    def _spec(self, material: _Material | None) -> PdfSignatureValidationSpec:
+        knowledge = LocalKnowledge(
+            known_crls=[CRLContainer(c) for c in (*self._crls, *(material.crls if material else ()))],
+            known_ocsps=[OCSPContainer(o) for o in (material.ocsps if material else ())],
+            known_certs=list(material.certs) if material else [],
+        )
+        rule = (RevinfoOnlineFetchingRule.ALWAYS_FETCH if self.options.online
+                else RevinfoOnlineFetchingRule.LOCAL_ONLY)
+        return PdfSignatureValidationSpec(SignatureValidationSpec(
+            cert_validation_policy=CertValidationPolicySpec(
+                trust_manager=self._trust, revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO)),
+            local_knowledge=knowledge,
+            revinfo_gathering_policy=RevocationInfoGatheringSpec(online_fetching_rule=rule),
+        ), diff_policy=DEFAULT_DIFF_POLICY)
+
+    async def _doc_timestamp(self, data: bytes, emb: EmbeddedPdfSignature, material: _Material,
+                             now: dt.datetime) -> SignatureReport:
+        br = byte_range_check(data, emb)
+        status = await async_validate_pdf_timestamp(emb, self._context(material, now),
+                                                    diff_policy=DEFAULT_DIFF_POLICY)
+        level = _modification(emb)
+        checks = (
+            br,
+            Check("integrity", bool(status.intact and status.valid),
+                  "digest and signature match" if status.intact and status.valid
+                  else "the timestamp does not match the document"),
+            Check("trust", status.trusted, "chain to a trust anchor" if status.trusted
+                  else "the TSA certificate does not chain to a trust anchor"),
+            Check("modifications", level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES),
+                  level.name if level else "not analysed"),
+        )
+        indication, sub, reasons = _judge_checks(checks)
+        tsa = _asn1_subject(status.signing_cert)
+        return SignatureReport(
+            field=_field(emb), kind="document-timestamp", indication=indication,
+            sub_indication=sub, reasons=reasons,
+            timestamp=TimestampInfo(status.timestamp, tsa, status.valid and status.intact,
+                                    status.trusted),
+            coverage=_coverage(emb), modification_level=level.name if level else None,
+            checks=checks)
+
+    async def _signature(self, data: bytes, emb: EmbeddedPdfSignature, material: _Material,
+                         now: dt.datetime, *, is_last: bool,
+                         later_ts: list[EmbeddedPdfSignature]) -> SignatureReport:
+        br = byte_range_check(data, emb)
+        classic = await async_validate_pdf_signature(
+            emb, self._context(material, now), diff_policy=DEFAULT_DIFF_POLICY)
+        ts_status = classic.timestamp_validity
+        timing = ValidationTimingInfo(now, now, point_in_time_validation=False)
+        ades: Any
+        if ts_status is not None and (material.has_revinfo or later_ts):
+            # long-term validation (EN 319 102-1 §5.6.3): past validation with the POE of the
+            # signature timestamp, the DSS and the document timestamps
+            ades = await ades_lta_validation(emb, self._spec(None), timing_info=timing)
+        elif ts_status is not None:
+            ades = await ades_with_time_validation(
+                emb.signed_data, self._spec(material).signature_validation_spec,
+                timing_info=timing, raw_digest=emb.compute_digest())
+        else:
+            ades = await ades_basic_validation(
+                emb.signed_data, self._spec(material).signature_validation_spec,
+                timing_info=timing, raw_digest=emb.compute_digest())
+        cert = x509.load_der_x509_certificate(emb.signer_cert.dump())
+        level = classic.modification_level
+        allowed = {ModificationLevel.NONE, ModificationLevel.LTA_UPDATES}
+        if not is_last and classic.docmdp_ok:
+            allowed.add(ModificationLevel.FORM_FILLING)  # later signatures fill their fields
+        ades_ok = ades.ades_subindic.status is AdESStatus.PASSED
+        proven = (ts_status.timestamp if ts_status is not None and ts_status.valid
+                  and ts_status.intact and ts_status.trusted else None)
+        store = self.options.store(cert) if self.options.store else None
+        revocation, rev_source, store_check = _revocation(ades, store, proven, material,
+                                                          bool(self._crls), self.options.online)
+        checks = (
+            br,
+            Check("integrity", classic.intact, "the signed bytes are unchanged" if classic.intact
+                  else "the signed bytes were changed"),
+            Check("signature", classic.valid, "the signature value is correct" if classic.valid
+                  else "the signature value does not verify"),
+            Check("coverage", emb.coverage in (SignatureCoverageLevel.ENTIRE_FILE,
+                                               SignatureCoverageLevel.ENTIRE_REVISION),
+                  _coverage(emb) or ""),
+            Check("modifications", level in allowed and classic.docmdp_ok is not False,
+                  _modification_text(level, classic.docmdp_ok, is_last)),
+            _key_usage_check(cert),
+            Check("ades", ades_ok, _ades_text(ades)),
+            store_check,
+        )
+        indication, sub, reasons = _judge_checks(checks, ades=ades)
+        pades = _pades_level(emb, proven is not None, material, later_ts)
+        return SignatureReport(
+            field=_field(emb), kind="signature", indication=indication, sub_indication=sub,
+            reasons=reasons, signer=_signer(cert), claimed_time=classic.signer_reported_dt,
+            timestamp=(TimestampInfo(ts_status.timestamp, _asn1_subject(ts_status.signing_cert),
+                                     ts_status.valid and ts_status.intact, ts_status.trusted)
+                       if ts_status is not None else None),
+            coverage=_coverage(emb), modification_level=level.name if level else None,
+            docmdp=emb.docmdp_level.name if emb.docmdp_level else None,
+            fieldmdp=_fieldmdp(emb), revocation=revocation, revocation_source=rev_source,
+            pades_level=pades, certified=_is_certification(emb), checks=checks)
+
+
+def _judge_checks(checks: tuple[Check, ...], ades: Any = None
+                  ) -> tuple[Indication, str | None, tuple[str, ...]]:
+    """Map the failed checks to one EN 319 102-1 indication (the most severe wins)."""
+    failed = {c.name: c for c in checks if c.ok is False}
+    reasons = tuple(f"{c.name}: {c.detail}" for c in failed.values())
+    if not failed:
+        return Indication.TOTAL_PASSED, None, ()
+    order = [
+        ("byte-range", Indication.TOTAL_FAILED, v.FORMAT_FAILURE),
+        ("integrity", Indication.TOTAL_FAILED, v.HASH_FAILURE),
+        ("signature", Indication.TOTAL_FAILED, v.SIG_CRYPTO_FAILURE),
+        ("coverage", Indication.TOTAL_FAILED, v.FORMAT_FAILURE),
+        ("modifications", Indication.TOTAL_FAILED, v.HASH_FAILURE),
+        ("store-revocation", None, None),
+        ("ades", None, None),
+        ("key-usage", Indication.INDETERMINATE, v.SIG_CONSTRAINTS_FAILURE),
+        ("trust", Indication.INDETERMINATE, v.NO_CERTIFICATE_CHAIN_FOUND),
+    ]
+    for name, indication, sub in order:
+        check = failed.get(name)
+        if check is None:
+            continue
+        if name == "store-revocation":
+            revoked = check.detail.startswith("revoked at") and "proven" in check.detail
+            return ((Indication.TOTAL_FAILED, v.REVOKED, reasons) if revoked
+                    else (Indication.INDETERMINATE, v.REVOKED_NO_POE, reasons))
+        if name == "ades":
+            status = ades.ades_subindic.status
+            ind = (Indication.TOTAL_FAILED if status is AdESStatus.FAILED
+                   else Indication.INDETERMINATE)
+            return ind, ades.ades_subindic.standard_name, reasons
+        assert indication is not None
+        return indication, sub, reasons
+    return Indication.INDETERMINATE, None, reasons
+
+
+def byte_range_check(data: bytes, emb: EmbeddedPdfSignature) -> Check:
+    """Exactly two ranges; the first starts at 0; the gap is exactly the /Contents hex string;
+    everything inside the file."""
+    br = emb.byte_range
+    try:
+        values = [int(x) for x in br]
+    except (TypeError, ValueError):
+        return Check("byte-range", False, "/ByteRange is not a list of integers")
+    if len(values) != 4:
+        return Check("byte-range", False, f"/ByteRange has {len(values)} numbers, not 4")
+    a, b, c, d = values
+    if a != 0 or b <= 0 or c <= b or d < 0 or c + d > len(data):
+        return Check("byte-range", False, f"/ByteRange {values} does not describe two ranges "
+                     f"inside a {len(data)}-byte file starting at 0")
+    gap = data[b:c]
+    if not _HEX.fullmatch(gap):
+        return Check("byte-range", False, "the gap between the signed ranges is not exactly the "
+                     "/Contents hex string")
+    contents = bytes.fromhex(re.sub(rb"\s", b"", gap[1:-1]).decode("ascii"))
+    if not contents.rstrip(b"\x00").startswith(emb.pkcs7_content.rstrip(b"\x00")[:64]):
+        return Check("byte-range", False, "the gap does not hold this signature's /Contents")
+    return Check("byte-range", True, f"[0 {b} {c} {d}]")
+
+
+def _revocation(ades: Any, store: StoreStatus | None, proven: dt.datetime | None,
+                material: _Material, home_crls: bool, online: bool
+                ) -> tuple[str, str, Check]:
+    sources = [s for s, on in (("dss", material.has_revinfo), ("crl", home_crls),
+                               ("online", online), ("store", store is not None)) if on]
+    source = ",".join(sources) or "none"
+    sub = ades.ades_subindic
+    if store is not None and store.status in ("revoked", "on_hold") and store.revoked_at:
+        at = store.revoked_at
+        if proven is not None and proven < at:
+            return ("good", source, Check("store-revocation", True,
+                                          f"revoked at {at.isoformat()}, after the signature "
+                                          f"proven at {proven.isoformat()}"))
+        detail = (f"revoked at {at.isoformat()}; signature proven at {proven.isoformat()}"
+                  if proven is not None else f"revoked at {at.isoformat()}; no timestamp proves "
+                  "the signature existed before")
+        return "revoked", source, Check("store-revocation", False, detail)
+    store_check = Check("store-revocation", None if store is None else True,
+                        "not issued by this home's CA" if store is None else "not revoked")
+    name = getattr(sub, "name", "")
+    if "REVOKED" in name:
+        return "revoked", source, store_check
+    if name in ("TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE"):
+        return "unknown", source, store_check
+    if sub.status is AdESStatus.PASSED:
+        return "good", source, store_check
+    return "not-checked", source, store_check
+
+
+def _key_usage_check(cert: x509.Certificate) -> Check:
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return Check("key-usage", False, "the certificate has no key usage extension")
+    if not (ku.digital_signature or ku.content_commitment):
+        return Check("key-usage", False, "key usage allows neither digitalSignature nor "
+                     "nonRepudiation")
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return Check("key-usage", True, "digitalSignature/nonRepudiation")
+    oids = {o.dotted_string for o in eku}
+    if not oids & SIGNING_EKUS:
+        return Check("key-usage", False, "extended key usage does not allow document signing")
+    return Check("key-usage", True, "digitalSignature/nonRepudiation; EKU allows signing")
+
+
+def _pades_level(emb: EmbeddedPdfSignature, timestamped: bool, material: _Material,
+                 later_ts: list[EmbeddedPdfSignature]) -> str | None:
+    subfilter = str(emb.sig_object.get("/SubFilter", ""))
+    if subfilter != "/ETSI.CAdES.detached":
+        return None
+    if not timestamped:
+        return "B-B"
+    if not material.has_revinfo:
+        return "B-T"
+    return "B-LTA" if later_ts else "B-LT"
+
+
+def _modification(emb: EmbeddedPdfSignature) -> ModificationLevel | None:
+    result = emb.diff_result
+    level = getattr(result, "modification_level", None)
+    if result is not None and level is None:
+        return ModificationLevel.OTHER
+    return level if isinstance(level, ModificationLevel) else None
+
+
+def _modification_text(level: ModificationLevel | None, docmdp_ok: bool | None,
+                       is_last: bool) -> str:
+    if level is None:
+        return "not analysed"
+    if level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
+        return f"{level.name}: nothing but validation data was added after signing"
+    if docmdp_ok is False:
+        return f"{level.name}: changes after signing violate the signature's permissions"
+    if is_last:
+        return f"{level.name}: the document was changed after the last signature"
+    return f"{level.name}: later signatures filled their fields"
+
+
+def _ades_text(ades: Any) -> str:
+    sub = ades.ades_subindic
+    if sub.status is AdESStatus.PASSED:
+        return "PASSED"
+    return f"{sub.status.name}/{sub.standard_name}: {ades.failure_msg or ''}".strip()
+
+
+def _signer(cert: x509.Certificate) -> v.SignerInfo:
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    uids = cert.subject.get_attributes_for_oid(NameOID.USER_ID)
+    uid = None
+    if uids:
+        raw = str(uids[0].value)
+        prefix, _, number = raw.rpartition(":")
+        uid = f"{prefix}:{mask_id(number)}" if prefix else mask_id(raw)
+    return v.SignerInfo(
+        subject=masked_subject(cert.subject), common_name=str(cns[0].value) if cns else "",
+        uid=uid, serial=f"{cert.serial_number:x}", issuer=masked_subject(cert.issuer),
+        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)
+
+
+def _asn1_subject(cert: asn1_x509.Certificate | None) -> str:
+    if cert is None:
+        return ""
+    return masked_subject(x509.load_der_x509_certificate(cert.dump()).subject)
+
+
+def _coverage(emb: EmbeddedPdfSignature) -> str | None:
+    return emb.coverage.name if emb.coverage is not None else None
+
+
+def _fieldmdp(emb: EmbeddedPdfSignature) -> str | None:
+    spec = emb.fieldmdp
+    if spec is None:
+        return None
+    fields = f" {', '.join(spec.fields)}" if spec.fields else ""
+    return f"{spec.action.name}{fields}"
+
+
+def _is_certification(emb: EmbeddedPdfSignature) -> bool:
+    from pyhanko.sign.validation.pdf_embedded import _extract_docmdp_for_sig
+
+    return _extract_docmdp_for_sig(emb.sig_object) is not None
+
+
+def _kind(emb: EmbeddedPdfSignature) -> str:
+    return "document-timestamp" if emb.sig_object_type == "/DocTimeStamp" else "signature"
+
+
+def _field(emb: EmbeddedPdfSignature) -> str:
+    try:
+        return str(emb.field_name)
+    except Exception:  # a field without a usable name still gets a report
+        return "?"
+
+
+def _read_dss(reader: PdfFileReader) -> _Material:
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except Exception:  # no DSS (or an unreadable one): nothing embedded to use
+        return _Material()
+    return _Material(certs=tuple(dss.certs.values()), ocsps=tuple(dss.ocsps),
+                     crls=tuple(dss.crls))
+
+
+TimestampInfo = v.TimestampInfo
