@@ -19,6 +19,7 @@ from kyso.config import load_settings
 from kyso.errors import KysoError, UsageError
 from kyso.pki import commands as pki_commands
 from kyso.policies import commands as policy_commands
+from kyso.signing import commands as pdf_commands
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -50,6 +51,7 @@ def cli(ctx: click.Context, home: Path | None, output: str, verbose: bool) -> No
 pki_commands.register(cli)
 policy_commands.register(cli)
 audit_commands.register(cli)
+pdf_commands.register(cli)
 add_format_option(cli)
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
-from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.layout import AxisAlignment, InnerScaling, Margins, SimpleBoxLayoutRule
 from pyhanko.pdf_utils.text import TextBoxStyle
@@ -30,7 +29,7 @@ from pyhanko.stamp import TextStampStyle
 
 from kyso.clock import vn_iso
 from kyso.errors import SigningError
-from kyso.signing.fonts import Face, font_path
+from kyso.signing.fonts import Face, embedded_font, font_path
 
 Box = tuple[float, float, float, float]
 
@@ -189,7 +188,7 @@ def stamp_style(style: StampStyle, holder: Holder, image: Image.Image | None) ->
     """The pyHanko style for one stamp, with the embedded Vietnamese font."""
     face, size = (Face.SERIF, 10) if style is StampStyle.COPY else (Face.SANS, 8)
     text_box = TextBoxStyle(
-        font=GlyphAccumulatorFactory(str(font_path(face)), font_size=size), font_size=size,
+        font=embedded_font(face, size), font_size=size,
         leading=size + 2,
     )
     if style is StampStyle.SEAL:

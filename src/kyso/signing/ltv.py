@@ -68,7 +68,7 @@ async def add_document_timestamp(data: bytes, services: TrustServices,
                                  password: str | None) -> bytes:
     """Append an RFC 3161 document timestamp (``/DocTimeStamp``) covering the whole file."""
     writer = _writer(data, password)
-    taken = {f for f in _field_names(writer)}
+    taken = set(_field_names(writer))
     name, n = DOC_TIMESTAMP_FIELD, 1
     while name in taken:
         n += 1

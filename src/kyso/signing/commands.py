@@ -1,0 +1,356 @@
+"""``kyso pdf …``: sign, sign-batch, verify. Thin: parse → library call → render."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import Progress
+
+from kyso.audit import Layer, Outcome
+from kyso.cliutil import (
+    App,
+    ca_passphrase,
+    check_new_files,
+    emit_json,
+    obtain_passphrase,
+    pass_app,
+    passphrase_file_option,
+)
+from kyso.clock import SystemClock
+from kyso.config import ENV_P12_PASSPHRASE, load_settings
+from kyso.context import Kyso, open_kyso
+from kyso.errors import KysoError, SigningError, UsageError
+from kyso.files import atomic_write
+from kyso.signing.appearance import POSITIONS, StampRequest, StampStyle, parse_box
+from kyso.signing.report import render_text
+from kyso.signing.services import LocalServices
+from kyso.signing.setup import build_verifier, check_signer, load_signer, store_lookup
+from kyso.signing.sign import Level, PdfSigner, SignRequest
+from kyso.signing.verdict import FileReport, failed_file
+
+ENV_PDF_PASSWORD = "KYSO_PDF_PASSWORD"  # noqa: S105 - the variable's name
+MAX_INPUT = 512 * 1024 * 1024
+
+
+def register(root: click.Group) -> None:
+    root.add_command(pdf)
+
+
+@click.group()
+def pdf() -> None:
+    """Sign and verify PDF dossiers (PAdES)."""
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_INPUT:
+            raise SigningError(f"{path} is larger than {MAX_INPUT // 2**20} MiB")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SigningError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise SigningError(f"{path} is a directory, not a PDF") from None
+    except PermissionError:
+        raise SigningError(f"{path} is not readable") from None
+
+
+def _home(app: App) -> Kyso | None:
+    try:
+        return app.kyso
+    except KysoError:
+        return None
+
+
+def sign_options(f: Any) -> Any:
+    options = [
+        click.option("--p12", "p12", required=True,
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="The signer's PKCS#12 (passphrase: --p12-passphrase-file, "
+                          f"${ENV_P12_PASSPHRASE} or a prompt)."),
+        click.option("--p12-passphrase-file", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--level", type=click.Choice([lv.value for lv in Level]), default="B-B",
+                     show_default=True, help="PAdES baseline level (B-T and up use the home's "
+                     "TSA; B-LT and up embed its OCSP responses and CRLs)."),
+        click.option("--visible", is_flag=True, help="Show a stamp (Decree 30)."),
+        click.option("--style", type=click.Choice([s.value for s in StampStyle]),
+                     default="official", show_default=True),
+        click.option("--page", type=int, default=1, show_default=True,
+                     help="Page of the stamp (1 = first, -1 = last)."),
+        click.option("--box", help="Stamp rectangle x1,y1,x2,y2 in points."),
+        click.option("--position", help=f"Named stamp place: {', '.join(POSITIONS)}."),
+        click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Signature image (official: blue handwriting; seal: red seal), PNG."),
+        click.option("--certify", is_flag=True, help="Certify (DocMDP); on an already signed "
+                     "PDF, lock every field and the document instead (PDF 2.0 /Lock /P)."),
+        click.option("--allow", type=click.Choice(["none", "forms"]), default="forms",
+                     show_default=True, help="Changes allowed after --certify."),
+        click.option("--lock-fields", help="Comma-separated fields to lock (FieldMDP), or '*'."),
+        click.option("--reason"), click.option("--location"), click.option("--contact"),
+        click.option("--digest", type=click.Choice(["sha256", "sha384", "sha512"]),
+                     default="sha256", show_default=True),
+        click.option("--pdf-password-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help=f"Password of a protected input PDF (else ${ENV_PDF_PASSWORD})."),
+        passphrase_file_option,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _request(o: dict[str, Any], field: str | None) -> SignRequest:
+    stamp = None
+    if o["visible"]:
+        if o["box"] and o["position"]:
+            raise UsageError("give --box or --position, not both")
+        stamp = StampRequest(style=StampStyle(o["style"]), page=o["page"],
+                             box=parse_box(o["box"]) if o["box"] else None,
+                             position=o["position"], image=o["image"])
+    elif o["box"] or o["position"] or o["image"]:
+        raise UsageError("--box, --position and --image need --visible")
+    locks: tuple[str, ...] = ()
+    if o["lock_fields"]:
+        locks = tuple(p.strip() for p in o["lock_fields"].split(",") if p.strip())
+        if locks in (("all",), ("*",)):
+            locks = ("*",)
+    password = None
+    if o["pdf_password_file"] is not None or os.environ.get(ENV_PDF_PASSWORD):
+        password = obtain_passphrase(o["pdf_password_file"], ENV_PDF_PASSWORD, "PDF password")
+    return SignRequest(level=Level(o["level"]), field_name=field, stamp=stamp,
+                       certify=o["certify"], allow=o["allow"], lock_fields=locks,
+                       reason=o["reason"], location=o["location"], contact=o["contact"],
+                       pdf_password=password)
+
+
+def _signer(app: App, o: dict[str, Any]) -> tuple[PdfSigner, Kyso | None]:
+    kyso = _home(app)
+    level = Level(o["level"])
+    services = None
+    if level.timestamped:
+        if kyso is None:
+            raise SigningError(f"{level.value} needs this home's CA (its TSA and OCSP "
+                               f"responders); run in a home made by `kyso ca init`")
+        services = LocalServices(kyso, ca_passphrase(o["passphrase_file"]))
+    p12 = _read_input(o["p12"])
+    passphrase = obtain_passphrase(o["p12_passphrase_file"], ENV_P12_PASSPHRASE,
+                                   "PKCS#12 passphrase")
+    clock = kyso.clock if kyso is not None else SystemClock()
+    signer = load_signer(p12, passphrase, clock, services=services, digest=o["digest"])
+    try:
+        check_signer(signer.cms.certificate, clock.now(), store_lookup(kyso) if kyso else None)
+    except KysoError as exc:
+        if kyso is not None:
+            kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.FAILURE,
+                        object=f"{signer.cms.certificate.serial_number:x}", reason=str(exc))
+        raise
+    return signer, kyso
+
+
+def _sign_one(signer: PdfSigner, kyso: Kyso | None, src: Path, dst: Path,
+              request: SignRequest) -> dict[str, Any]:
+    data = _read_input(src)
+    try:
+        result = signer.sign(data, request)
+    except KysoError as exc:
+        if kyso is not None:
+            kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.FAILURE,
+                        object=hashlib.sha256(data).hexdigest(), reason=str(exc),
+                        signer_serial=f"{signer.cms.certificate.serial_number:x}")
+        raise
+    atomic_write(dst, result.data, mode=0o644, exclusive=True)
+    info = result.to_dict()
+    if kyso is not None:
+        kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.SUCCESS, object=info["sha256"],
+                    input_sha256=hashlib.sha256(data).hexdigest(), field=info["field"],
+                    level=info["level"], signer_serial=info["signer_serial"],
+                    certified=info["certified"], visible=info["visible"])
+    return {"input": str(src), "output": str(dst), **info}
+
+
+@pdf.command()
+@click.argument("input_pdf", metavar="IN.pdf", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--field", "field_name", help="Signature field (default: the style's name).")
+@sign_options
+@pass_app
+def sign(app: App, input_pdf: Path, output: Path, field_name: str | None, **o: Any) -> None:
+    """Sign a PDF (PAdES); the input is never modified, the output is written atomically.
+
+    \b
+    Examples:
+      kyso pdf sign don.pdf -o don-ky.pdf --p12 an.p12
+      kyso pdf sign kq.pdf -o kq-ky.pdf --p12 an.p12 --level B-LTA --visible --image ky.png
+      kyso pdf sign kq-ky.pdf -o kq-dau.pdf --p12 xa.p12 --visible --style seal \\
+          --position over:official --certify --lock-fields '*'
+    """
+    if output.resolve() == input_pdf.resolve():
+        raise UsageError("the output must be a new file; the input is never modified")
+    check_new_files([output])
+    request = _request(o, field_name)
+    signer, kyso = _signer(app, o)
+    result = _sign_one(signer, kyso, input_pdf, output, request)
+    if app.json:
+        emit_json(result)
+    else:
+        click.echo(f"signed {input_pdf} → {output} (field {result['field']}, {result['level']}, "
+                   f"{result['signing_time']})")
+
+
+@pdf.command("sign-batch")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False, exists=True,
+                                                       path_type=Path))
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--field", "field_name")
+@sign_options
+@pass_app
+def sign_batch(app: App, folder: Path, out_dir: Path, field_name: str | None, **o: Any) -> None:
+    """Sign every *.pdf of DIR into OUT-DIR after one unlock of the key.
+
+    A file that cannot be signed is reported and skipped; the exit code is then 1.
+
+    \b
+    Example:
+      kyso pdf sign-batch hoso/ -o hoso-ky/ --p12 an.p12 --level B-T
+    """
+    files = sorted(p for p in folder.glob("*.pdf") if p.is_file())
+    if not files:
+        raise UsageError(f"no *.pdf files in {folder}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_new_files([out_dir / p.name for p in files])
+    request = _request(o, field_name)
+    signer, kyso = _signer(app, o)
+    results, failures = [], []
+    with Progress(transient=True, console=_err_console(), disable=app.json) as progress:
+        task = progress.add_task("signing", total=len(files))
+        for src in files:
+            try:
+                results.append(_sign_one(signer, kyso, src, out_dir / src.name, request))
+            except KysoError as exc:
+                failures.append({"input": str(src), "error": str(exc)})
+            progress.advance(task)
+    if app.json:
+        emit_json({"signed": results, "failed": failures})
+    else:
+        click.echo(f"signed {len(results)} of {len(files)} file(s) into {out_dir}")
+        for f in failures:
+            click.echo(f"  failed {f['input']}: {f['error']}", err=True)
+    if failures:
+        click.get_current_context().exit(1)
+
+
+def _err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# --- verify --------------------------------------------------------------------------------
+
+_WORKER: Any = None
+
+
+def _init_worker(home: str | None, trust: list[str], online: bool) -> None:
+    global _WORKER
+    kyso = None
+    if home is not None:
+        kyso = open_kyso(load_settings(home=Path(home)), actor="verify")
+    _WORKER = build_verifier(SystemClock(), kyso=kyso, trust=[Path(t) for t in trust],
+                             online=online)
+
+
+def _verify_path(path: str) -> FileReport:
+    try:
+        data = _read_input(Path(path))
+    except KysoError as exc:
+        return failed_file(path, str(exc))
+    try:
+        report: FileReport = _WORKER.verify(data, path)
+    except Exception as exc:  # fail closed, one file at a time
+        return failed_file(path, f"verification crashed: {type(exc).__name__}: {exc}")
+    return report
+
+
+def _paths(files: tuple[Path, ...], batch: Path | None) -> list[str]:
+    if batch is not None:
+        if files:
+            raise UsageError("give FILE arguments or --batch DIR, not both")
+        found = sorted(str(p) for p in batch.rglob("*.pdf") if p.is_file())
+        if not found:
+            raise UsageError(f"no *.pdf files under {batch}")
+        return found
+    if not files:
+        raise UsageError("give at least one FILE (or --batch DIR)")
+    return [str(f) for f in files]
+
+
+def _results(paths: list[str], jobs: int, init: tuple[Any, ...]) -> Iterator[FileReport]:
+    if jobs <= 1 or len(paths) == 1:
+        _init_worker(*init)
+        yield from map(_verify_path, paths)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=init) as pool:
+        yield from pool.map(_verify_path, paths, chunksize=max(1, min(16, len(paths) // (4 * jobs))))
+
+
+@pdf.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--trust", multiple=True, type=click.Path(dir_okay=False, exists=True,
+                                                      path_type=Path),
+              help="Trust anchor (PEM/DER); default: this home's root CA.")
+@click.option("--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True)
+@click.option("--online/--offline", default=False, show_default=True,
+              help="Fetch OCSP/CRL from the URLs in the certificates.")
+@click.option("--batch", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Verify every *.pdf under this folder.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (default: every core).")
+@click.option("--jsonl", is_flag=True, help="One JSON report per line.")
+@pass_app
+def verify(app: App, files: tuple[Path, ...], trust: tuple[Path, ...], lang: str, online: bool,
+           batch: Path | None, jobs: int | None, jsonl: bool) -> None:
+    """Verify every signature of PDF files; exit 0 only if all of them passed.
+
+    \b
+    Examples:
+      kyso pdf verify ho-so.pdf
+      kyso pdf verify ho-so.pdf --trust root.pem --format json --lang en
+      kyso pdf verify --batch hoso/ --jobs 2 --jsonl > ketqua.jsonl
+    """
+    paths = _paths(files, batch)
+    home = str(app.settings.home) if _home(app) is not None else None
+    if home is None and not trust:
+        raise UsageError("no trust anchor: give --trust root.pem or use a home with a CA")
+    init = (home, [str(t) for t in trust], online)
+    _init_worker(*init)  # fail early on bad trust anchors, in this process
+    workers = jobs or (os.cpu_count() or 1)
+    reports = []
+    all_passed = True
+    with Progress(transient=True, console=_err_console(),
+                  disable=len(paths) < 2 or not (jsonl or batch)) as progress:
+        task = progress.add_task("verifying", total=len(paths))
+        for report in _results(paths, workers, init):
+            all_passed &= report.passed
+            if jsonl:
+                click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+            else:
+                reports.append(report)
+            progress.advance(task)
+    if not jsonl:
+        if app.json:
+            dicts = [r.to_dict() for r in reports]
+            emit_json(dicts[0] if len(dicts) == 1 and batch is None else dicts)
+        else:
+            click.echo("\n\n".join(render_text(r, lang) for r in reports))
+    if kyso := _home(app):
+        kyso.record(Layer.SIGNING, "DOCUMENT_VERIFY", Outcome.SUCCESS if all_passed
+                    else Outcome.FAILURE, object=f"{len(paths)} file(s)",
+                    files=len(paths), passed=all_passed)
+    if not all_passed:
+        click.get_current_context().exit(1)
+
