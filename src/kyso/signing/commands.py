@@ -179,7 +179,7 @@ def _sign_one(signer: PdfSigner, kyso: Kyso | None, src: Path, dst: Path,
 @click.option("--field", "field_name", help="Signature field (default: the style's name).")
 @sign_options
 @pass_app
-def sign(app: App, input_pdf: Path, output: Path, field_name: str | None, **o: Any) -> None:
+def sign(app: App, /, input_pdf: Path, output: Path, field_name: str | None, **o: Any) -> None:
     """Sign a PDF (PAdES); the input is never modified, the output is written atomically.
 
     \b
@@ -209,7 +209,7 @@ def sign(app: App, input_pdf: Path, output: Path, field_name: str | None, **o: A
 @click.option("--field", "field_name")
 @sign_options
 @pass_app
-def sign_batch(app: App, folder: Path, out_dir: Path, field_name: str | None, **o: Any) -> None:
+def sign_batch(app: App, /, folder: Path, out_dir: Path, field_name: str | None, **o: Any) -> None:
     """Sign every *.pdf of DIR into OUT-DIR after one unlock of the key.
 
     A file that cannot be signed is reported and skipped; the exit code is then 1.

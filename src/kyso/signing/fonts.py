@@ -43,7 +43,7 @@ def font_bytes(face: Face) -> bytes:
 
 
 @dataclass(frozen=True)
-class EmbeddedFont(GlyphAccumulatorFactory):  # type: ignore[misc]
+class EmbeddedFont(GlyphAccumulatorFactory):
     """pyHanko's glyph accumulator fed from memory: the font file is read once per process
     (pyHanko's own factory opens the file for every stamp and never closes it)."""
 

@@ -201,7 +201,7 @@ class PdfSigner:
             prepared, output = tbs.digest_tbs_document(output=io.BytesIO())
             await tbs.perform_signature(prepared.document_digest,
                                         PdfCMSSignedAttributes(signing_time=now))
-        data = output.getvalue()
+        data = output.getvalue()  # type: ignore[attr-defined]  # a BytesIO
         if request.level.long_term:
             assert self.services is not None
             data = ltv.add_validation_data(data, self.cms, self.services, request.pdf_password,
@@ -232,9 +232,9 @@ class PdfSigner:
             reader = writer.prev
             pages = page_count(reader)
             page_ix = _page_index(request.stamp, pages)
-            others = {f.name: f.rect for f in existing if f.rect is not None
+            others: dict[str, Any] = {f.name: f.rect for f in existing if f.rect is not None
                       and _on_page(reader, f.page_ref, page_ix)}
-            box = appearance.place(request.stamp, page_box(reader, page_ix), others)  # type: ignore[arg-type]
+            box = appearance.place(request.stamp, page_box(reader, page_ix), others)
         if final_lock and lock is None:
             lock = FieldMDPSpec(FieldMDPAction.ALL)
         return SigFieldSpec(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -37,7 +38,6 @@ from pyhanko.sign.validation.ades import (
     ades_lta_validation,
     ades_with_time_validation,
 )
-from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.policy_decl import (
     LocalKnowledge,
@@ -62,6 +62,7 @@ from kyso.signing.pdfio import check_header, pdf_errors
 from kyso.signing.verdict import Check, FileReport, Indication, SignatureReport
 
 MAX_PDF_BYTES = 512 * 1024 * 1024
+MAX_DSS_ITEMS = 1000
 # EKUs that allow document signatures; a certificate without EKU is unrestricted.
 SIGNING_EKUS = {
     ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string,
@@ -226,11 +227,11 @@ class PdfVerifier:
         ts_status = classic.timestamp_validity
         timing = ValidationTimingInfo(now, now, point_in_time_validation=False)
         ades: Any
-        if ts_status is not None and (material.has_revinfo or later_ts):
+        if ts_status is not None and later_ts:
             # long-term validation (EN 319 102-1 §5.6.3): past validation with the POE of the
-            # signature timestamp, the DSS and the document timestamps
+            # document timestamps
             ades = await ades_lta_validation(emb, self._spec(None), timing_info=timing)
-        elif ts_status is not None:
+        elif ts_status is not None:  # §5.5: signatures with time (B-T) and LT material (B-LT)
             ades = await ades_with_time_validation(
                 emb.signed_data, self._spec(material).signature_validation_spec,
                 timing_info=timing, raw_digest=emb.compute_digest())
@@ -398,7 +399,7 @@ def _pades_level(emb: EmbeddedPdfSignature, timestamped: bool, material: _Materi
 
 
 def _modification(emb: EmbeddedPdfSignature) -> ModificationLevel | None:
-    result = emb.diff_result
+    result: Any = emb.diff_result
     level = getattr(result, "modification_level", None)
     if result is not None and level is None:
         return ModificationLevel.OTHER
@@ -475,12 +476,24 @@ def _field(emb: EmbeddedPdfSignature) -> str:
 
 
 def _read_dss(reader: PdfFileReader) -> _Material:
-    try:
-        dss = DocumentSecurityStore.read_dss(reader)
-    except Exception:  # no DSS (or an unreadable one): nothing embedded to use
+    """The certificates, OCSP responses and CRLs of the document's DSS (none if absent)."""
+    dss = reader.root.get("/DSS")
+    if dss is None:
         return _Material()
-    return _Material(certs=tuple(dss.certs.values()), ocsps=tuple(dss.ocsps),
-                     crls=tuple(dss.crls))
+    dss = dss.get_object()
+
+    def items(key: str, load: Callable[[bytes], Any]) -> tuple[Any, ...]:
+        refs = dss.get(key)
+        if refs is None:
+            return ()
+        refs = refs.get_object()
+        if len(refs) > MAX_DSS_ITEMS:
+            raise KysoError(f"the DSS holds more than {MAX_DSS_ITEMS} entries under {key}")
+        return tuple(load(r.get_object().data) for r in refs)
+
+    return _Material(certs=items("/Certs", asn1_x509.Certificate.load),
+                     ocsps=items("/OCSPs", asn1_ocsp.OCSPResponse.load),
+                     crls=items("/CRLs", asn1_crl.CertificateList.load))
 
 
 TimestampInfo = v.TimestampInfo
