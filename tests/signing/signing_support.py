@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from conftest import CITIZEN, PASSPHRASE, SEAL, STAFF
 from kyso.context import Kyso
 from kyso.pki.authority import CertificateAuthority
 from kyso.pki.crl import publish_crl
@@ -23,7 +24,6 @@ from kyso.signing.services import LocalServices
 from kyso.signing.setup import build_verifier
 from kyso.signing.sign import PdfSigner
 from kyso.signing.verify import PdfVerifier
-from conftest import CITIZEN, PASSPHRASE, SEAL, STAFF
 
 P12_PASSPHRASE = "p12-passphrase-for-tests"
 
