@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, OCSPExtensionOID
 
+from kyso import der
 from kyso.clock import UTC, Clock, vn_iso
 from kyso.context import Kyso
 from kyso.errors import PkiError
@@ -100,30 +101,9 @@ def serial_status(kyso: Kyso, ca_name: str, serial: int) -> SerialStatus:
 
 # --- DER, only what a response needs --------------------------------------------------------
 
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + content
-
-
-def _seq(*parts: bytes) -> bytes:
-    return _tlv(0x30, b"".join(parts))
-
-
-def _octets(value: bytes) -> bytes:
-    return _tlv(0x04, value)
-
-
-def _integer(value: int) -> bytes:
-    size = (value if value >= 0 else ~value).bit_length() // 8 + 1
-    return _tlv(0x02, value.to_bytes(size, "big", signed=True))
-
-
 def _time(moment: dt.datetime) -> bytes:
     """DER GeneralizedTime, UTC, whole seconds."""
-    return _tlv(0x18, moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+    return der.tlv(0x18, moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode("ascii"))
 
 
 def _der(value: Any) -> bytes:
@@ -132,7 +112,7 @@ def _der(value: Any) -> bytes:
 
 _ID_PKIX_OCSP_BASIC = _der(core.ObjectIdentifier("1.3.6.1.5.5.7.48.1.1"))
 _ID_PKIX_OCSP_NONCE = _der(core.ObjectIdentifier(OCSPExtensionOID.NONCE.dotted_string))
-_SUCCESSFUL = _tlv(0x0A, b"\x00")
+_SUCCESSFUL = der.tlv(0x0A, b"\x00")
 
 
 def _key_bits(certificate: x509.Certificate) -> bytes:
@@ -194,11 +174,11 @@ class OcspResponder:
                    hashlib.new(name, name_der).digest(), hashlib.new(name, key_bits).digest())
             for name in _CERT_ID_HASHES
         }
-        self._responder_id = _tlv(0xA2, _octets(hashlib.sha1(  # RFC 6960 KeyHash: SHA-1 by definition
+        self._responder_id = der.tlv(0xA2, der.octets(hashlib.sha1(  # RFC 6960 KeyHash: SHA-1 by definition
             _key_bits(responder), usedforsecurity=False).digest()))
         self._signature_algorithm = _der(algos.SignedDigestAlgorithm(
             {"algorithm": _signature_algorithm(service.key)}))
-        self._certs = _tlv(0xA0, _seq(responder.public_bytes(serialization.Encoding.DER)))
+        self._certs = der.tlv(0xA0, der.seq(responder.public_bytes(serialization.Encoding.DER)))
 
     def __repr__(self) -> str:
         return f"OcspResponder({self.ca_name}, {self.service.name})"
@@ -218,18 +198,18 @@ class OcspResponder:
             raise PkiError(f"the {self.service.name} certificate is not valid at "
                            f"{now:%Y-%m-%dT%H:%M:%SZ}")
         hash_id, name_hash, key_hash = self._issuer_ids[algorithm]
-        single = _seq(
-            _seq(hash_id, _octets(name_hash), _octets(key_hash), _integer(certificate_serial)),
+        single = der.seq(
+            der.seq(hash_id, der.octets(name_hash), der.octets(key_hash), der.integer(certificate_serial)),
             _cert_status(status),
             _time(now),
-            _tlv(0xA0, _time(now + self.validity)),
+            der.tlv(0xA0, _time(now + self.validity)),
         )
-        extensions = b"" if nonce is None else _tlv(0xA1, _seq(
-            _seq(_ID_PKIX_OCSP_NONCE, _octets(_octets(nonce)))))
-        tbs = _seq(self._responder_id, _time(now), _seq(single), extensions)
-        basic = _seq(tbs, self._signature_algorithm, _tlv(0x03, b"\x00" + self._sign(tbs)),
+        extensions = b"" if nonce is None else der.tlv(0xA1, der.seq(
+            der.seq(_ID_PKIX_OCSP_NONCE, der.octets(der.octets(nonce)))))
+        tbs = der.seq(self._responder_id, _time(now), der.seq(single), extensions)
+        basic = der.seq(tbs, self._signature_algorithm, der.tlv(0x03, b"\x00" + self._sign(tbs)),
                      self._certs)
-        return _seq(_SUCCESSFUL, _tlv(0xA0, _seq(_ID_PKIX_OCSP_BASIC, _octets(basic))))
+        return der.seq(_SUCCESSFUL, der.tlv(0xA0, der.seq(_ID_PKIX_OCSP_BASIC, der.octets(basic))))
 
     def respond(self, request_der: bytes, lookup: Callable[[int], SerialStatus]) -> bytes:
         """A DER ``OCSPResponse`` for any input: malformedRequest for what does not parse
@@ -287,8 +267,8 @@ def _cert_status(status: SerialStatus) -> bytes:
         raise PkiError("a revoked status needs its revocation time")
     if status.reason is not None and status.reason is not RevocationReason.UNSPECIFIED:
         # unspecified is left out, as on the CRL (RFC 5280 §5.3.1)
-        reason = _tlv(0xA0, _tlv(0x0A, bytes((_REASON_CODES[status.reason],))))
-    return _tlv(0xA1, _time(revoked_at) + reason)  # [1] IMPLICIT RevokedInfo
+        reason = der.tlv(0xA0, der.tlv(0x0A, bytes((_REASON_CODES[status.reason],))))
+    return der.tlv(0xA1, _time(revoked_at) + reason)  # [1] IMPLICIT RevokedInfo
 
 
 def load_responder(kyso: Kyso, passphrase: str, ca_name: str) -> OcspResponder:

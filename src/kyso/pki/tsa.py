@@ -10,14 +10,14 @@ costs ~50 ms a token, this way a token costs one hash, one signature and a littl
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 
-from asn1crypto import algos, cms, core, tsp
+from asn1crypto import algos, cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from kyso import der
 from kyso.clock import UTC, Clock
 from kyso.context import Kyso
 from kyso.errors import PkiError
@@ -40,40 +40,6 @@ class _Refusal(PkiError):
     def __init__(self, fail_info: str, message: str) -> None:
         super().__init__(message)
         self.fail_info = fail_info
-
-
-# --- DER, only what a token needs -----------------------------------------------------------
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + content
-
-
-def _seq(*parts: bytes) -> bytes:
-    return _tlv(0x30, b"".join(parts))
-
-
-def _set_of(parts: list[bytes]) -> bytes:
-    return _tlv(0x31, b"".join(sorted(parts)))  # X.690 §11.6: members in encoding order
-
-
-def _integer(value: int) -> bytes:
-    size = (value if value >= 0 else ~value).bit_length() // 8 + 1
-    return _tlv(0x02, value.to_bytes(size, "big", signed=True))
-
-
-@functools.cache
-def _oid(dotted: str) -> bytes:
-    return bytes(core.ObjectIdentifier(dotted).dump())
-
-
-def _generalized_time(moment: dt.datetime) -> bytes:
-    """DER GeneralizedTime in UTC: no fraction when whole, else no trailing zeros."""
-    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
-    return _tlv(0x18, (moment.strftime("%Y%m%d%H%M%S") + fraction + "Z").encode("ascii"))
 
 
 def _signature_scheme(key: object) -> tuple[str, str]:
@@ -115,16 +81,16 @@ class TimeStampAuthority:
         issuer = asn1_x509.GeneralName(name="directory_name", value=parsed.issuer)
 
         # Everything below is the same in every token.
-        self._policy = _oid(policy)
+        self._policy = der.oid(policy)
         self._accuracy = _accuracy(accuracy)
-        self._tsa = _tlv(0xA0, bytes(asn1_x509.GeneralName(
+        self._tsa = der.tlv(0xA0, bytes(asn1_x509.GeneralName(
             name="directory_name", value=parsed.subject).dump()))
         self._digest_algorithm = bytes(algos.DigestAlgorithm({"algorithm": self._digest}).dump())
         self._signature_algorithm = bytes(algos.SignedDigestAlgorithm(
             {"algorithm": signature_algorithm}).dump())
         self._sid = bytes(cms.IssuerAndSerialNumber(
             {"issuer": parsed.issuer, "serial_number": parsed.serial_number}).dump())
-        self._content_type = _seq(_oid(_ID_CONTENT_TYPE), _set_of([_oid(_ID_CT_TST_INFO)]))
+        self._content_type = der.seq(der.oid(_ID_CONTENT_TYPE), der.set_of([der.oid(_ID_CT_TST_INFO)]))
         self._signing_certificate = bytes(cms.CMSAttribute({
             "type": "signing_certificate_v2",
             "values": [{"certs": [{  # hashAlgorithm: the default, SHA-256
@@ -135,7 +101,7 @@ class TimeStampAuthority:
         # The TSA certificate and the CAs above it, without the self-signed root.
         chain = [c.public_bytes(serialization.Encoding.DER)
                  for c in service.chain if c.issuer != c.subject]
-        self._certificates = _tlv(0xA0, b"".join(sorted([cert_der, *chain])))
+        self._certificates = der.tlv(0xA0, b"".join(sorted([cert_der, *chain])))
         self._imprint_algorithms = {
             name: bytes(algos.DigestAlgorithm({"algorithm": name}).dump()) for name in DIGEST_SIZES
         }
@@ -152,14 +118,14 @@ class TimeStampAuthority:
             return _rejection(exc.fail_info, str(exc))
         except Exception:  # a TSA always answers; no internals go out
             return _rejection("system_failure", "the TSA could not create a token")
-        return _seq(_seq(_integer(0)), token)  # PKIStatusInfo: granted
+        return der.seq(der.seq(der.integer(0)), token)  # PKIStatusInfo: granted
 
     def timestamp_token(self, digest: bytes, hash_algorithm: str = "sha256",
                         nonce: int | None = None, *, include_certificates: bool = True) -> bytes:
         """The DER ``ContentInfo`` of a token over ``digest`` (for in-process signing)."""
         algorithm = hash_algorithm.lower().replace("-", "")
         _check_imprint(algorithm, digest)
-        imprint = _seq(self._imprint_algorithms[algorithm], _tlv(0x04, digest))
+        imprint = der.seq(self._imprint_algorithms[algorithm], der.tlv(0x04, digest))
         return self._token(imprint, nonce, include_certificates)
 
     def _read_request(self, der: bytes) -> tuple[bytes, int | None, bool]:
@@ -196,32 +162,32 @@ class TimeStampAuthority:
             raise _Refusal("time_not_available",
                            f"the TSA certificate is not valid at {now:%Y-%m-%dT%H:%M:%SZ}")
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # millisecond precision
-        tst_info = _seq(
-            _integer(1), self._policy, imprint, _integer(new_serial()), _generalized_time(now),
+        tst_info = der.seq(
+            der.integer(1), self._policy, imprint, der.integer(new_serial()), der.generalized_time(now),
             self._accuracy,  # ordering: DEFAULT FALSE, so absent
-            _integer(nonce) if nonce is not None else b"",
+            der.integer(nonce) if nonce is not None else b"",
             self._tsa,
         )
         message_digest = hashlib.new(self._digest, tst_info).digest()
         attributes = sorted([
             self._content_type,
-            _seq(_oid(_ID_MESSAGE_DIGEST), _set_of([_tlv(0x04, message_digest)])),
+            der.seq(der.oid(_ID_MESSAGE_DIGEST), der.set_of([der.tlv(0x04, message_digest)])),
             self._signing_certificate,
         ])
         signed_attributes = b"".join(attributes)
-        signature = self._sign(_tlv(0x31, signed_attributes))  # signed as an explicit SET OF
-        signer_info = _seq(
-            _integer(1), self._sid, self._digest_algorithm, _tlv(0xA0, signed_attributes),
-            self._signature_algorithm, _tlv(0x04, signature),
+        signature = self._sign(der.tlv(0x31, signed_attributes))  # signed as an explicit SET OF
+        signer_info = der.seq(
+            der.integer(1), self._sid, self._digest_algorithm, der.tlv(0xA0, signed_attributes),
+            self._signature_algorithm, der.tlv(0x04, signature),
         )
-        signed_data = _seq(
-            _integer(3),
-            _set_of([self._digest_algorithm]),
-            _seq(_oid(_ID_CT_TST_INFO), _tlv(0xA0, _tlv(0x04, tst_info))),
+        signed_data = der.seq(
+            der.integer(3),
+            der.set_of([self._digest_algorithm]),
+            der.seq(der.oid(_ID_CT_TST_INFO), der.tlv(0xA0, der.tlv(0x04, tst_info))),
             self._certificates if include_certificates else b"",
-            _set_of([signer_info]),
+            der.set_of([signer_info]),
         )
-        return _seq(_oid(_ID_SIGNED_DATA), _tlv(0xA0, signed_data))
+        return der.seq(der.oid(_ID_SIGNED_DATA), der.tlv(0xA0, signed_data))
 
     def _sign(self, data: bytes) -> bytes:
         key = self._key
@@ -245,7 +211,7 @@ def _check_imprint(algorithm: str, digest: bytes) -> None:
 
 def _rejection(fail_info: str, message: str) -> bytes:
     """A ``TimeStampResp`` with only its status (asn1crypto wrongly requires the token)."""
-    return _seq(bytes(tsp.PKIStatusInfo({
+    return der.seq(bytes(tsp.PKIStatusInfo({
         "status": "rejection", "status_string": [message], "fail_info": {fail_info},
     }).dump()))
 

@@ -92,7 +92,7 @@ class LocalServices:
             responder = self._responders[ca_name] = load_responder(self.kyso, self.passphrase,
                                                                    ca_name)
         status = serial_status(self.kyso, ca_name, cert.serial_number)
-        der: bytes = responder.response_for(cert.serial_number, status)  # type: ignore[attr-defined]
+        der: bytes = responder.response_for(cert.serial_number, status)
         return der, responder.service.certificate  # type: ignore[attr-defined]
 
     def _crl(self, ca_name: str) -> bytes:

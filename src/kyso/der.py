@@ -1,4 +1,4 @@
-"""The little DER that PAdES signing needs, assembled from bytes.
+"""The little DER that kyso assembles from bytes (PAdES CMS, RFC 3161 tokens, OCSP responses).
 
 Building a CMS SignedData through asn1crypto costs tens of milliseconds per signature (it
 re-encodes the certificates); the same structure assembled from pre-encoded parts costs
@@ -7,6 +7,7 @@ microseconds. Only encoders live here; parsing is left to cryptography and asn1c
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from functools import cache
 
@@ -32,10 +33,8 @@ def set_of(parts: Iterable[bytes]) -> bytes:
 
 
 def integer(value: int) -> bytes:
-    if value < 0:
-        raise ValueError("only non-negative integers are encoded here")
-    body = value.to_bytes(value.bit_length() // 8 + 1, "big")  # room for a clear sign bit
-    return tlv(0x02, body)
+    size = (value if value >= 0 else ~value).bit_length() // 8 + 1  # room for the sign bit
+    return tlv(0x02, value.to_bytes(size, "big", signed=True))
 
 
 def octets(value: bytes) -> bytes:
@@ -75,3 +74,10 @@ def contents_of(encoding: bytes) -> bytes:
     size = first & 0x7F
     n = int.from_bytes(encoding[2:2 + size], "big")
     return encoding[2 + size:2 + size + n]
+
+
+def generalized_time(moment: dt.datetime) -> bytes:
+    """GeneralizedTime in UTC: no fraction when whole seconds, else no trailing zeros."""
+    moment = moment.astimezone(dt.UTC)
+    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
+    return tlv(0x18, (moment.strftime("%Y%m%d%H%M%S") + fraction + "Z").encode("ascii"))
