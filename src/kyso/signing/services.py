@@ -13,6 +13,10 @@ from cryptography import x509
 
 from kyso.context import Kyso
 from kyso.errors import PkiError, SigningError
+from kyso.pki.authority import CertificateAuthority, list_authorities
+from kyso.pki.crl import publish_crl
+from kyso.pki.ocsp import OcspResponder, load_responder, serial_status
+from kyso.pki.tsa import TimeStampAuthority, load_tsa
 
 CRL_MIN_REMAINING = dt.timedelta(hours=1)
 
@@ -53,53 +57,43 @@ class LocalServices:
 
     kyso: Kyso
     passphrase: str = field(repr=False)
-    _tsa: object = field(default=None, init=False, repr=False)
-    _responders: dict[str, object] = field(default_factory=dict, init=False, repr=False)
+    _tsa: TimeStampAuthority | None = field(default=None, init=False, repr=False)
+    _responders: dict[str, OcspResponder] = field(default_factory=dict, init=False, repr=False)
     _crls: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
 
-    def _authority(self):  # type: ignore[no-untyped-def]
-        from kyso.pki.tsa import load_tsa
-
+    def _authority(self) -> TimeStampAuthority:
         if self._tsa is None:
             self._tsa = load_tsa(self.kyso, self.passphrase)
         return self._tsa
 
     def timestamp_token(self, digest: bytes, hash_algorithm: str) -> bytes:
         try:
-            token: bytes = self._authority().timestamp_token(digest, hash_algorithm)
+            token = self._authority().timestamp_token(digest, hash_algorithm)
         except PkiError as exc:
             raise SigningError(f"timestamping failed: {exc}") from None
         return token
 
     def timestamp_response(self, request: bytes) -> bytes:
-        response: bytes = self._authority().respond(request)
-        return response
+        return self._authority().respond(request)
 
     def tsa_chain(self) -> tuple[x509.Certificate, ...]:
         service = self._authority().service
         return (service.certificate, *service.chain)
 
     def _ca_names(self) -> dict[bytes, str]:
-        from kyso.pki.authority import list_authorities
-
         return {a.certificate.subject.public_bytes(): a.name for a in list_authorities(self.kyso)}
 
     def _ocsp(self, ca_name: str, cert: x509.Certificate) -> tuple[bytes, x509.Certificate]:
-        from kyso.pki.ocsp import load_responder, serial_status
-
         responder = self._responders.get(ca_name)
         if responder is None:
             responder = self._responders[ca_name] = load_responder(self.kyso, self.passphrase,
                                                                    ca_name)
         status = serial_status(self.kyso, ca_name, cert.serial_number)
-        der: bytes = responder.response_for(cert.serial_number, status)
-        return der, responder.service.certificate  # type: ignore[attr-defined]
+        der = responder.response_for(cert.serial_number, status)
+        return der, responder.service.certificate
 
     def _crl(self, ca_name: str) -> bytes:
         """The CA's published CRL; a fresh one is published when none has an hour left."""
-        from kyso.pki.authority import CertificateAuthority
-        from kyso.pki.crl import publish_crl
-
         if ca_name in self._crls:
             return self._crls[ca_name]
         path = self.kyso.settings.crl_dir / f"{ca_name}.crl"
