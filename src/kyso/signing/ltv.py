@@ -13,13 +13,12 @@ from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
 from kyso.signing.cms import CmsSigner
-from kyso.signing.pdfio import open_for_update, pdf_errors
+from kyso.signing.pdfio import open_for_update, pdf_errors, signature_fields
 from kyso.signing.services import RevocationData, TrustServices
 
 DOC_TIMESTAMP_FIELD = "DocTimeStamp"
@@ -36,10 +35,6 @@ class InProcessTimeStamper(TimeStamper):
         return tsp.TimeStampResp.load(self._services.timestamp_response(req.dump()))
 
 
-def _writer(data: bytes, password: str | None) -> IncrementalPdfFileWriter:
-    return open_for_update(data, password)
-
-
 def add_validation_data(data: bytes, cms: CmsSigner, services: TrustServices,
                         password: str | None, *, with_tsa: bool) -> bytes:
     """Append a DSS with the certificates, OCSP responses and CRLs of the signer's chain (and
@@ -51,7 +46,7 @@ def add_validation_data(data: bytes, cms: CmsSigner, services: TrustServices,
 
 
 def write_dss(data: bytes, revinfo: RevocationData, password: str | None) -> bytes:
-    writer = _writer(data, password)
+    writer = open_for_update(data, password)
     with pdf_errors("cannot add validation data"):
         DocumentSecurityStore.supply_dss_in_writer(
             writer, None,
@@ -67,8 +62,8 @@ def write_dss(data: bytes, revinfo: RevocationData, password: str | None) -> byt
 async def add_document_timestamp(data: bytes, services: TrustServices,
                                  password: str | None) -> bytes:
     """Append an RFC 3161 document timestamp (``/DocTimeStamp``) covering the whole file."""
-    writer = _writer(data, password)
-    taken = set(_field_names(writer))
+    writer = open_for_update(data, password)
+    taken = {f.name for f in signature_fields(writer.prev)}
     name, n = DOC_TIMESTAMP_FIELD, 1
     while name in taken:
         n += 1
@@ -78,8 +73,3 @@ async def add_document_timestamp(data: bytes, services: TrustServices,
         out = await stamper.async_timestamp_pdf(writer, "sha256", output=io.BytesIO())
     return bytes(out.getvalue())
 
-
-def _field_names(writer: IncrementalPdfFileWriter) -> list[str]:
-    from pyhanko.sign.fields import enumerate_sig_fields
-
-    return [name for name, _v, _r in enumerate_sig_fields(writer.prev)]

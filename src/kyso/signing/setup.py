@@ -10,15 +10,21 @@ from pathlib import Path
 import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from kyso.clock import Clock
 from kyso.context import Kyso
 from kyso.errors import KysoError, SignerCertificateError, SigningError
+from kyso.pki.pkcs12 import load_pkcs12
 from kyso.pki.serials import serial_hex
 from kyso.signing.services import TrustServices
 from kyso.signing.sign import PdfSigner
-from kyso.signing.verify import PdfVerifier, StoreLookup, StoreStatus, VerifyOptions
+from kyso.signing.verify import (
+    PdfVerifier,
+    StoreLookup,
+    StoreStatus,
+    VerifyOptions,
+    key_usage_problem,
+)
 from kyso.store import schema
 
 MAX_P12_BYTES = 1 << 20
@@ -29,18 +35,11 @@ def load_signer(data: bytes, passphrase: str, clock: Clock, *,
     """Unlock a PKCS#12 once and keep its key object for every document."""
     if len(data) > MAX_P12_BYTES:
         raise SigningError("the PKCS#12 file is larger than 1 MiB; it is not a signer's bundle")
-    try:
-        bundle = pkcs12.load_pkcs12(data, passphrase.encode("utf-8"))
-    except ValueError:
-        raise SigningError("cannot open the PKCS#12: wrong passphrase or not a PKCS#12 file") \
-            from None
-    if bundle.key is None:
-        raise SigningError("the PKCS#12 holds no private key")
-    if bundle.cert is None:
-        raise SigningError("the PKCS#12 holds no certificate")
+    bundle = load_pkcs12(data, passphrase)
     key = bundle.key
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise SigningError("the PKCS#12 key is neither RSA nor EC; PDF signing needs one of them")
+    assert bundle.cert is not None  # load_pkcs12 refuses a bundle without one
     cert = bundle.cert.certificate
     if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
         raise SigningError("the PKCS#12 key does not match its certificate")
@@ -73,14 +72,9 @@ def check_signer(cert: x509.Certificate, now: dt.datetime, lookup: StoreLookup |
     if now > cert.not_valid_after_utc:
         raise SignerCertificateError(
             f"the signer's certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}")
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        raise SignerCertificateError("the signer's certificate has no key usage extension") \
-            from None
-    if not (ku.digital_signature or ku.content_commitment):
-        raise SignerCertificateError("the signer's certificate does not allow signing "
-                                     "(no digitalSignature or nonRepudiation key usage)")
+    problem = key_usage_problem(cert)
+    if problem is not None:
+        raise SignerCertificateError(f"the signer's certificate cannot sign: {problem}")
     status = lookup(cert) if lookup else None
     if status is not None and status.status == "revoked":
         raise SignerCertificateError("the signer's certificate is revoked")

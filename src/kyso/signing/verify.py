@@ -368,14 +368,21 @@ def _revocation(ades: Any, store: StoreStatus | None, proven: dt.datetime | None
     return "not-checked", source, store_check
 
 
-def _key_usage_check(cert: x509.Certificate) -> Check:
+def key_usage_problem(cert: x509.Certificate) -> str | None:
+    """Why the key usage of ``cert`` does not allow signatures (None when it does)."""
     try:
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
-        return Check("key-usage", False, "the certificate has no key usage extension")
+        return "the certificate has no key usage extension"
     if not (ku.digital_signature or ku.content_commitment):
-        return Check("key-usage", False, "key usage allows neither digitalSignature nor "
-                     "nonRepudiation")
+        return "key usage allows neither digitalSignature nor nonRepudiation"
+    return None
+
+
+def _key_usage_check(cert: x509.Certificate) -> Check:
+    problem = key_usage_problem(cert)
+    if problem is not None:
+        return Check("key-usage", False, problem)
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
