@@ -347,11 +347,15 @@ def test_base_url_with_a_path_and_trailing_slash_gives_clean_urls(tmp_path: Path
     assert "http://pki.hungyen.gov.vn/ca/ocsp/citizen" in aia
 
 
-def test_seal_certificate_has_document_signing_only_and_no_san(
+def test_seal_certificate_has_email_protection_and_document_signing_and_no_san(
     kyso: Kyso, ca: CertificateAuthority
 ) -> None:
+    """emailProtection as for staff and citizen: NSS (pdfsig) does not trust a PDF signer
+    without it (tests/signing/test_pdf_external_tools.py)."""
     cert = issue(kyso, ca, "seal").record.certificate
-    assert list(ext(cert, x509.ExtendedKeyUsage).value) == [DOCUMENT_SIGNING]
+    eku = ext(cert, x509.ExtendedKeyUsage)
+    assert not eku.critical
+    assert list(eku.value) == [ExtendedKeyUsageOID.EMAIL_PROTECTION, DOCUMENT_SIGNING]
     with pytest.raises(x509.ExtensionNotFound):
         cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
 

@@ -421,32 +421,33 @@ def test_dossier_recipe_verifies_with_a_final_lock(capsys: pytest.CaptureFixture
     assert text.out.count("Chữ ký hợp lệ") == 3
 
 
-def test_signature_after_the_final_lock_is_caught(capsys: pytest.CaptureFixture[str], pki: Pki,
-                                                  sealed_dossier: Path) -> None:
-    """A further signature after the locking seal. kyso pdf sign currently accepts to add it
-    (reported as a gap); whatever it does, the result must never verify."""
+def test_signature_after_the_final_lock_is_refused(capsys: pytest.CaptureFixture[str], pki: Pki,
+                                                   sealed_dossier: Path) -> None:
+    """A further signature after the locking seal could never verify: kyso pdf sign refuses it,
+    naming the seal's field, and writes nothing."""
     late = sealed_dossier.with_name("4-late.pdf")
+    before = files_in(sealed_dossier.parent)
     outcome = sign(capsys, pki, sealed_dossier, late, "--field", "late")
-    assert "Traceback" not in outcome.text
-    if outcome.code != 0:  # a refusal is the better answer
-        assert not late.exists()
-        return
-    code, report = verify_json(capsys, pki, late)
-    assert code == 1
-    assert report["indication"] == "TOTAL-FAILED"
-    seal = signatures(report)["seal"]
-    assert seal["indication"] == "TOTAL-FAILED"
-    assert any(r.startswith("modifications") for r in seal["reasons"]), seal["reasons"]
-    text = kyso(capsys, pki.home, "pdf", "verify", late)
-    assert text.code == 1
-    assert "Tài liệu đã bị thay đổi sau khi ký" in text.out
+    assert_refused(outcome, 1, "field 'seal'", "locks every field")
+    assert files_in(sealed_dossier.parent) == before
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="bug: kyso's verifier allows nothing but LTA updates "
-           "after a document timestamp, so a B-LTA signature followed by the next "
-           "signer's signature fails (DocTimeStamp: modifications: FORM_FILLING)")
+def test_a_certification_allowing_forms_accepts_a_later_invisible_signature(
+        capsys: pytest.CaptureFixture[str], pki: Pki, dossier: Path) -> None:
+    """DocMDP P=2 (--certify, default --allow forms) lets the next signer add a signature in
+    a new field, invisible: a new widget would be more than form filling (refused)."""
+    certified = dossier.with_name("1-certified.pdf")
+    later = dossier.with_name("2-later.pdf")
+    sign_ok(capsys, pki, dossier, certified, "--field", "seal", "--certify", signer=pki.seal)
+    refused = sign(capsys, pki, certified, later, "--visible")
+    assert_refused(refused, 1, "field 'seal'", "no new visible signature field")
+    assert not later.exists()
+    result = sign_ok(capsys, pki, certified, later)
+    code, report = verify_json(capsys, pki, later)
+    assert code == 0, report["reasons"]
+    assert list(signatures(report)) == ["seal", result["field"]]
+
+
 def test_a_later_signature_after_a_b_lta_signature_verifies(
         capsys: pytest.CaptureFixture[str], pki: Pki, dossier: Path) -> None:
     citizen = dossier.with_name("1-citizen.pdf")
@@ -540,7 +541,14 @@ REFUSALS: dict[str, Bad] = {
     "over-unknown-field": Bad(1, ("over:nobody", "no visible field")),
     "unknown-lock-field": Bad(1, ("--lock-fields", "nobody")),
     "missing-image": Bad(1, ("image not found", "khong-co.png")),
-    "not-an-image": Bad(1, ("not a readable PNG/JPEG",)),
+    "not-an-image": Bad(1, ("not a readable PNG/JPEG", "chu-ky.png")),
+    "box-not-numbers": Bad(2, ("--box", "four numbers", "1,2,x")),
+    "box-three-numbers": Bad(2, ("--box", "four numbers", "1,2,3")),
+    "box-reversed": Bad(2, ("--box", "x1 < x2")),
+    "box-infinite": Bad(2, ("--box", "finite")),
+    "certified-without-changes": Bad(1, ("field 'seal'", "P=1")),
+    "after-the-final-lock": Bad(1, ("field 'seal'", "locks every field")),
+    "after-the-final-lock-allowing-nothing": Bad(1, ("field 'seal'", "P=1")),
     "encrypted-without-password": Bad(1, ("password-protected",)),
     "wrong-pdf-password": Bad(1, ("wrong PDF password",)),
     "output-exists": Bad(2, ("already exists",)),
@@ -606,6 +614,25 @@ def _refusal_args(case: str, pki: Pki, dossier: Path, monkeypatch: pytest.Monkey
             fake = work.parent / "chu-ky.png"
             fake.write_bytes(b"\x89PNG\r\n\x1a\n but not really")
             extra += ["--visible", "--image", fake]
+        case "box-not-numbers":
+            extra += ["--visible", "--box", "1,2,x"]
+        case "box-three-numbers":
+            extra += ["--visible", "--box", "1,2,3"]
+        case "box-reversed":
+            extra += ["--visible", "--box", "5,5,1,1"]
+        case "box-infinite":
+            extra += ["--visible", "--box", "0,0,inf,inf"]
+        case "certified-without-changes":
+            src = work.parent / "certified.pdf"
+            sign_ok(capsys, pki, dossier, src, "--field", "seal", "--certify", "--allow", "none",
+                    signer=pki.seal)
+        case "after-the-final-lock" | "after-the-final-lock-allowing-nothing":
+            official, src = work.parent / "official.pdf", work.parent / "sealed.pdf"
+            sign_ok(capsys, pki, dossier, official, "--field", "official")
+            allow = "none" if case.endswith("nothing") else "forms"
+            sign_ok(capsys, pki, official, src, "--field", "seal", "--certify", "--allow", allow,
+                    signer=pki.seal)
+            extra += ["--field", "late"]
         case "encrypted-without-password":
             src = _encrypted(dossier, work.parent / "khoa.pdf")
         case "wrong-pdf-password":
@@ -643,6 +670,7 @@ def test_refused_sign_writes_nothing_and_says_why(
     bad = REFUSALS[case]
     assert_refused(outcome, bad.code, *bad.needles)
     assert "Traceback" not in outcome.out
+    assert "object at 0x" not in outcome.text  # no Python repr in a message
     assert P12_PASSPHRASE not in outcome.text
     assert files_in(work.parent) == before  # no output, no temporary file, input unchanged
     if input_bytes is not None:
@@ -690,11 +718,6 @@ def test_password_protected_input_is_signed_with_its_password(
         assert secret not in audit_text(pki.home)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="gap: kyso pdf verify refuses encrypted PDFs ('decrypt "
-           "it before verification', which would break the signatures) and has no "
-           "password option, although kyso pdf sign produces such files")
 def test_verify_accepts_a_signed_password_protected_pdf(
         capsys: pytest.CaptureFixture[str], pki: Pki, dossier: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -705,6 +728,30 @@ def test_verify_accepts_a_signed_password_protected_pdf(
     outcome = kyso(capsys, pki.home, "pdf", "verify", out)
     assert outcome.code == 0, outcome.text
     assert "Chữ ký hợp lệ" in outcome.out
+
+
+def test_verify_batch_of_password_protected_pdfs_takes_the_password_file(
+        capsys: pytest.CaptureFixture[str], pki: Pki, dossier: Path, tmp_path: Path) -> None:
+    """``pdf verify`` has the password sources of ``pdf sign`` (--pdf-password-file here, and
+    $KYSO_PDF_PASSWORD), also in the worker processes of a batch."""
+    password_file = tmp_path / "pdf.pass"
+    password_file.write_text(PDF_OWNER_PASSWORD + "\n", encoding="utf-8")
+    locked = _encrypted(dossier, dossier.with_name("khoa.pdf"))
+    folder = dossier.parent / "khoa"
+    folder.mkdir()
+    for name in ("a.pdf", "b.pdf"):
+        sign_ok(capsys, pki, locked, folder / name, "--pdf-password-file", password_file)
+    outcome = kyso(capsys, pki.home, "pdf", "verify", "--batch", folder, "--jobs", "2",
+                   "--jsonl", "--pdf-password-file", password_file)
+    assert outcome.code == 0, outcome.text
+    reports = [json.loads(line) for line in outcome.out.splitlines()]
+    assert [Path(r["file"]).name for r in reports] == ["a.pdf", "b.pdf"]
+    assert {r["indication"] for r in reports} == {"TOTAL-PASSED"}
+    assert PDF_OWNER_PASSWORD not in outcome.text
+    assert PDF_OWNER_PASSWORD not in audit_text(pki.home)
+    without = kyso(capsys, pki.home, "--format", "json", "pdf", "verify", folder / "a.pdf")
+    assert without.code == 1, without.text
+    assert "password" in " ".join(without.json()["reasons"])
 
 
 # --- the signer's certificate status ------------------------------------------------------

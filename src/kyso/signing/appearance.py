@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -61,6 +62,30 @@ class StampRequest:
     image: Path | None = None
 
 
+# Subject markers (domain.md §1): a person's identity number, an organisation's tax or
+# budget-unit code. ETSI EN 319 412-1 semantics identifiers of natural persons: IDC, PAS, PNO.
+_PERSON_UIDS = ("CCCD:", "CMND:", "HC:")
+_PERSON_SERIALS = ("IDC", "PAS", "PNO")
+_ORGANISATION_UIDS = ("MST:", "MNS:")
+
+
+def _values(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> list[str]:
+    return [str(a.value) for a in cert.subject.get_attributes_for_oid(oid)]
+
+
+def is_legal_person(cert: x509.Certificate) -> bool:
+    """An agency's seal certificate: the subject names an organisation (organizationIdentifier
+    or UID=MST:/MNS:) and no person (no given name or surname, no personal ID number)."""
+    uids = [u.upper() for u in _values(cert, NameOID.USER_ID)]
+    if (_values(cert, NameOID.GIVEN_NAME) or _values(cert, NameOID.SURNAME)
+            or any(u.startswith(_PERSON_UIDS) for u in uids)
+            or any(s.upper().startswith(_PERSON_SERIALS)
+                   for s in _values(cert, NameOID.SERIAL_NUMBER))):
+        return False
+    return bool(_values(cert, NameOID.ORGANIZATION_IDENTIFIER)) or any(
+        u.startswith(_ORGANISATION_UIDS) for u in uids)
+
+
 @dataclass(frozen=True)
 class Holder:
     """The names a stamp shows, read from the signer's certificate."""
@@ -72,11 +97,15 @@ class Holder:
     @classmethod
     def of(cls, cert: x509.Certificate) -> Holder:
         def first(oid: x509.ObjectIdentifier) -> str | None:
-            values = cert.subject.get_attributes_for_oid(oid)
-            return str(values[0].value) if values else None
+            values = _values(cert, oid)
+            return values[0] if values else None
 
         name = first(NameOID.COMMON_NAME) or cert.subject.rfc4514_string()
-        agency = first(NameOID.ORGANIZATIONAL_UNIT_NAME) or first(NameOID.ORGANIZATION_NAME)
+        if is_legal_person(cert):
+            # A seal's CN is the agency itself; its O is the superior body (the province).
+            agency: str | None = name
+        else:
+            agency = first(NameOID.ORGANIZATIONAL_UNIT_NAME) or first(NameOID.ORGANIZATION_NAME)
         return cls(name=name, title=first(NameOID.TITLE), agency=agency)
 
 
@@ -97,14 +126,17 @@ def stamp_lines(style: StampStyle, holder: Holder, signing_time: dt.datetime) ->
 
 
 def parse_box(text: str) -> Box:
+    """``"x1,y1,x2,y2"`` in points; the messages read well after "Invalid value for '--box':"."""
     parts = text.split(",")
     try:
         x1, y1, x2, y2 = (float(p) for p in parts)
     except ValueError:
-        raise SigningError(f"--box must be four numbers x1,y1,x2,y2 in points, not {text!r}") \
+        raise SigningError(f"a box is four numbers x1,y1,x2,y2 in points, not {text!r}") \
             from None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise SigningError(f"a box is four finite numbers, not {text!r}")
     if not (x1 < x2 and y1 < y2):
-        raise SigningError(f"--box {text}: x1 < x2 and y1 < y2 are needed")
+        raise SigningError(f"box {text!r}: x1 < x2 and y1 < y2 are needed")
     return (x1, y1, x2, y2)
 
 
@@ -156,8 +188,18 @@ def load_image(path: Path) -> Image.Image:
         raise SigningError(f"image not found: {path}") from None
     except IsADirectoryError:
         raise SigningError(f"image {path} is a directory") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise SigningError(f"image {path} is not a readable PNG/JPEG image: {exc}") from None
+    except UnidentifiedImageError:  # its message names the BytesIO, not the file
+        raise SigningError(f"image {path} is not a readable PNG/JPEG image (not an image "
+                           "format Pillow recognises)") from None
+    except Image.DecompressionBombError:
+        raise SigningError(f"image {path} is not a readable PNG/JPEG image (too many pixels)") \
+            from None
+    except PermissionError:
+        raise SigningError(f"image {path} is not readable (permission denied)") from None
+    except (OSError, ValueError) as exc:
+        detail = str(exc).strip() or type(exc).__name__
+        raise SigningError(f"image {path} is not a readable PNG/JPEG image ({detail})") \
+            from None
     return image.convert("RGBA")
 
 

@@ -28,7 +28,7 @@ from kyso.config import ENV_P12_PASSPHRASE, load_settings
 from kyso.context import Kyso, open_kyso
 from kyso.errors import KysoError, SigningError, UsageError
 from kyso.files import atomic_write
-from kyso.signing.appearance import POSITIONS, StampRequest, StampStyle, parse_box
+from kyso.signing.appearance import POSITIONS, Box, StampRequest, StampStyle, parse_box
 from kyso.signing.report import render_text
 from kyso.signing.services import LocalServices
 from kyso.signing.setup import build_verifier, check_signer, load_signer, store_lookup
@@ -68,6 +68,30 @@ def _home(app: App) -> Kyso | None:
         return None
 
 
+def _pdf_password(file: Path | None) -> str | None:
+    """The password of protected input PDFs: --pdf-password-file, else $KYSO_PDF_PASSWORD;
+    None (no prompt) when neither is given, as most PDFs have none."""
+    if file is not None or os.environ.get(ENV_PDF_PASSWORD):
+        return obtain_passphrase(file, ENV_PDF_PASSWORD, "PDF password")
+    return None
+
+
+pdf_password_file_option = click.option(
+    "--pdf-password-file", type=click.Path(dir_okay=False, path_type=Path),
+    help=f"File whose first line is the password of protected input PDFs (user or owner "
+         f"password; else ${ENV_PDF_PASSWORD}).")
+
+
+def _box(ctx: click.Context, param: click.Parameter, value: str | None) -> Box | None:
+    """A malformed --box is a usage error (exit 2), found before anything is unlocked."""
+    if value is None:
+        return None
+    try:
+        return parse_box(value)
+    except SigningError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 def sign_options(f: Any) -> Any:
     options = [
         click.option("--p12", "p12", required=True,
@@ -83,7 +107,7 @@ def sign_options(f: Any) -> Any:
                      default="official", show_default=True),
         click.option("--page", type=int, default=1, show_default=True,
                      help="Page of the stamp (1 = first, -1 = last)."),
-        click.option("--box", help="Stamp rectangle x1,y1,x2,y2 in points."),
+        click.option("--box", callback=_box, help="Stamp rectangle x1,y1,x2,y2 in points."),
         click.option("--position", help=f"Named stamp place: {', '.join(POSITIONS)}."),
         click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
                      help="Signature image (official: blue handwriting; seal: red seal), PNG."),
@@ -95,8 +119,7 @@ def sign_options(f: Any) -> Any:
         click.option("--reason"), click.option("--location"), click.option("--contact"),
         click.option("--digest", type=click.Choice(["sha256", "sha384", "sha512"]),
                      default="sha256", show_default=True),
-        click.option("--pdf-password-file", type=click.Path(dir_okay=False, path_type=Path),
-                     help=f"Password of a protected input PDF (else ${ENV_PDF_PASSWORD})."),
+        pdf_password_file_option,
         passphrase_file_option,
     ]
     for option in reversed(options):
@@ -110,7 +133,7 @@ def _request(o: dict[str, Any], field: str | None) -> SignRequest:
         if o["box"] and o["position"]:
             raise UsageError("give --box or --position, not both")
         stamp = StampRequest(style=StampStyle(o["style"]), page=o["page"],
-                             box=parse_box(o["box"]) if o["box"] else None,
+                             box=o["box"],
                              position=o["position"], image=o["image"])
     elif o["box"] or o["position"] or o["image"]:
         raise UsageError("--box, --position and --image need --visible")
@@ -119,9 +142,7 @@ def _request(o: dict[str, Any], field: str | None) -> SignRequest:
         locks = tuple(p.strip() for p in o["lock_fields"].split(",") if p.strip())
         if locks in (("all",), ("*",)):
             locks = ("*",)
-    password = None
-    if o["pdf_password_file"] is not None or os.environ.get(ENV_PDF_PASSWORD):
-        password = obtain_passphrase(o["pdf_password_file"], ENV_PDF_PASSWORD, "PDF password")
+    password = _pdf_password(o["pdf_password_file"])
     return SignRequest(level=Level(o["level"]), field_name=field, stamp=stamp,
                        certify=o["certify"], allow=o["allow"], lock_fields=locks,
                        reason=o["reason"], location=o["location"], contact=o["contact"],
@@ -253,15 +274,18 @@ def _err_console() -> Any:
 # --- verify --------------------------------------------------------------------------------
 
 _WORKER: Any = None
+_PASSWORD: str | None = None
 
 
-def _init_worker(home: str | None, trust: list[str], online: bool) -> None:
-    global _WORKER
+def _init_worker(home: str | None, trust: list[str], online: bool,
+                 password: str | None = None) -> None:
+    global _WORKER, _PASSWORD
     kyso = None
     if home is not None:
         kyso = open_kyso(load_settings(home=Path(home)), actor="verify")
     _WORKER = build_verifier(SystemClock(), kyso=kyso, trust=[Path(t) for t in trust],
                              online=online)
+    _PASSWORD = password
 
 
 def _verify_path(path: str) -> FileReport:
@@ -270,7 +294,7 @@ def _verify_path(path: str) -> FileReport:
     except KysoError as exc:
         return failed_file(path, str(exc))
     try:
-        report: FileReport = _WORKER.verify(data, path)
+        report: FileReport = _WORKER.verify(data, path, password=_PASSWORD)
     except Exception as exc:  # fail closed, one file at a time
         return failed_file(path, f"verification crashed: {type(exc).__name__}: {exc}")
     return report
@@ -311,9 +335,11 @@ def _results(paths: list[str], jobs: int, init: tuple[Any, ...]) -> Iterator[Fil
 @click.option("--jobs", type=click.IntRange(1, 64), default=None,
               help="Worker processes (default: every core).")
 @click.option("--jsonl", is_flag=True, help="One JSON report per line.")
+@pdf_password_file_option
 @pass_app
 def verify(app: App, files: tuple[Path, ...], trust: tuple[Path, ...], lang: str, online: bool,
-           batch: Path | None, jobs: int | None, jsonl: bool) -> None:
+           batch: Path | None, jobs: int | None, jsonl: bool,
+           pdf_password_file: Path | None) -> None:
     """Verify every signature of PDF files; exit 0 only if all of them passed.
 
     \b
@@ -321,12 +347,13 @@ def verify(app: App, files: tuple[Path, ...], trust: tuple[Path, ...], lang: str
       kyso pdf verify ho-so.pdf
       kyso pdf verify ho-so.pdf --trust root.pem --format json --lang en
       kyso pdf verify --batch hoso/ --jobs 2 --jsonl > ketqua.jsonl
+      kyso pdf verify khoa-ky.pdf --pdf-password-file mat-khau.txt
     """
     paths = _paths(files, batch)
     home = str(app.settings.home) if _home(app) is not None else None
     if home is None and not trust:
         raise UsageError("no trust anchor: give --trust root.pem or use a home with a CA")
-    init = (home, [str(t) for t in trust], online)
+    init = (home, [str(t) for t in trust], online, _pdf_password(pdf_password_file))
     _init_worker(*init)  # fail early on bad trust anchors, in this process
     workers = jobs or (os.cpu_count() or 1)
     reports = []

@@ -14,8 +14,9 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.general import SigningError as PyHankoSigningError
 
-from kyso.errors import PdfInputError
+from kyso.errors import PdfInputError, SigningError
 
 Box = tuple[float, float, float, float]
 
@@ -27,6 +28,8 @@ def pdf_errors(what: str) -> Iterator[None]:
         yield
     except PdfInputError:
         raise
+    except PyHankoSigningError as exc:  # a refusal of pyHanko's, not a damaged file
+        raise SigningError(f"{what}: {str(exc).strip() or type(exc).__name__}") from None
     except (PdfError, ValueError, KeyError, IndexError, TypeError, AttributeError,
             AssertionError, RecursionError, OverflowError, UnicodeError, EOFError) as exc:
         detail = str(exc).strip() or type(exc).__name__
@@ -94,7 +97,10 @@ def signature_fields(reader: PdfFileReader) -> list[ExistingField]:
     with pdf_errors("cannot read the signature fields"):
         for name, value, ref in enumerate_sig_fields(reader):
             widget = ref.get_object()
-            rect = widget.get("/Rect")
+            try:  # indexing, not .get(): it resolves and decrypts (encrypted PDFs)
+                rect = widget["/Rect"]
+            except KeyError:
+                rect = None
             page = widget.raw_get("/P") if "/P" in widget else None
             box = None
             if rect is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from kyso.clock import Clock
@@ -57,7 +58,7 @@ def store_lookup(kyso: Kyso) -> StoreLookup:
                 sa.select(c.c.status, c.c.revoked_at, c.c.der)
                 .where(c.c.serial == serial_hex(cert.serial_number))
             ).mappings().first()
-        if row is None or x509.load_der_x509_certificate(row["der"]) != cert:
+        if row is None or row["der"] != cert.public_bytes(serialization.Encoding.DER):
             return None
         return StoreStatus(row["status"], row["revoked_at"])
 

@@ -21,6 +21,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import (
     FieldMDPAction,
     FieldMDPSpec,
@@ -105,7 +106,8 @@ class SignResult:
 class _CmsAdapter(pdf_cms.Signer):
     """pyHanko's view of our signer: the certificate for layout, our bytes for the CMS."""
 
-    def __init__(self, cms: CmsSigner, timestamp: Any) -> None:
+    def __init__(self, cms: CmsSigner, timestamp: Any,
+                 writer: IncrementalPdfFileWriter | None = None) -> None:
         def load(c: x509.Certificate) -> asn1_x509.Certificate:
             return asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
 
@@ -115,6 +117,10 @@ class _CmsAdapter(pdf_cms.Signer):
                          embed_roots=False)
         self._cms = cms
         self._timestamp = timestamp
+        handler = writer.security_handler if writer is not None else None
+        # ISO/TS 32004: a PDF encrypted with a MAC needs the pdfMacData unsigned attribute,
+        # which pyHanko adds only to CMS it builds itself.
+        self._mac_writer = writer if handler is not None and handler.pdf_mac_enabled else None
 
     async def async_sign_raw(self, data: bytes, digest_algorithm: str,
                              dry_run: bool = False) -> bytes:
@@ -125,7 +131,11 @@ class _CmsAdapter(pdf_cms.Signer):
                          signed_attr_settings: Any = None, is_pdf_sig: bool = True,
                          encap_content_info: Any = None) -> asn1_cms.ContentInfo:
         der = self._cms.signed_data(data_digest, timestamp=self._timestamp, placeholder=dry_run)
-        return asn1_cms.ContentInfo.load(der)
+        content = asn1_cms.ContentInfo.load(der)
+        if self._mac_writer is not None:
+            pdf_signer.add_mac_to_external_cms(self._mac_writer, digest_algorithm,
+                                               content["content"], data_digest, dry_run=dry_run)
+        return content
 
 
 class PdfSigner:
@@ -173,6 +183,11 @@ class PdfSigner:
         writer = open_for_update(pdf, request.pdf_password)
         existing = signature_fields(writer.prev)
         field_name = _field_name(request, existing)
+        new_visible = request.stamp is not None and field_name not in {f.name for f in existing}
+        with pdf_errors("cannot read the existing signatures' permissions"):
+            problem = signing_forbidden(writer.prev, field_name, new_visible=new_visible)
+        if problem is not None:
+            raise SigningError(problem)
         spec = self._field_spec(writer, request, field_name, existing)
         holder = appearance.Holder.of(self.cms.certificate)
         style = None
@@ -189,7 +204,7 @@ class PdfSigner:
             location=request.location, contact_info=request.contact, name=holder.name,
             certify=certify_first, docmdp_permissions=ALLOW[request.allow],
         )
-        signer = pdf_signer.PdfSigner(meta, signer=_CmsAdapter(self.cms, timestamp),
+        signer = pdf_signer.PdfSigner(meta, signer=_CmsAdapter(self.cms, timestamp, writer),
                                       stamp_style=style, new_field_spec=spec)
         with pdf_errors("cannot sign the PDF"):
             session = signer.init_signing_session(writer)
@@ -243,6 +258,76 @@ class PdfSigner:
             field_mdp_spec=lock,
             doc_mdp_update_value=ALLOW[request.allow] if final_lock else None,
         )
+
+
+def signing_forbidden(reader: PdfFileReader, field_name: str, *,
+                      new_visible: bool = False) -> str | None:
+    """Why the existing signatures forbid a new signature in ``field_name``, or None.
+
+    A signature that breaks an earlier one's permissions can never verify, so it is refused
+    before anything is written: a certification allowing no changes (DocMDP P=1), a PDF 2.0
+    lock allowing none (``/Lock /P 1``, as our ``--certify`` on a signed PDF with
+    ``--allow none`` writes), or a FieldMDP lock covering the field to fill (``/All``, as that
+    final seal writes, or an ``/Include`` / ``/Exclude`` list that covers it). A certification
+    allowing form filling (P=2) accepts signatures in existing fields and in new invisible
+    ones; a new *visible* field (``new_visible``) after a certification is a change beyond
+    form filling for pyHanko's difference analysis (stricter than Acrobat), so it is refused.
+    """
+    for sig in reader.embedded_regular_signatures:
+        name = sig.field_name
+        certification = _transform_params(sig, "/DocMDP") is not None
+        if sig.docmdp_level is MDPPerm.NO_CHANGES or _lock_p(sig) == MDPPerm.NO_CHANGES.value:
+            what = "certification" if certification else "lock"
+            return (f"the signature in field {name!r} forbids any change to the document "
+                    f"({what} with P=1, no changes allowed); a further signature would "
+                    f"invalidate it")
+        if certification and new_visible:
+            return (f"the certification signature in field {name!r} allows no new visible "
+                    f"signature field; sign invisibly (without --visible) or in an existing "
+                    f"empty field")
+        lock = sig.fieldmdp or _field_lock(sig)
+        if lock is not None and lock.is_locked(field_name):
+            scope = ("every field" if lock.action is FieldMDPAction.ALL
+                     else f"the field {field_name!r}")
+            return (f"the signature in field {name!r} locks {scope} (FieldMDP "
+                    f"{lock.action.value.lstrip('/')}); a signature in field {field_name!r} "
+                    f"would invalidate it")
+    return None
+
+
+def _entry(obj: Any, key: str) -> Any:
+    """``obj[key]``, dereferenced (pyHanko's ``get`` returns indirect references), or None."""
+    try:
+        return obj[key]
+    except KeyError:
+        return None
+
+
+def _transform_params(sig: Any, method: str) -> Any:
+    """The /TransformParams of the signature's /Reference with that /TransformMethod."""
+    refs = _entry(sig.sig_object, "/Reference") or ()
+    for i in range(len(refs)):
+        ref = refs[i].get_object()  # generic arrays do not dereference their items
+        if _entry(ref, "/TransformMethod") == method:
+            return _entry(ref, "/TransformParams") or {}
+    return None
+
+
+def _lock_p(sig: Any) -> int | None:
+    """``/P`` of the PDF 2.0 lock: in the signature's FieldMDP transform or its field's /Lock."""
+    params = _transform_params(sig, "/FieldMDP")
+    if params is not None and "/P" in params:
+        return int(params["/P"])
+    lock = _entry(sig.sig_field, "/Lock")
+    return int(lock["/P"]) if lock is not None and "/P" in lock else None
+
+
+def _field_lock(sig: Any) -> FieldMDPSpec | None:
+    """The signed field's /Lock, for files whose signature lacks the FieldMDP reference."""
+    lock = _entry(sig.sig_field, "/Lock")
+    if lock is None or "/Action" not in lock:
+        return None
+    return FieldMDPSpec.from_pdf_object(lock)
 
 
 def _page_index(stamp: StampRequest, pages: int) -> int:

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyhanko.pdf_utils.crypt import AuthStatus
+from pyhanko.pdf_utils.crypt.api import PdfMacStatus
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESStatus
 from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel
@@ -47,7 +50,12 @@ from pyhanko.sign.validation.policy_decl import (
     SignatureValidationSpec,
 )
 from pyhanko.sign.validation.status import SignatureCoverageLevel
-from pyhanko_certvalidator.context import CertValidationPolicySpec, ValidationContext
+from pyhanko_certvalidator.context import (
+    CertValidationPolicySpec,
+    ValidationContext,
+    ValidationDataHandlers,
+    bootstrap_validation_data_handlers,
+)
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
@@ -57,6 +65,7 @@ from kyso.clock import Clock
 from kyso.errors import KysoError
 from kyso.pki.identifiers import mask_id
 from kyso.pki.records import masked_subject
+from kyso.signing import speedups
 from kyso.signing import verdict as v
 from kyso.signing.pdfio import check_header, pdf_errors
 from kyso.signing.verdict import Check, FileReport, Indication, SignatureReport
@@ -71,7 +80,13 @@ SIGNING_EKUS = {
     "1.3.6.1.4.1.311.10.3.12",  # Microsoft document signing
     ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE.dotted_string,
 }
+TRY_LATER = v.TRY_LATER
+CHAIN_GENERAL_FAILURE = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
+NO_REVINFO_HINT = ("no revocation information for the signer's chain: publish the CRLs "
+                   "(kyso crl publish), verify --online, or sign at B-LT, which embeds them")
 _HEX = re.compile(rb"<[0-9A-Fa-f\s]*>")
+_OBJECT = re.compile(rb"\d+\s+\d+\s+obj\b")
+_PDF_WHITESPACE = b"\x00\t\n\x0c\r "
 
 
 @dataclass(frozen=True)
@@ -116,13 +131,19 @@ class PdfVerifier:
     def __init__(self, options: VerifyOptions, clock: Clock) -> None:
         if not options.trust_roots:
             raise KysoError("no trust anchor: give --trust root.pem or run in a home with a CA")
+        speedups.install()
         self.options = options
         self.clock = clock
         self._roots = [_asn1(c) for c in options.trust_roots]
         self._crls = [asn1_crl.CertificateList.load(c) for c in options.crls]
         self._trust = SimpleTrustManager.build(trust_roots=self._roots)
+        self._signatures = speedups.CachingSignatureValidator()
+        self._handlers: ValidationDataHandlers | None = None
+        self._handler_uses = 0
 
-    def verify(self, data: bytes, path: str = "-") -> FileReport:
+    def verify(self, data: bytes, path: str = "-", password: str | None = None) -> FileReport:
+        """Verify every signature of ``data``; ``password`` opens an encrypted PDF (the user or
+        the owner password)."""
         now = self.clock.now()
         size, digest = len(data), hashlib.sha256(data).hexdigest()
         try:
@@ -132,15 +153,16 @@ class PdfVerifier:
             with pdf_errors("cannot read the PDF"):
                 reader = PdfFileReader(io.BytesIO(data), strict=False)
                 if reader.encrypted:
-                    raise KysoError("the PDF is encrypted; decrypt it before verification")
+                    _decrypt(reader, password)
                 sigs = list(reader.embedded_signatures)
                 material = _read_dss(reader)
+                tail = unsigned_tail(data, reader)
         except KysoError as exc:
             return v.failed_file(path, str(exc), size=size, sha256=digest, validation_time=now)
         except Exception as exc:  # fail closed: a parser crash is a failed file
             return v.failed_file(path, f"cannot read the PDF: {type(exc).__name__}: {exc}",
                                  size=size, sha256=digest, validation_time=now)
-        reports = tuple(asyncio.run(self._all(data, sigs, material, now)))
+        reports = tuple(_runner().run(self._all(data, sigs, material, now, tail)))
         indication, sub = v.worst(reports)
         reasons = tuple(f"{r.field}: {reason}" for r in reports for reason in r.reasons)
         if not reports:
@@ -150,17 +172,20 @@ class PdfVerifier:
                           reasons=reasons)
 
     async def _all(self, data: bytes, sigs: list[EmbeddedPdfSignature], material: _Material,
-                   now: dt.datetime) -> list[SignatureReport]:
+                   now: dt.datetime, tail: Check) -> list[SignatureReport]:
         out = []
         last_sig = max((i for i, s in enumerate(sigs) if _kind(s) == "signature"), default=-1)
         for i, emb in enumerate(sigs):
             name = _field(emb)
+            # the newest signature or timestamp answers for the bytes after its revision
+            end = tail if i == len(sigs) - 1 else None
             try:
                 if _kind(emb) == "document-timestamp":
-                    out.append(await self._doc_timestamp(data, emb, material, now))
+                    out.append(await self._doc_timestamp(data, emb, material, now, end,
+                                                         signed_later=i < last_sig))
                 else:
                     later_ts = [s for s in sigs[i + 1:] if _kind(s) == "document-timestamp"]
-                    out.append(await self._signature(data, emb, material, now,
+                    out.append(await self._signature(data, emb, material, now, end,
                                                      is_last=i == last_sig, later_ts=later_ts))
             except Exception as exc:  # fail closed
                 detail = str(exc).strip() or type(exc).__name__
@@ -175,6 +200,7 @@ class PdfVerifier:
             trust_roots=self._roots, other_certs=list(material.certs),
             crls=[*material.crls, *self._crls], ocsps=list(material.ocsps),
             allow_fetching=self.options.online, revocation_mode="soft-fail", moment=now,
+            signature_validator=self._signatures,
         )
 
     def _spec(self, material: _Material | None) -> PdfSignatureValidationSpec:
@@ -187,26 +213,47 @@ class PdfVerifier:
                 else RevinfoOnlineFetchingRule.LOCAL_ONLY)
         return PdfSignatureValidationSpec(SignatureValidationSpec(
             cert_validation_policy=CertValidationPolicySpec(
-                trust_manager=self._trust, revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO)),
+                trust_manager=self._trust, revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
+                signature_validator=self._signatures),
             local_knowledge=knowledge,
             revinfo_gathering_policy=RevocationInfoGatheringSpec(online_fetching_rule=rule),
         ), diff_policy=DEFAULT_DIFF_POLICY)
 
+    def _shared_handlers(self, material: _Material) -> ValidationDataHandlers | None:
+        """For a document without validation data of its own (B-B, B-T), validation needs only
+        this verifier's CRLs and trust anchors: one set of handlers serves many documents, so
+        the CRL issuers and parsed CRLs are found once. What a document adds (its embedded
+        certificates, the proof of existence its timestamp gives its own signature value) is
+        keyed by content and cannot speak for another document. Renewed every 256 documents."""
+        if material.certs or material.has_revinfo or self.options.online:
+            return None
+        if self._handlers is None or self._handler_uses >= 256:
+            self._handlers = bootstrap_validation_data_handlers(
+                fetchers=None, crls=[CRLContainer(c) for c in self._crls])
+            self._handler_uses = 0
+        self._handler_uses += 1
+        return self._handlers
+
     async def _doc_timestamp(self, data: bytes, emb: EmbeddedPdfSignature, material: _Material,
-                             now: dt.datetime) -> SignatureReport:
+                             now: dt.datetime, end: Check | None, *,
+                             signed_later: bool) -> SignatureReport:
         br = byte_range_check(data, emb)
         status = await async_validate_pdf_timestamp(emb, self._context(material, now),
                                                     diff_policy=DEFAULT_DIFF_POLICY)
         level = _modification(emb)
-        checks = (
+        allowed = {ModificationLevel.NONE, ModificationLevel.LTA_UPDATES}
+        if signed_later and status.docmdp_ok is not False:
+            allowed.add(ModificationLevel.FORM_FILLING)  # a later signer filled a field
+        checks = _present(
             br,
+            end,
             Check("integrity", bool(status.intact and status.valid),
                   "digest and signature match" if status.intact and status.valid
                   else "the timestamp does not match the document"),
             Check("trust", status.trusted, "chain to a trust anchor" if status.trusted
                   else "the TSA certificate does not chain to a trust anchor"),
-            Check("modifications", level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES),
-                  level.name if level else "not analysed"),
+            Check("modifications", level in allowed and status.docmdp_ok is not False,
+                  _modification_text(level, status.docmdp_ok, not signed_later)),
         )
         indication, sub, reasons = _judge_checks(checks)
         tsa = _asn1_subject(status.signing_cert)
@@ -219,39 +266,54 @@ class PdfVerifier:
             checks=checks)
 
     async def _signature(self, data: bytes, emb: EmbeddedPdfSignature, material: _Material,
-                         now: dt.datetime, *, is_last: bool,
+                         now: dt.datetime, end: Check | None, *, is_last: bool,
                          later_ts: list[EmbeddedPdfSignature]) -> SignatureReport:
         br = byte_range_check(data, emb)
-        classic = await async_validate_pdf_signature(
-            emb, self._context(material, now), diff_policy=DEFAULT_DIFF_POLICY)
-        ts_status = classic.timestamp_validity
         timing = ValidationTimingInfo(now, now, point_in_time_validation=False)
         ades: Any
-        if ts_status is not None and later_ts:
+        timestamped = _has_signature_timestamp(emb)
+        if timestamped and later_ts:
             # long-term validation (EN 319 102-1 §5.6.3): past validation with the POE of the
             # document timestamps
             ades = await ades_lta_validation(emb, self._spec(None), timing_info=timing)
-        elif ts_status is not None:  # §5.5: signatures with time (B-T) and LT material (B-LT)
+        elif timestamped:  # §5.5: signatures with time (B-T) and LT material (B-LT)
             ades = await ades_with_time_validation(
                 emb.signed_data, self._spec(material).signature_validation_spec,
-                timing_info=timing, raw_digest=emb.compute_digest())
+                timing_info=timing, raw_digest=emb.compute_digest(),
+                validation_data_handlers=self._shared_handlers(material))
         else:
             ades = await ades_basic_validation(
                 emb.signed_data, self._spec(material).signature_validation_spec,
-                timing_info=timing, raw_digest=emb.compute_digest())
+                timing_info=timing, raw_digest=emb.compute_digest(),
+                validation_data_handlers=self._shared_handlers(material))
+        # The classic opinion: integrity, coverage and the difference analysis. Cryptographic
+        # validity and the timestamp come from the AdES run (one path validation per
+        # signature); when AdES stopped before checking them, pyHanko's classic procedure
+        # answers instead.
+        classic: Any = ades.api_status
+        if classic is None or (timestamped and classic.timestamp_validity is None):
+            classic = await async_validate_pdf_signature(
+                emb, self._context(material, now), diff_policy=DEFAULT_DIFF_POLICY)
+        emb.compute_integrity_info(diff_policy=DEFAULT_DIFF_POLICY)
+        integrity = emb.summarise_integrity_info()
+        docmdp_ok = integrity.get("docmdp_ok")
+        ts_status = classic.timestamp_validity
+        claimed = classic.signer_reported_dt or emb.self_reported_timestamp
         cert = x509.load_der_x509_certificate(emb.signer_cert.dump())
-        level = classic.modification_level
+        level = _modification(emb)
         allowed = {ModificationLevel.NONE, ModificationLevel.LTA_UPDATES}
-        if not is_last and classic.docmdp_ok:
+        if not is_last and docmdp_ok:
             allowed.add(ModificationLevel.FORM_FILLING)  # later signatures fill their fields
-        ades_ok = ades.ades_subindic.status is AdESStatus.PASSED
+        opinion = _Ades.of(ades, revinfo=material.has_revinfo or bool(self._crls)
+                           or self.options.online)
         proven = (ts_status.timestamp if ts_status is not None and ts_status.valid
                   and ts_status.intact and ts_status.trusted else None)
         store = self.options.store(cert) if self.options.store else None
-        revocation, rev_source, store_check = _revocation(ades, store, proven, material,
+        revocation, rev_source, store_check = _revocation(opinion, store, proven, material,
                                                           bool(self._crls), self.options.online)
-        checks = (
+        checks = _present(
             br,
+            end,
             Check("integrity", classic.intact, "the signed bytes are unchanged" if classic.intact
                   else "the signed bytes were changed"),
             Check("signature", classic.valid, "the signature value is correct" if classic.valid
@@ -259,17 +321,17 @@ class PdfVerifier:
             Check("coverage", emb.coverage in (SignatureCoverageLevel.ENTIRE_FILE,
                                                SignatureCoverageLevel.ENTIRE_REVISION),
                   _coverage(emb) or ""),
-            Check("modifications", level in allowed and classic.docmdp_ok is not False,
-                  _modification_text(level, classic.docmdp_ok, is_last)),
+            Check("modifications", level in allowed and docmdp_ok is not False,
+                  _modification_text(level, docmdp_ok, is_last)),
             _key_usage_check(cert),
-            Check("ades", ades_ok, _ades_text(ades)),
+            Check("ades", opinion.passed, opinion.text),
             store_check,
         )
-        indication, sub, reasons = _judge_checks(checks, ades=ades)
+        indication, sub, reasons = _judge_checks(checks, ades=opinion)
         pades = _pades_level(emb, proven is not None, material, later_ts)
         return SignatureReport(
             field=_field(emb), kind="signature", indication=indication, sub_indication=sub,
-            reasons=reasons, signer=_signer(cert), claimed_time=classic.signer_reported_dt,
+            reasons=reasons, signer=_signer(cert), claimed_time=claimed,
             timestamp=(TimestampInfo(ts_status.timestamp, _asn1_subject(ts_status.signing_cert),
                                      ts_status.valid and ts_status.intact, ts_status.trusted)
                        if ts_status is not None else None),
@@ -279,7 +341,33 @@ class PdfVerifier:
             pades_level=pades, certified=_is_certification(emb), checks=checks)
 
 
-def _judge_checks(checks: tuple[Check, ...], ades: Any = None
+@dataclass(frozen=True)
+class _Ades:
+    """pyHanko's AdES verdict, as the report needs it."""
+
+    status: AdESStatus
+    sub: str  # the EN 319 102-1 sub-indication ("" when passed)
+    text: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status is AdESStatus.PASSED
+
+    @classmethod
+    def of(cls, result: Any, *, revinfo: bool) -> _Ades:
+        """``revinfo``: whether any revocation source was available. Without one, pyHanko
+        reports a chain failure; the truth is that the answer is not known yet (TRY_LATER)."""
+        indic = result.ades_subindic
+        if indic.status is AdESStatus.PASSED:
+            return cls(indic.status, "", "PASSED")
+        if (not revinfo and indic.status is AdESStatus.INDETERMINATE
+                and indic.standard_name in (CHAIN_GENERAL_FAILURE, TRY_LATER)):
+            return cls(indic.status, TRY_LATER, f"INDETERMINATE/{TRY_LATER}: {NO_REVINFO_HINT}")
+        text = f"{indic.status.name}/{indic.standard_name}: {result.failure_msg or ''}"
+        return cls(indic.status, indic.standard_name, text.strip())
+
+
+def _judge_checks(checks: tuple[Check, ...], ades: _Ades | None = None
                   ) -> tuple[Indication, str | None, tuple[str, ...]]:
     """Map the failed checks to one EN 319 102-1 indication (the most severe wins)."""
     failed = {c.name: c for c in checks if c.ok is False}
@@ -291,10 +379,11 @@ def _judge_checks(checks: tuple[Check, ...], ades: Any = None
         ("integrity", Indication.TOTAL_FAILED, v.HASH_FAILURE),
         ("signature", Indication.TOTAL_FAILED, v.SIG_CRYPTO_FAILURE),
         ("coverage", Indication.TOTAL_FAILED, v.FORMAT_FAILURE),
+        ("file-end", Indication.TOTAL_FAILED, v.FORMAT_FAILURE),
         ("modifications", Indication.TOTAL_FAILED, v.HASH_FAILURE),
         ("store-revocation", None, None),
         ("ades", None, None),
-        ("key-usage", Indication.INDETERMINATE, v.SIG_CONSTRAINTS_FAILURE),
+        ("key-usage", Indication.INDETERMINATE, v.CHAIN_CONSTRAINTS_FAILURE),
         ("trust", Indication.INDETERMINATE, v.NO_CERTIFICATE_CHAIN_FOUND),
     ]
     for name, indication, sub in order:
@@ -306,13 +395,62 @@ def _judge_checks(checks: tuple[Check, ...], ades: Any = None
             return ((Indication.TOTAL_FAILED, v.REVOKED, reasons) if revoked
                     else (Indication.INDETERMINATE, v.REVOKED_NO_POE, reasons))
         if name == "ades":
-            status = ades.ades_subindic.status
-            ind = (Indication.TOTAL_FAILED if status is AdESStatus.FAILED
+            assert ades is not None
+            ind = (Indication.TOTAL_FAILED if ades.status is AdESStatus.FAILED
                    else Indication.INDETERMINATE)
-            return ind, ades.ades_subindic.standard_name, reasons
+            return ind, ades.sub, reasons
         assert indication is not None
         return indication, sub, reasons
     return Indication.INDETERMINATE, None, reasons
+
+
+_RUNNERS = threading.local()
+
+
+def _runner() -> asyncio.Runner:
+    """One event loop per thread, kept for every file (a new loop per file costs ~1 ms)."""
+    runner = getattr(_RUNNERS, "runner", None)
+    if runner is None:
+        runner = _RUNNERS.runner = asyncio.Runner()
+    return runner
+
+
+def _present(*checks: Check | None) -> tuple[Check, ...]:
+    return tuple(c for c in checks if c is not None)
+
+
+def _decrypt(reader: PdfFileReader, password: str | None) -> None:
+    if password is None:
+        raise KysoError("the PDF is password-protected; give its password "
+                        "(--pdf-password-file or KYSO_PDF_PASSWORD)")
+    result = reader.decrypt(password.encode("utf-8"))
+    if result.mac_status is PdfMacStatus.FAILED:
+        raise KysoError("the PDF's integrity MAC (ISO 32004) does not verify: "
+                        f"{result.mac_failure_reason or 'no reason given'}")
+    if result.status is AuthStatus.FAILED:
+        raise KysoError("wrong PDF password")
+
+
+def unsigned_tail(data: bytes, reader: PdfFileReader) -> Check:
+    """The file must end where its newest revision ends (its ``%%EOF``, then whitespace).
+
+    Bytes after it belong to no revision, so neither a signature nor the difference analysis
+    sees them, yet a reader that rebuilds the cross-reference table (qpdf, most viewers on a
+    damaged file) shows the objects hidden there.
+    """
+    xrefs = reader.xrefs
+    end = xrefs.get_xref_container_info(xrefs.total_revisions - 1).end_location
+    eof = data.find(b"%%EOF", end)
+    if eof < 0:
+        return Check("file-end", False, "no %%EOF after the newest cross-reference section")
+    if _OBJECT.search(data, end, eof):
+        return Check("file-end", False, "an object is defined between the newest "
+                     "cross-reference section and its %%EOF")
+    extra = len(data[eof + 5:].strip(_PDF_WHITESPACE))
+    if extra:
+        return Check("file-end", False, f"{extra} bytes after the newest revision's %%EOF "
+                     "belong to no revision and no signature covers them")
+    return Check("file-end", True, "nothing follows the newest revision")
 
 
 def byte_range_check(data: bytes, emb: EmbeddedPdfSignature) -> Check:
@@ -339,13 +477,12 @@ def byte_range_check(data: bytes, emb: EmbeddedPdfSignature) -> Check:
     return Check("byte-range", True, f"[0 {b} {c} {d}]")
 
 
-def _revocation(ades: Any, store: StoreStatus | None, proven: dt.datetime | None,
+def _revocation(ades: _Ades, store: StoreStatus | None, proven: dt.datetime | None,
                 material: _Material, home_crls: bool, online: bool
                 ) -> tuple[str, str, Check]:
     sources = [s for s, on in (("dss", material.has_revinfo), ("crl", home_crls),
                                ("online", online), ("store", store is not None)) if on]
     source = ",".join(sources) or "none"
-    sub = ades.ades_subindic
     if store is not None and store.status in ("revoked", "on_hold") and store.revoked_at:
         at = store.revoked_at
         if proven is not None and proven < at:
@@ -358,12 +495,11 @@ def _revocation(ades: Any, store: StoreStatus | None, proven: dt.datetime | None
         return "revoked", source, Check("store-revocation", False, detail)
     store_check = Check("store-revocation", None if store is None else True,
                         "not issued by this home's CA" if store is None else "not revoked")
-    name = getattr(sub, "name", "")
-    if "REVOKED" in name:
+    if "REVOKED" in ades.sub:
         return "revoked", source, store_check
-    if name in ("TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE"):
+    if ades.sub in (TRY_LATER, "REVOCATION_OUT_OF_BOUNDS_NO_POE"):
         return "unknown", source, store_check
-    if sub.status is AdESStatus.PASSED:
+    if ades.passed:
         return "good", source, store_check
     return "not-checked", source, store_check
 
@@ -426,13 +562,6 @@ def _modification_text(level: ModificationLevel | None, docmdp_ok: bool | None,
     return f"{level.name}: later signatures filled their fields"
 
 
-def _ades_text(ades: Any) -> str:
-    sub = ades.ades_subindic
-    if sub.status is AdESStatus.PASSED:
-        return "PASSED"
-    return f"{sub.status.name}/{sub.standard_name}: {ades.failure_msg or ''}".strip()
-
-
 def _signer(cert: x509.Certificate) -> v.SignerInfo:
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     uids = cert.subject.get_attributes_for_oid(NameOID.USER_ID)
@@ -469,6 +598,13 @@ def _is_certification(emb: EmbeddedPdfSignature) -> bool:
     from pyhanko.sign.validation.pdf_embedded import _extract_docmdp_for_sig
 
     return _extract_docmdp_for_sig(emb.sig_object) is not None
+
+
+def _has_signature_timestamp(emb: EmbeddedPdfSignature) -> bool:
+    unsigned = emb.signer_info["unsigned_attrs"]
+    if not unsigned:
+        return False
+    return any(attr["type"].native == "signature_time_stamp_token" for attr in unsigned)
 
 
 def _kind(emb: EmbeddedPdfSignature) -> str:
