@@ -118,3 +118,30 @@ class SignerCertificateError(SigningError):
 
 class VerificationError(KysoError):
     """A verification could not be run at all (as opposed to a signature that failed)."""
+
+
+class AuthnError(KysoError):
+    """Base of e-identification errors (registry, authenticators, tokens, OIDC)."""
+
+
+class IdentityError(AuthnError):
+    """Identity data is invalid (ID number, name, date of birth, phone) or the account state
+    does not allow the operation (unknown, already enrolled, locked)."""
+
+
+class PasswordPolicyError(AuthnError):
+    """A new password does not meet the active password policy; the message names the rule,
+    never the password."""
+
+
+class AuthenticationFailedError(AuthnError):
+    """A login factor did not verify. The message is uniform: it never says which factor failed
+    or whether the account exists."""
+
+
+class AccountLockedError(AuthenticationFailedError):
+    """Brute-force protection or an administrative lock refuses the attempt."""
+
+
+class TokenError(AuthnError):
+    """A token is malformed, forged, expired, oversized or not meant for this audience."""
