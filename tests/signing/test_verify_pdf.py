@@ -175,3 +175,34 @@ def test_an_object_before_a_repeated_startxref_fails_the_file(
 
     assert report.indication is Indication.TOTAL_FAILED, report.reasons
     assert checks_of(report)["file-end"].ok is False
+
+
+# --- one verifier, many documents -----------------------------------------------------------
+
+def test_one_verifier_judges_each_document_on_its_own(
+        staff: Holder, citizen: Holder, verifier: PdfVerifier, dossier: bytes) -> None:
+    """State shared between documents (handlers, caches) never carries a verdict over."""
+    good = staff.signer.sign(dossier, SignRequest()).data
+    tampered = bytearray(good)
+    tampered[good.index(b"Tf") + 4] ^= 1  # a byte inside the signed page content
+    other = citizen.signer.sign(dossier, SignRequest(level=Level.B_T)).data
+
+    verdicts = [verifier.verify(d).indication for d in (good, bytes(tampered), other, good)]
+
+    assert verdicts == [Indication.TOTAL_PASSED, Indication.TOTAL_FAILED,
+                        Indication.TOTAL_PASSED, Indication.TOTAL_PASSED]
+
+
+def test_one_verifier_can_serve_several_threads(staff: Holder, verifier: PdfVerifier,
+                                                dossier: bytes) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [staff.signer.sign(dossier, SignRequest()).data for _ in range(6)]
+    broken = bytearray(files[0])
+    broken[files[0].index(b"Tf") + 4] ^= 1
+    files.append(bytes(broken))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        verdicts = list(pool.map(lambda d: verifier.verify(d).indication, files * 3))
+
+    assert verdicts == ([Indication.TOTAL_PASSED] * 6 + [Indication.TOTAL_FAILED]) * 3

@@ -15,14 +15,15 @@ TOTAL-FAILED / FORMAT_FAILURE with the reason, never a pass and never a tracebac
 from __future__ import annotations
 
 import asyncio
+import atexit
 import datetime as dt
 import hashlib
 import io
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
@@ -70,6 +71,7 @@ from kyso.signing import verdict as v
 from kyso.signing.pdfio import check_header, pdf_errors
 from kyso.signing.verdict import Check, FileReport, Indication, SignatureReport
 
+T = TypeVar("T")
 MAX_PDF_BYTES = 512 * 1024 * 1024
 MAX_DSS_ITEMS = 1000
 # EKUs that allow document signatures; a certificate without EKU is unrestricted.
@@ -138,8 +140,7 @@ class PdfVerifier:
         self._crls = [asn1_crl.CertificateList.load(c) for c in options.crls]
         self._trust = SimpleTrustManager.build(trust_roots=self._roots)
         self._signatures = speedups.CachingSignatureValidator()
-        self._handlers: ValidationDataHandlers | None = None
-        self._handler_uses = 0
+        self._local = threading.local()
 
     def verify(self, data: bytes, path: str = "-", password: str | None = None) -> FileReport:
         """Verify every signature of ``data``; ``password`` opens an encrypted PDF (the user or
@@ -162,7 +163,7 @@ class PdfVerifier:
         except Exception as exc:  # fail closed: a parser crash is a failed file
             return v.failed_file(path, f"cannot read the PDF: {type(exc).__name__}: {exc}",
                                  size=size, sha256=digest, validation_time=now)
-        reports = tuple(_runner().run(self._all(data, sigs, material, now, tail)))
+        reports = tuple(_run(self._all(data, sigs, material, now, tail)))
         indication, sub = v.worst(reports)
         reasons = tuple(f"{r.field}: {reason}" for r in reports for reason in r.reasons)
         if not reports:
@@ -227,12 +228,14 @@ class PdfVerifier:
         keyed by content and cannot speak for another document. Renewed every 256 documents."""
         if material.certs or material.has_revinfo or self.options.online:
             return None
-        if self._handlers is None or self._handler_uses >= 256:
-            self._handlers = bootstrap_validation_data_handlers(
+        local = self._local  # handlers are not thread-safe: one set per thread
+        if getattr(local, "handlers", None) is None or local.uses >= 256:
+            local.handlers = bootstrap_validation_data_handlers(
                 fetchers=None, crls=[CRLContainer(c) for c in self._crls])
-            self._handler_uses = 0
-        self._handler_uses += 1
-        return self._handlers
+            local.uses = 0
+        local.uses += 1
+        handlers: ValidationDataHandlers = local.handlers
+        return handlers
 
     async def _doc_timestamp(self, data: bytes, emb: EmbeddedPdfSignature, material: _Material,
                              now: dt.datetime, end: Check | None, *,
@@ -404,15 +407,20 @@ def _judge_checks(checks: tuple[Check, ...], ades: _Ades | None = None
     return Indication.INDETERMINATE, None, reasons
 
 
-_RUNNERS = threading.local()
+_MAIN_RUNNER: asyncio.Runner | None = None
 
 
-def _runner() -> asyncio.Runner:
-    """One event loop per thread, kept for every file (a new loop per file costs ~1 ms)."""
-    runner = getattr(_RUNNERS, "runner", None)
-    if runner is None:
-        runner = _RUNNERS.runner = asyncio.Runner()
-    return runner
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion. The main thread keeps one event loop for every file (a new
+    loop costs about 1 ms); other threads get a fresh one per call, closed at once, so no loop
+    outlives its thread."""
+    global _MAIN_RUNNER
+    if threading.current_thread() is not threading.main_thread():
+        return asyncio.run(coro)
+    if _MAIN_RUNNER is None:
+        _MAIN_RUNNER = asyncio.Runner()
+        atexit.register(_MAIN_RUNNER.close)
+    return _MAIN_RUNNER.run(coro)
 
 
 def _present(*checks: Check | None) -> tuple[Check, ...]:
