@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 from rich.progress import Progress
@@ -27,8 +27,8 @@ from kyso.clock import SystemClock
 from kyso.config import ENV_P12_PASSPHRASE, load_settings
 from kyso.context import Kyso, open_kyso
 from kyso.errors import KysoError, SigningError, UsageError
-from kyso.files import atomic_write
 from kyso.signing.appearance import POSITIONS, Box, StampRequest, StampStyle, parse_box
+from kyso.signing.pdfio import IN_MEMORY_MAX, atomic_output, stream_sha256
 from kyso.signing.report import render_text
 from kyso.signing.services import LocalServices
 from kyso.signing.setup import build_verifier, check_signer, load_signer, store_lookup
@@ -49,16 +49,24 @@ def pdf() -> None:
 
 
 def _read_input(path: Path) -> bytes:
+    with _open_input(path) as fh:
+        return fh.read()
+
+
+def _open_input(path: Path) -> BinaryIO:
+    """``path`` opened for reading, refused with a clear error if it cannot be a PDF input."""
     try:
-        if path.stat().st_size > MAX_INPUT:
-            raise SigningError(f"{path} is larger than {MAX_INPUT // 2**20} MiB")
-        return path.read_bytes()
+        fh = open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
         raise SigningError(f"{path} does not exist") from None
     except IsADirectoryError:
         raise SigningError(f"{path} is a directory, not a PDF") from None
     except PermissionError:
         raise SigningError(f"{path} is not readable") from None
+    if os.fstat(fh.fileno()).st_size > MAX_INPUT:
+        fh.close()
+        raise SigningError(f"{path} is larger than {MAX_INPUT // 2**20} MiB")
+    return fh
 
 
 def _home(app: App) -> Kyso | None:
@@ -175,23 +183,35 @@ def _signer(app: App, o: dict[str, Any]) -> tuple[PdfSigner, Kyso | None]:
 
 def _sign_one(signer: PdfSigner, kyso: Kyso | None, src: Path, dst: Path,
               request: SignRequest) -> dict[str, Any]:
-    data = _read_input(src)
-    try:
-        result = signer.sign(data, request)
-    except KysoError as exc:
-        if kyso is not None:
-            kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.FAILURE,
-                        object=hashlib.sha256(data).hexdigest(), reason=str(exc),
-                        signer_serial=f"{signer.cms.certificate.serial_number:x}")
-        raise
-    atomic_write(dst, result.data, mode=0o644, exclusive=True)
+    """Sign ``src`` into a new file ``dst``. A large input is read from its file as needed and
+    the output is written straight to ``dst``'s temporary file: neither is held in memory."""
+    with _open_input(src) as fh:
+        source: bytes | BinaryIO = fh
+        if os.fstat(fh.fileno()).st_size <= IN_MEMORY_MAX:
+            source = fh.read()
+        try:
+            with atomic_output(dst, mode=0o644, exclusive=True) as out:
+                result = signer.sign_to(source, out, request)
+        except KysoError as exc:
+            if kyso is not None:
+                kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.FAILURE,
+                            object=_sha256(source), reason=str(exc),
+                            signer_serial=f"{signer.cms.certificate.serial_number:x}")
+            raise
+        input_sha256 = _sha256(source)
     info = result.to_dict()
     if kyso is not None:
         kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.SUCCESS, object=info["sha256"],
-                    input_sha256=hashlib.sha256(data).hexdigest(), field=info["field"],
+                    input_sha256=input_sha256, field=info["field"],
                     level=info["level"], signer_serial=info["signer_serial"],
                     certified=info["certified"], visible=info["visible"])
     return {"input": str(src), "output": str(dst), **info}
+
+
+def _sha256(source: bytes | BinaryIO) -> str:
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    return stream_sha256(source)[1]
 
 
 @pdf.command()
@@ -290,11 +310,11 @@ def _init_worker(home: str | None, trust: list[str], online: bool,
 
 def _verify_path(path: str) -> FileReport:
     try:
-        data = _read_input(Path(path))
+        _open_input(Path(path)).close()  # the refusals of _open_input, with their messages
     except KysoError as exc:
         return failed_file(path, str(exc))
-    try:
-        report: FileReport = _WORKER.verify(data, path, password=_PASSWORD)
+    try:  # a large file is read as needed, never held whole
+        report: FileReport = _WORKER.verify_file(Path(path), path, password=_PASSWORD)
     except Exception as exc:  # fail closed, one file at a time
         return failed_file(path, f"verification crashed: {type(exc).__name__}: {exc}")
     return report

@@ -2,11 +2,13 @@
 
 Both are incremental updates after the signature, which PAdES and pyHanko's difference
 analysis accept as "LTA updates"; the revocation data comes from :mod:`kyso.signing.services`.
+Both append to the signed file's stream in place (a file or a :class:`io.BytesIO`): the
+document is never copied, whatever its size.
 """
 
 from __future__ import annotations
 
-import io
+from typing import BinaryIO
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
@@ -35,18 +37,20 @@ class InProcessTimeStamper(TimeStamper):
         return tsp.TimeStampResp.load(self._services.timestamp_response(req.dump()))
 
 
-def add_validation_data(data: bytes, cms: CmsSigner, services: TrustServices,
-                        password: str | None, *, with_tsa: bool) -> bytes:
-    """Append a DSS with the certificates, OCSP responses and CRLs of the signer's chain (and
-    of the TSA's when the signature is timestamped)."""
+def add_validation_data(stream: BinaryIO, cms: CmsSigner, services: TrustServices,
+                        password: str | None, *, with_tsa: bool) -> None:
+    """Append to ``stream`` (a signed PDF, readable, writable and seekable) a DSS with the
+    certificates, OCSP responses and CRLs of the signer's chain (and of the TSA's when the
+    signature is timestamped)."""
     revinfo = services.revocation((cms.certificate, *cms.chain))
     if with_tsa:
         revinfo = revinfo + services.revocation(services.tsa_chain())
-    return write_dss(data, revinfo, password)
+    write_dss(stream, revinfo, password)
 
 
-def write_dss(data: bytes, revinfo: RevocationData, password: str | None) -> bytes:
-    writer = open_for_update(data, password)
+def write_dss(stream: BinaryIO, revinfo: RevocationData, password: str | None) -> None:
+    """Append a DSS update with ``revinfo`` to the PDF in ``stream``, in place."""
+    writer = open_for_update(stream, password)
     with pdf_errors("cannot add validation data"):
         DocumentSecurityStore.supply_dss_in_writer(
             writer, None,
@@ -55,14 +59,14 @@ def write_dss(data: bytes, revinfo: RevocationData, password: str | None) -> byt
             ocsps=[asn1_ocsp.OCSPResponse.load(r) for r in revinfo.ocsp_responses],
             crls=[asn1_crl.CertificateList.load(c) for c in revinfo.crls],
         )
-        writer.write_in_place()  # appends the update to the writer's copy of the input
-    return bytes(writer.prev.stream.getvalue())
+        writer.write_in_place()  # appends the update to ``stream``
 
 
-async def add_document_timestamp(data: bytes, services: TrustServices,
-                                 password: str | None) -> bytes:
-    """Append an RFC 3161 document timestamp (``/DocTimeStamp``) covering the whole file."""
-    writer = open_for_update(data, password)
+async def add_document_timestamp(stream: BinaryIO, services: TrustServices,
+                                 password: str | None) -> None:
+    """Append to the PDF in ``stream``, in place, an RFC 3161 document timestamp
+    (``/DocTimeStamp``) covering the whole file."""
+    writer = open_for_update(stream, password)
     taken = {f.name for f in signature_fields(writer.prev)}
     name, n = DOC_TIMESTAMP_FIELD, 1
     while name in taken:
@@ -70,6 +74,5 @@ async def add_document_timestamp(data: bytes, services: TrustServices,
         name = f"{DOC_TIMESTAMP_FIELD}{n}"
     with pdf_errors("cannot add the document timestamp"):
         stamper = PdfTimeStamper(InProcessTimeStamper(services), field_name=name)
-        out = await stamper.async_timestamp_pdf(writer, "sha256", output=io.BytesIO())
-    return bytes(out.getvalue())
+        await stamper.async_timestamp_pdf(writer, "sha256", in_place=True)
 

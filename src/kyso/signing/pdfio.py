@@ -1,12 +1,22 @@
 """Opening PDFs for signing: one place that turns pyHanko's many parse errors into a clear
-:class:`~kyso.errors.PdfInputError`, handles passwords, and reads what placement needs."""
+:class:`~kyso.errors.PdfInputError`, handles passwords, and reads what placement needs.
+
+Large files are never copied whole: pyHanko reads and writes streams in chunks, so a PDF can
+be given as bytes (wrapped in a :class:`io.BytesIO`, which shares the bytes without copying)
+or as an open file, and signed output can go straight to a file (:func:`atomic_output`)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.crypt import AuthStatus
@@ -36,7 +46,49 @@ def pdf_errors(what: str) -> Iterator[None]:
         raise PdfInputError(f"{what}: the PDF is damaged or not a PDF ({detail})") from None
 
 
-def check_header(data: bytes) -> None:
+# Files up to this size are read into memory (fastest for the many small dossiers); larger ones
+# are read from the file as pyHanko needs them.
+IN_MEMORY_MAX = 16 * 1024 * 1024
+
+PdfSource = bytes | BinaryIO  # a whole PDF, or a readable, seekable binary file at its start
+
+
+class FileView:
+    """The bytes of an open file, read on demand: ``len()`` and slices, as
+    :func:`check_header` and the verifier's own checks use them, without holding the file.
+    Reads with ``os.pread`` (the file's position, which pyHanko uses, never moves) or, where
+    that is missing, through a second handle."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fd = fh.fileno()
+        self._size = os.fstat(self._fd).st_size
+        self._own: BinaryIO | None = None
+        if not hasattr(os, "pread"):  # pragma: no cover - Windows
+            self._own = open(fh.name, "rb")  # noqa: SIM115 - closed by close()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, key: slice) -> bytes:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("a FileView gives contiguous slices only")
+        start, stop, _ = key.indices(self._size)
+        if stop <= start:
+            return b""
+        if self._own is not None:  # pragma: no cover - Windows
+            self._own.seek(start)
+            return self._own.read(stop - start)
+        return os.pread(self._fd, stop - start, start)
+
+    def close(self) -> None:
+        if self._own is not None:  # pragma: no cover - Windows
+            self._own.close()
+
+
+PdfData = bytes | FileView  # a whole PDF's bytes, or a view of its file
+
+
+def check_header(data: PdfData) -> None:
     if not data:
         raise PdfInputError("the input is empty, not a PDF")
     if b"%PDF-" not in data[:1024]:
@@ -45,11 +97,46 @@ def check_header(data: bytes) -> None:
         raise PdfInputError("the PDF is truncated (no %%EOF marker at its end)")
 
 
-def open_for_update(data: bytes, password: str | None) -> IncrementalPdfFileWriter:
-    """A writer that appends an incremental update to ``data`` (never changing its bytes)."""
-    check_header(data)
+def stream_sha256(stream: BinaryIO) -> tuple[int, str]:
+    """Size and SHA-256 of a seekable stream's whole content, read from its start in blocks
+    (the stream is left at its end)."""
+    stream.seek(0)
+    digest = hashlib.sha256()
+    size = 0
+    while block := stream.read(1 << 20):
+        digest.update(block)
+        size += len(block)
+    return size, digest.hexdigest()
+
+
+def check_stream_header(stream: BinaryIO) -> None:
+    """:func:`check_header` on a seekable stream (left at its start)."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(0)
+    head = stream.read(1024)
+    stream.seek(max(0, size - 2048))
+    tail = stream.read(2048)
+    stream.seek(0)
+    if not size:
+        raise PdfInputError("the input is empty, not a PDF")
+    if b"%PDF-" not in head:
+        raise PdfInputError("the input is not a PDF (no %PDF- header)")
+    if b"%%EOF" not in tail:
+        raise PdfInputError("the PDF is truncated (no %%EOF marker at its end)")
+
+
+def open_for_update(source: PdfSource, password: str | None) -> IncrementalPdfFileWriter:
+    """A writer that appends an incremental update to ``source`` (never changing its bytes):
+    bytes, or a readable, seekable binary stream (a file, a :class:`io.BytesIO`), which the
+    writer reads as needed and which ``write_in_place`` appends to."""
+    if isinstance(source, bytes):
+        check_header(source)
+        stream: BinaryIO = io.BytesIO(source)  # shares the bytes: no copy until written
+    else:
+        check_stream_header(source)
+        stream = source
     with pdf_errors("cannot read the PDF"):
-        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+        writer = IncrementalPdfFileWriter(stream, strict=False)
         reader = writer.prev
         if reader.encrypted:
             if password is None:
@@ -112,3 +199,36 @@ def signature_fields(reader: PdfFileReader) -> list[ExistingField]:
                 rect=box if box and box[2] > box[0] and box[3] > box[1] else None,
             ))
     return out
+
+
+@contextmanager
+def atomic_output(path: Path, *, mode: int = 0o644, exclusive: bool = True
+                  ) -> Iterator[BinaryIO]:
+    """A new file for ``path``, open for reading and writing: written under a temporary name in
+    the same directory, made visible (fsync, then link or rename) only when the block ends
+    without an error, removed otherwise. ``mode`` is set before any byte is written; with
+    ``exclusive`` an existing ``path`` is never replaced (FileExistsError). The streaming
+    counterpart of :func:`kyso.files.atomic_write`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w+b") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            os.link(tmp, path)  # fails with FileExistsError, never overwrites
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)

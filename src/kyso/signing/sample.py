@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
+from pathlib import Path
+from typing import BinaryIO
+
+_NOISE_BLOCK = 1 << 16
 
 
 def _escape(text: str) -> bytes:
@@ -15,8 +20,28 @@ def sample_pdf(pages: int = 2, title: str = "Don de nghi cap ban sao trich luc k
                padding: int = 0) -> bytes:
     """A PDF with ``pages`` A4 pages of text (Helvetica, Latin-1) and, when ``padding`` > 0,
     an extra stream of that many pseudo-random bytes attached to the first page."""
+    out = io.BytesIO()
+    write_sample(out, pages=pages, title=title, padding=padding)
+    return out.getvalue()
+
+
+def write_sample_pdf(path: Path, pages: int = 2,
+                     title: str = "Don de nghi cap ban sao trich luc khai sinh",
+                     padding: int = 0) -> int:
+    """:func:`sample_pdf` written to ``path`` in blocks (a large ``padding`` is never held in
+    memory); returns the file's size."""
+    with open(path, "wb") as fh:
+        return write_sample(fh, pages=pages, title=title, padding=padding)
+
+
+def write_sample(out: BinaryIO, pages: int = 2,
+                 title: str = "Don de nghi cap ban sao trich luc khai sinh",
+                 padding: int = 0) -> int:
+    """Write :func:`sample_pdf`'s bytes to ``out``; returns how many were written."""
     if pages < 1:
         raise ValueError("a dossier has at least one page")
+    if padding < 0:
+        raise ValueError("padding is a number of bytes, at least 0")
     objs: list[bytes] = []
     font = 3 + 2 * pages
     pad = font + 1
@@ -33,23 +58,24 @@ def sample_pdf(pages: int = 2, title: str = "Don de nghi cap ban sao trich luc k
         objs.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
     objs.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica "
                 b"/Encoding /WinAnsiEncoding >>")
-    if padding:
-        objs.append(b"<< /Length %d >>\nstream\n" % padding + _noise(padding) + b"\nendstream")
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    pos = out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for n, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+        offsets.append(pos)
+        pos += out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
+    if padding:  # the noise stream, block by block
+        offsets.append(pos)
+        pos += out.write(b"%d 0 obj\n<< /Length %d >>\nstream\n" % (pad, padding))
+        block = hashlib.shake_256(b"kyso sample padding").digest(_NOISE_BLOCK)
+        left = padding
+        while left:
+            pos += out.write(block[:left] if left < len(block) else block)
+            left -= min(left, len(block))
+        pos += out.write(b"\nendstream\nendobj\n")
+    xref = pos
+    tail = bytearray(b"xref\n0 %d\n0000000000 65535 f \n" % (len(offsets) + 1))
     for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += (b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-            % (len(objs) + 1, xref))
-    return bytes(out)
-
-
-def _noise(size: int) -> bytes:
-    block = hashlib.shake_256(b"kyso sample padding").digest(1 << 16)
-    reps, rest = divmod(size, len(block))
-    return block * reps + block[:rest]
+        tail += b"%010d 00000 n \n" % off
+    tail += (b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+             % (len(offsets) + 1, xref))
+    return pos + out.write(tail)

@@ -4,6 +4,12 @@
 number of documents. pyHanko lays out the incremental update (field, stamp, ``/ByteRange``);
 the CMS comes from :class:`~kyso.signing.cms.CmsSigner`; B-LT adds a DSS with our OCSP
 responses and CRLs; B-LTA adds a document timestamp over all of it.
+
+Memory: the document is never copied. pyHanko copies the input to the output in chunks and
+digests the output in chunks; B-LT and B-LTA append to that same output in place.
+:meth:`PdfSigner.sign` (bytes in, bytes out) therefore holds the input and the output once
+each; :meth:`PdfSigner.sign_file` and :meth:`PdfSigner.sign_to` read a large input from its
+file and write the output to a file, holding neither.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import asyncio
 import datetime as dt
 import hashlib
 import io
+import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
@@ -38,7 +46,17 @@ from kyso.errors import SigningError
 from kyso.signing import appearance, ltv
 from kyso.signing.appearance import StampRequest
 from kyso.signing.cms import CmsSigner, SigningKey, chain_without_root
-from kyso.signing.pdfio import open_for_update, page_box, page_count, pdf_errors, signature_fields
+from kyso.signing.pdfio import (
+    IN_MEMORY_MAX,
+    PdfSource,
+    atomic_output,
+    open_for_update,
+    page_box,
+    page_count,
+    pdf_errors,
+    signature_fields,
+    stream_sha256,
+)
 from kyso.signing.services import TrustServices
 
 ALLOW = {"none": MDPPerm.NO_CHANGES, "forms": MDPPerm.FILL_FORMS}
@@ -85,6 +103,18 @@ class SignRequest:
 
 
 @dataclass(frozen=True)
+class _Signed:
+    """What was signed, whichever way the output went."""
+
+    field_name: str
+    level: Level
+    signing_time: dt.datetime
+    certified: bool
+    visible: bool
+    signer_serial: str
+
+
+@dataclass(frozen=True)
 class SignResult:
     data: bytes = field(repr=False)
     field_name: str
@@ -95,12 +125,34 @@ class SignResult:
     signer_serial: str
 
     def to_dict(self) -> dict[str, Any]:
-        from kyso.clock import vn_iso
+        return _to_dict(self, len(self.data), hashlib.sha256(self.data).hexdigest())
 
-        return {"field": self.field_name, "level": self.level.value,
-                "signing_time": vn_iso(self.signing_time), "certified": self.certified,
-                "visible": self.visible, "signer_serial": self.signer_serial,
-                "size": len(self.data), "sha256": hashlib.sha256(self.data).hexdigest()}
+
+@dataclass(frozen=True)
+class SignedFile:
+    """The result of :meth:`PdfSigner.sign_to` and :meth:`PdfSigner.sign_file`: the signed
+    output's size and SHA-256 instead of its bytes."""
+
+    field_name: str
+    level: Level
+    signing_time: dt.datetime
+    certified: bool
+    visible: bool
+    signer_serial: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self, self.size, self.sha256)
+
+
+def _to_dict(result: SignResult | SignedFile, size: int, sha256: str) -> dict[str, Any]:
+    from kyso.clock import vn_iso
+
+    return {"field": result.field_name, "level": result.level.value,
+            "signing_time": vn_iso(result.signing_time), "certified": result.certified,
+            "visible": result.visible, "signer_serial": result.signer_serial,
+            "size": size, "sha256": sha256}
 
 
 class _CmsAdapter(pdf_cms.Signer):
@@ -175,12 +227,45 @@ class PdfSigner:
         return asyncio.run(self.async_sign(pdf, request))
 
     async def async_sign(self, pdf: bytes, request: SignRequest) -> SignResult:
+        output = io.BytesIO()
+        signed = await self._sign_into(pdf, output, request)
+        data = output.getvalue()  # the buffer itself, not a copy (nothing else refers to it)
+        del output
+        return SignResult(data=data, **vars(signed))
+
+    def sign_to(self, source: PdfSource, output: BinaryIO, request: SignRequest) -> SignedFile:
+        """Sign ``source`` (bytes, or a readable, seekable binary file at its start, never
+        modified) into ``output``: an empty binary stream that can be read, written and
+        seeked (a file opened ``w+b``). Neither is read into memory whole. On an error,
+        ``output`` holds a partial file: write to :func:`~kyso.signing.pdfio.atomic_output`
+        (or use :meth:`sign_file`) so that nobody sees it."""
+        if not (output.readable() and output.writable() and output.seekable()):
+            raise SigningError("the signing output must be readable, writable and seekable")
+        signed = asyncio.run(self._sign_into(source, output, request))
+        size, sha256 = stream_sha256(output)
+        return SignedFile(**vars(signed), size=size, sha256=sha256)
+
+    def sign_file(self, src: Path, dst: Path, request: SignRequest, *, mode: int = 0o644,
+                  exclusive: bool = True) -> SignedFile:
+        """Sign the PDF at ``src`` into a new file ``dst``, written atomically (see
+        :func:`~kyso.signing.pdfio.atomic_output`; nothing is left at ``dst`` on failure). A
+        file up to :data:`~kyso.signing.pdfio.IN_MEMORY_MAX` is read at once; a larger one is
+        read as needed, so memory stays small whatever the size."""
+        with open(src, "rb") as fh:
+            source: PdfSource = fh
+            if os.fstat(fh.fileno()).st_size <= IN_MEMORY_MAX:
+                source = fh.read()
+            with atomic_output(dst, mode=mode, exclusive=exclusive) as out:
+                return self.sign_to(source, out, request)
+
+    async def _sign_into(self, source: PdfSource, output: BinaryIO,
+                         request: SignRequest) -> _Signed:
         now = self.clock.now()
         timestamp = self._timestamp_fn(request.level)
         if request.level.long_term and self.services is None:
             raise SigningError(f"{request.level.value} needs revocation data (the CA passphrase "
                                "for the in-process OCSP responders)")
-        writer = open_for_update(pdf, request.pdf_password)
+        writer = open_for_update(source, request.pdf_password)
         existing = signature_fields(writer.prev)
         field_name = _field_name(request, existing)
         new_visible = request.stamp is not None and field_name not in {f.name for f in existing}
@@ -213,20 +298,21 @@ class PdfSigner:
                 validation_info=None,
                 bytes_reserved=self._bytes_reserved(timestamp is not None, timestamp),
                 appearance_text_params=text)
-            prepared, output = tbs.digest_tbs_document(output=io.BytesIO())
+            prepared, written = tbs.digest_tbs_document(output=output)
             await tbs.perform_signature(prepared.document_digest,
                                         PdfCMSSignedAttributes(signing_time=now))
-        data = output.getvalue()  # type: ignore[attr-defined]  # a BytesIO
+        # pyHanko writes to ``output`` itself when it can be read and seeked (checked above)
+        assert written is output, "pyHanko replaced the output stream"
         if request.level.long_term:
             assert self.services is not None
-            data = ltv.add_validation_data(data, self.cms, self.services, request.pdf_password,
-                                           with_tsa=True)
+            ltv.add_validation_data(output, self.cms, self.services, request.pdf_password,
+                                    with_tsa=True)
         if request.level is Level.B_LTA:
             assert self.services is not None
-            data = await ltv.add_document_timestamp(data, self.services, request.pdf_password)
-        return SignResult(data=data, field_name=field_name, level=request.level, signing_time=now,
-                          certified=request.certify, visible=request.stamp is not None,
-                          signer_serial=f"{self.cms.certificate.serial_number:x}")
+            await ltv.add_document_timestamp(output, self.services, request.pdf_password)
+        return _Signed(field_name=field_name, level=request.level, signing_time=now,
+                       certified=request.certify, visible=request.stamp is not None,
+                       signer_serial=f"{self.cms.certificate.serial_number:x}")
 
     def _field_spec(self, writer: IncrementalPdfFileWriter, request: SignRequest,
                     field_name: str, existing: list[Any]) -> SigFieldSpec | None:

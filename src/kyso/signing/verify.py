@@ -19,11 +19,13 @@ import atexit
 import datetime as dt
 import hashlib
 import io
+import os
 import re
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
@@ -68,7 +70,7 @@ from kyso.pki.identifiers import mask_id
 from kyso.pki.records import masked_subject
 from kyso.signing import speedups
 from kyso.signing import verdict as v
-from kyso.signing.pdfio import check_header, pdf_errors
+from kyso.signing.pdfio import IN_MEMORY_MAX, FileView, PdfData, check_header, pdf_errors
 from kyso.signing.verdict import Check, FileReport, Indication, SignatureReport
 
 T = TypeVar("T")
@@ -146,13 +148,54 @@ class PdfVerifier:
         """Verify every signature of ``data``; ``password`` opens an encrypted PDF (the user or
         the owner password)."""
         now = self.clock.now()
-        size, digest = len(data), hashlib.sha256(data).hexdigest()
+        return self._verify(data, io.BytesIO(data), hashlib.sha256(data).hexdigest(), path,
+                            password, now)
+
+    def verify_file(self, file: Path | str, path: str | None = None,
+                    password: str | None = None) -> FileReport:
+        """Verify every signature of the PDF at ``file`` (reported as ``path``, by default the
+        file's name). A file up to :data:`~kyso.signing.pdfio.IN_MEMORY_MAX` is read at once
+        and verified as by :meth:`verify`; a larger one is never held in memory: pyHanko reads
+        its objects and digests its byte ranges from the file, and our own checks read only
+        what they look at. The verdict is the same either way."""
+        now = self.clock.now()
+        name = str(file) if path is None else path
+        try:
+            fh = open(file, "rb")  # noqa: SIM115 - closed below, after the last read
+        except OSError as exc:
+            return v.failed_file(name, f"cannot read {name}: {exc.strerror or exc}",
+                                 validation_time=now)
+        with fh:
+            try:
+                size = os.fstat(fh.fileno()).st_size
+                if size <= IN_MEMORY_MAX:
+                    return self.verify(fh.read(), name, password)
+                if size > MAX_PDF_BYTES:  # neither hashed nor read
+                    return v.failed_file(
+                        name, f"the file is larger than {MAX_PDF_BYTES // 2**20} MiB",
+                        size=size, validation_time=now)
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                fh.seek(0)
+            except OSError as exc:
+                return v.failed_file(name, f"cannot read {name}: {exc.strerror or exc}",
+                                     validation_time=now)
+            view = FileView(fh)
+            try:
+                return self._verify(view, fh, digest, name, password, now)
+            finally:
+                view.close()
+
+    def _verify(self, data: PdfData, stream: BinaryIO, digest: str, path: str,
+                password: str | None, now: dt.datetime) -> FileReport:
+        """``data``: the file's bytes, or a view that reads them from ``stream``'s file;
+        ``stream``: what pyHanko reads."""
+        size = len(data)
         try:
             if size > MAX_PDF_BYTES:
                 raise KysoError(f"the file is larger than {MAX_PDF_BYTES // 2**20} MiB")
             check_header(data)
             with pdf_errors("cannot read the PDF"):
-                reader = PdfFileReader(io.BytesIO(data), strict=False)
+                reader = PdfFileReader(stream, strict=False)
                 if reader.encrypted:
                     _decrypt(reader, password)
                 sigs = list(reader.embedded_signatures)
@@ -172,7 +215,7 @@ class PdfVerifier:
                           signatures=reports, size=size, sha256=digest, validation_time=now,
                           reasons=reasons)
 
-    async def _all(self, data: bytes, sigs: list[EmbeddedPdfSignature], material: _Material,
+    async def _all(self, data: PdfData, sigs: list[EmbeddedPdfSignature], material: _Material,
                    now: dt.datetime, tail: Check) -> list[SignatureReport]:
         out = []
         last_sig = max((i for i, s in enumerate(sigs) if _kind(s) == "signature"), default=-1)
@@ -237,7 +280,7 @@ class PdfVerifier:
         handlers: ValidationDataHandlers = local.handlers
         return handlers
 
-    async def _doc_timestamp(self, data: bytes, emb: EmbeddedPdfSignature, material: _Material,
+    async def _doc_timestamp(self, data: PdfData, emb: EmbeddedPdfSignature, material: _Material,
                              now: dt.datetime, end: Check | None, *,
                              signed_later: bool) -> SignatureReport:
         br = byte_range_check(data, emb)
@@ -268,7 +311,7 @@ class PdfVerifier:
             coverage=_coverage(emb), modification_level=level.name if level else None,
             checks=checks)
 
-    async def _signature(self, data: bytes, emb: EmbeddedPdfSignature, material: _Material,
+    async def _signature(self, data: PdfData, emb: EmbeddedPdfSignature, material: _Material,
                          now: dt.datetime, end: Check | None, *, is_last: bool,
                          later_ts: list[EmbeddedPdfSignature]) -> SignatureReport:
         br = byte_range_check(data, emb)
@@ -439,7 +482,7 @@ def _decrypt(reader: PdfFileReader, password: str | None) -> None:
         raise KysoError("wrong PDF password")
 
 
-def unsigned_tail(data: bytes, reader: PdfFileReader) -> Check:
+def unsigned_tail(data: PdfData, reader: PdfFileReader) -> Check:
     """The file must end where its newest revision ends (its ``%%EOF``, then whitespace).
 
     Bytes after it belong to no revision, so neither a signature nor the difference analysis
@@ -448,6 +491,8 @@ def unsigned_tail(data: bytes, reader: PdfFileReader) -> Check:
     """
     xrefs = reader.xrefs
     end = xrefs.get_xref_container_info(xrefs.total_revisions - 1).end_location
+    if isinstance(data, FileView):  # read only what follows the newest cross-reference section
+        data, end = data[end:], 0
     eof = data.find(b"%%EOF", end)
     if eof < 0:
         return Check("file-end", False, "no %%EOF after the newest cross-reference section")
@@ -461,7 +506,7 @@ def unsigned_tail(data: bytes, reader: PdfFileReader) -> Check:
     return Check("file-end", True, "nothing follows the newest revision")
 
 
-def byte_range_check(data: bytes, emb: EmbeddedPdfSignature) -> Check:
+def byte_range_check(data: PdfData, emb: EmbeddedPdfSignature) -> Check:
     """Exactly two ranges; the first starts at 0; the gap is exactly the /Contents hex string;
     everything inside the file."""
     br = emb.byte_range
