@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -14,18 +17,19 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename.
-
-    ``mode`` is applied before any byte is written, so a 0600 file is never readable by others.
-    With ``exclusive`` an existing file is never replaced (FileExistsError).
-    """
+@contextmanager
+def atomic_output(path: Path, *, mode: int = 0o644, exclusive: bool = True
+                  ) -> Iterator[BinaryIO]:
+    """A new file for ``path``, open for reading and writing: written under a temporary name in
+    the same directory, made visible (fsync, then link or rename) only when the block ends
+    without an error, removed otherwise. ``mode`` is set before any byte is written; with
+    ``exclusive`` an existing ``path`` is never replaced (FileExistsError)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, "w+b") as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         if exclusive:
@@ -38,6 +42,16 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, exclusive: bool 
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename.
+
+    ``mode`` is applied before any byte is written, so a 0600 file is never readable by others.
+    With ``exclusive`` an existing file is never replaced (FileExistsError).
+    """
+    with atomic_output(path, mode=mode, exclusive=exclusive) as fh:
+        fh.write(data)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -21,8 +21,9 @@ from test_verify_attacks import BYTE_RANGES, byte_range_span, rewrite_byte_range
 from test_verify_pdf import OWNER_PASSWORD, USER_PASSWORD, encrypted
 
 from kyso.errors import PdfInputError, SigningError
+from kyso.files import atomic_output
 from kyso.signing import commands, sign, verify
-from kyso.signing.pdfio import FileView, atomic_output, stream_sha256
+from kyso.signing.pdfio import FileView, stream_sha256
 from kyso.signing.sample import sample_pdf, write_sample_pdf
 from kyso.signing.sign import Level, SignRequest
 from kyso.signing.verdict import FileReport, Indication

@@ -27,8 +27,9 @@ from kyso.clock import SystemClock
 from kyso.config import ENV_P12_PASSPHRASE, load_settings
 from kyso.context import Kyso, open_kyso
 from kyso.errors import KysoError, SigningError, UsageError
+from kyso.files import atomic_output
 from kyso.signing.appearance import POSITIONS, Box, StampRequest, StampStyle, parse_box
-from kyso.signing.pdfio import IN_MEMORY_MAX, atomic_output, stream_sha256
+from kyso.signing.pdfio import IN_MEMORY_MAX, stream_sha256
 from kyso.signing.report import render_text
 from kyso.signing.services import LocalServices
 from kyso.signing.setup import build_verifier, check_signer, load_signer, store_lookup

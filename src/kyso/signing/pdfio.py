@@ -3,19 +3,16 @@
 
 Large files are never copied whole: pyHanko reads and writes streams in chunks, so a PDF can
 be given as bytes (wrapped in a :class:`io.BytesIO`, which shares the bytes without copying)
-or as an open file, and signed output can go straight to a file (:func:`atomic_output`)."""
+or as an open file, and signed output can go straight to a file (:func:`kyso.files.atomic_output`)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from pyhanko.pdf_utils import generic
@@ -201,34 +198,3 @@ def signature_fields(reader: PdfFileReader) -> list[ExistingField]:
     return out
 
 
-@contextmanager
-def atomic_output(path: Path, *, mode: int = 0o644, exclusive: bool = True
-                  ) -> Iterator[BinaryIO]:
-    """A new file for ``path``, open for reading and writing: written under a temporary name in
-    the same directory, made visible (fsync, then link or rename) only when the block ends
-    without an error, removed otherwise. ``mode`` is set before any byte is written; with
-    ``exclusive`` an existing ``path`` is never replaced (FileExistsError). The streaming
-    counterpart of :func:`kyso.files.atomic_write`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w+b") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        if exclusive:
-            os.link(tmp, path)  # fails with FileExistsError, never overwrites
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)

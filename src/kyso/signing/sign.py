@@ -43,13 +43,13 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from kyso.clock import Clock
 from kyso.errors import SigningError
+from kyso.files import atomic_output
 from kyso.signing import appearance, ltv
 from kyso.signing.appearance import StampRequest
 from kyso.signing.cms import CmsSigner, SigningKey, chain_without_root
 from kyso.signing.pdfio import (
     IN_MEMORY_MAX,
     PdfSource,
-    atomic_output,
     open_for_update,
     page_box,
     page_count,
@@ -237,7 +237,7 @@ class PdfSigner:
         """Sign ``source`` (bytes, or a readable, seekable binary file at its start, never
         modified) into ``output``: an empty binary stream that can be read, written and
         seeked (a file opened ``w+b``). Neither is read into memory whole. On an error,
-        ``output`` holds a partial file: write to :func:`~kyso.signing.pdfio.atomic_output`
+        ``output`` holds a partial file: write to :func:`~kyso.files.atomic_output`
         (or use :meth:`sign_file`) so that nobody sees it."""
         if not (output.readable() and output.writable() and output.seekable()):
             raise SigningError("the signing output must be readable, writable and seekable")
@@ -248,7 +248,7 @@ class PdfSigner:
     def sign_file(self, src: Path, dst: Path, request: SignRequest, *, mode: int = 0o644,
                   exclusive: bool = True) -> SignedFile:
         """Sign the PDF at ``src`` into a new file ``dst``, written atomically (see
-        :func:`~kyso.signing.pdfio.atomic_output`; nothing is left at ``dst`` on failure). A
+        :func:`~kyso.files.atomic_output`; nothing is left at ``dst`` on failure). A
         file up to :data:`~kyso.signing.pdfio.IN_MEMORY_MAX` is read at once; a larger one is
         read as needed, so memory stays small whatever the size."""
         with open(src, "rb") as fh:
