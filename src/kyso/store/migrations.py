@@ -30,9 +30,28 @@ def _v2_key_compromise(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE certified_keys ADD COLUMN compromised_at {kind}")
 
 
+def _v3_eid(conn: Connection) -> None:
+    for table in (
+        schema.identities,
+        schema.otp_credentials,
+        schema.devices,
+        schema.device_challenges,
+        schema.lockout_states,
+        schema.sms_challenges,
+        schema.sms_sends,
+        schema.sms_outbox,
+        schema.oidc_clients,
+        schema.oidc_sessions,
+        schema.oidc_codes,
+        schema.oidc_tokens,
+    ):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial CA tables", _v1_initial),
     (2, "certified_keys.compromised_at", _v2_key_compromise),
+    (3, "e-ID registry, authenticators, devices and OpenID Connect state", _v3_eid),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -108,3 +108,197 @@ certified_keys = sa.Table(
     sa.Column("first_serial", sa.String(40), nullable=False),
     sa.Column("compromised_at", UTCDateTime(timezone=True), nullable=True),  # schema v2
 )
+
+# -- e-ID (schema v3) ----------------------------------------------------------------------
+# The registry keeps the raw 12-digit ID number (it is the national identifier the account is
+# for); everything that leaves the store — events, errors, logs — carries the masked hint and
+# the keyed pseudonym only.
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("subject", sa.String(40), primary_key=True),  # the OIDC ``sub``: opaque, random
+    sa.Column("id_number", sa.String(12), nullable=False, unique=True),
+    sa.Column("full_name", sa.Text, nullable=False),
+    sa.Column("birth_date", sa.String(10), nullable=False),  # ISO 8601 date
+    sa.Column("sex", sa.String(8), nullable=False),
+    sa.Column("phone", sa.String(20), nullable=True),
+    sa.Column("email", sa.String(254), nullable=True),
+    sa.Column("level", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("lock_reason", sa.String(32), nullable=True),
+    sa.Column("locked_at", UTCDateTime(timezone=True), nullable=True),
+    sa.Column("locked_by", sa.Text, nullable=True),
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("password_changed_at", UTCDateTime(timezone=True), nullable=True),
+    sa.Column("face_score", sa.Float, nullable=True),  # level 1: selfie vs population database
+    sa.Column("level2_at", UTCDateTime(timezone=True), nullable=True),
+    sa.Column("level2_officer", sa.Text, nullable=True),
+    sa.Column("level2_evidence", sa.Text, nullable=True),  # JSON: chip, DS serial, scores, consent
+    sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, default=1),
+    sa.CheckConstraint("level IN (1, 2)", name="identity_level"),
+    sa.CheckConstraint("status IN ('active', 'locked')", name="identity_status"),
+)
+
+# One-time-code credentials (TOTP). The secret is sealed (AES-GCM under the home's e-ID key);
+# ``last_step`` is the replay guard: advanced only by a compare-and-set UPDATE.
+otp_credentials = sa.Table(
+    "otp_credentials",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("subject", sa.String(40), sa.ForeignKey("identities.subject", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # totp
+    sa.Column("secret_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, active, retired
+    sa.Column("last_step", sa.BigInteger, nullable=True),
+    sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("activated_at", UTCDateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'active', 'retired')", name="otp_status"),
+)
+
+# Bound devices (the app's EC P-256 key). At most one active device per account.
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("subject", sa.String(40), sa.ForeignKey("identities.subject", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),  # SubjectPublicKeyInfo DER
+    sa.Column("thumbprint", sa.String(64), nullable=False, unique=True),  # RFC 7638, base64url
+    sa.Column("status", sa.String(16), nullable=False),  # pending, active, retired
+    sa.Column("approved_by", sa.Text, nullable=True),  # device:<id> or chip:<DS serial>
+    sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("activated_at", UTCDateTime(timezone=True), nullable=True),
+    sa.Column("retired_at", UTCDateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'active', 'retired')", name="device_status"),
+)
+sa.Index(
+    "one_active_device", devices.c.subject, unique=True,
+    sqlite_where=devices.c.status == "active", postgresql_where=devices.c.status == "active",
+)
+
+# One-time nonces a bound device signs: QR cross-device login, new-device approval.
+device_challenges = sa.Table(
+    "device_challenges",
+    metadata,
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("purpose", sa.String(16), nullable=False),  # login, approve-device
+    sa.Column("subject", sa.String(40), nullable=True),
+    sa.Column("device_id", sa.String(40), nullable=True),  # the device that signed it
+    sa.Column("target", sa.Text, nullable=True),  # what is approved (a pending device id)
+    sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UTCDateTime(timezone=True), nullable=False, index=True),
+    sa.Column("approved_at", UTCDateTime(timezone=True), nullable=True),
+    sa.Column("consumed_at", UTCDateTime(timezone=True), nullable=True),
+)
+
+# Brute-force state per account (compare-and-set on version); counters as JSON.
+lockout_states = sa.Table(
+    "lockout_states",
+    metadata,
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+)
+
+# The live SMS code of each account (only its keyed hash) and the send history (throttling).
+sms_challenges = sa.Table(
+    "sms_challenges",
+    metadata,
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("challenge_id", sa.String(40), nullable=False),
+    sa.Column("digest", sa.LargeBinary, nullable=False),
+    sa.Column("issued_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("misses", sa.Integer, nullable=False, default=0),
+)
+
+sms_sends = sa.Table(
+    "sms_sends",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(64), nullable=False, index=True),
+    sa.Column("sent_at", UTCDateTime(timezone=True), nullable=False),
+)
+
+# The simulated phone network: messages the demo and tests read back. Not a log.
+sms_outbox = sa.Table(
+    "sms_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("phone", sa.String(20), nullable=False, index=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("sent_at", UTCDateTime(timezone=True), nullable=False),
+)
+
+# OpenID Connect relying parties, registered with exact redirect URIs.
+oidc_clients = sa.Table(
+    "oidc_clients",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=True),  # argon2id; NULL for public clients
+    sa.Column("redirect_uris", sa.Text, nullable=False),  # JSON list, compared exactly
+    sa.Column("post_logout_redirect_uris", sa.Text, nullable=False),  # JSON list
+    sa.Column("scopes", sa.Text, nullable=False),  # space-separated allowed scopes
+    sa.Column("status", sa.String(16), nullable=False),  # active, disabled
+    sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+)
+
+# Browser sessions at the provider. Keyed by the SHA-256 of the cookie value; ``data`` holds
+# the login transaction (stage, pending authorize request, CSRF secret) as JSON.
+oidc_sessions = sa.Table(
+    "oidc_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(40), nullable=True, index=True),
+    sa.Column("auth_time", UTCDateTime(timezone=True), nullable=True),
+    sa.Column("acr", sa.String(64), nullable=True),
+    sa.Column("amr", sa.Text, nullable=True),  # JSON list (RFC 8176)
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UTCDateTime(timezone=True), nullable=False, index=True),
+    sa.Column("ended_at", UTCDateTime(timezone=True), nullable=True),
+)
+
+# Authorization codes (stored hashed): single use, short-lived, bound to client, redirect URI
+# and PKCE challenge.
+oidc_codes = sa.Table(
+    "oidc_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(40), nullable=False),
+    sa.Column("session_hash", sa.String(64), nullable=True),
+    sa.Column("redirect_uri", sa.Text, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("nonce", sa.Text, nullable=True),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("acr", sa.String(64), nullable=False),
+    sa.Column("amr", sa.Text, nullable=False),  # JSON list
+    sa.Column("auth_time", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("claims", sa.Text, nullable=True),  # JSON ``claims`` request parameter
+    sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("used_at", UTCDateTime(timezone=True), nullable=True),
+)
+
+# Tokens issued (by jti), so a replayed code can revoke what it produced and userinfo can
+# refuse a revoked access token.
+oidc_tokens = sa.Table(
+    "oidc_tokens",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # access, id, refresh
+    sa.Column("code_hash", sa.String(64), nullable=True, index=True),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(40), nullable=False, index=True),
+    sa.Column("issued_at", UTCDateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UTCDateTime(timezone=True), nullable=False, index=True),
+    sa.Column("revoked_at", UTCDateTime(timezone=True), nullable=True),
+)
