@@ -46,12 +46,15 @@ def home(tmp_path: Path) -> Path:
 # CA keys are protected by 600 000 PBKDF2 iterations in production (0.1 s per key); the suite
 # creates hundreds of hierarchies, so it uses fewer. tests/pki/test_authority.py checks the
 # production default.
-FAST_KDF = {"KYSO_KEY_KDF_ITERATIONS": "2000"}
+# Likewise argon2id: the suite hashes passwords with the "test-fast" parameters (about a
+# thousand times cheaper); tests/authn/test_passwords.py checks the production default.
+FAST_KDF = {"KYSO_KEY_KDF_ITERATIONS": "2000", "KYSO_PASSWORD_HASH": "test-fast"}
 
 
 @pytest.fixture(autouse=True)
 def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KYSO_KEY_KDF_ITERATIONS", FAST_KDF["KYSO_KEY_KDF_ITERATIONS"])
+    for name, value in FAST_KDF.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

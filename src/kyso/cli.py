@@ -14,6 +14,7 @@ import click
 from kyso import __version__
 from kyso.audit import commands as audit_commands
 from kyso.audit.logging import configure_logging
+from kyso.authn import commands as id_commands
 from kyso.cliutil import App, add_format_option
 from kyso.config import load_settings
 from kyso.errors import KysoError, UsageError
@@ -52,6 +53,7 @@ pki_commands.register(cli)
 policy_commands.register(cli)
 audit_commands.register(cli)
 pdf_commands.register(cli)
+id_commands.register(cli)
 add_format_option(cli)
 
 

@@ -21,6 +21,8 @@ ENV_DATABASE_URL = "KYSO_DATABASE_URL"
 ENV_CA_PASSPHRASE = "KYSO_CA_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 ENV_P12_PASSPHRASE = "KYSO_P12_PASSPHRASE"  # noqa: S105
 ENV_KEY_KDF_ITERATIONS = "KYSO_KEY_KDF_ITERATIONS"
+ENV_PASSWORD_HASH = "KYSO_PASSWORD_HASH"  # noqa: S105 - the variable's name
+PASSWORD_HASHES = ("owasp", "rfc9106-low-memory", "test-fast")
 DEFAULT_KEY_KDF_ITERATIONS = 600_000  # OWASP 2023 for PBKDF2-HMAC-SHA-256
 MIN_KEY_KDF_ITERATIONS = 1_000
 MIN_PASSPHRASE_LENGTH = 12
@@ -56,11 +58,13 @@ class AuthnSettings:
     """``[authn]``: login, lockout and session rules of the e-ID service (Keycloak names)."""
 
     password_policy: str = "nist-aal2"  # noqa: S105 - a policy name
+    password_hash: str = "owasp"  # noqa: S105 - argon2id parameter set (test-fast: suites only)
     max_login_failures: int = 5
     lockout: str = "mixed"
     wait_increment_seconds: int = 60
     max_wait_seconds: int = 900
     failure_reset_seconds: int = 43200
+    max_temporary_lockouts: int = 1  # mixed mode: permanent after more temporary ones
     admin_mfa: bool = True
     remote_mfa: bool = True
     session_idle_admin_minutes: int = 5
@@ -89,6 +93,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("security", "regime"): REGIMES,
     ("authn", "lockout"): LOCKOUT_MODES,
     ("authn", "password_policy"): PASSWORD_POLICIES,
+    ("authn", "password_hash"): PASSWORD_HASHES,
 }
 _RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("security", "level"): (1, 5),
@@ -154,6 +159,11 @@ def load_settings(
     url = database_url or env.get(ENV_DATABASE_URL) or file_values.get("database_url")
     if not url:
         url = f"sqlite:///{(home_path / 'kyso.db').absolute()}"
+    hash_name = env.get(ENV_PASSWORD_HASH)
+    if hash_name:
+        if hash_name not in PASSWORD_HASHES:
+            raise ConfigError(f"{ENV_PASSWORD_HASH} must be one of {', '.join(PASSWORD_HASHES)}")
+        sections["authn"] = replace(sections.get("authn", AuthnSettings()), password_hash=hash_name)
     return Settings(home=home_path.absolute(), database_url=url,
                     key_kdf_iterations=_iterations(env.get(ENV_KEY_KDF_ITERATIONS)), **sections)
 

@@ -110,6 +110,7 @@ class BruteForceSettings:
             "wait_increment": dt.timedelta(seconds=authn.wait_increment_seconds),
             "max_wait": dt.timedelta(seconds=authn.max_wait_seconds),
             "failure_reset": dt.timedelta(seconds=authn.failure_reset_seconds),
+            "max_temporary_lockouts": authn.max_temporary_lockouts,
         }
         values.update(overrides)
         return cls(**values)

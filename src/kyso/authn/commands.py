@@ -1,0 +1,34 @@
+"""``kyso id …`` (the e-ID registry and its provider) and ``kyso token …`` (relying parties).
+
+The two groups live here; each concern adds its commands from its own module
+(``add_to(id_group, token_group)``), so enrolment, credentials, clients and tokens change
+independently.
+"""
+
+from __future__ import annotations
+
+import click
+
+_MODULES: tuple[str, ...] = ()
+
+
+@click.group("id")
+def id_group() -> None:
+    """The VNeID-style e-ID: register citizens (level 1), enrol them at level 2 with a chip
+    check, lock and unlock accounts, set up one-time codes, register OpenID Connect clients.
+    """
+
+
+@click.group("token")
+def token_group() -> None:
+    """Tokens issued by the e-ID provider, checked the way a relying party must."""
+
+
+def register(root: click.Group) -> None:
+    import importlib
+
+    for name in _MODULES:
+        importlib.import_module(name).add_to(id_group, token_group)
+    root.add_command(id_group)
+    if token_group.commands:
+        root.add_command(token_group)
