@@ -42,14 +42,23 @@ class Kyso:
         action: str,
         outcome: Outcome,
         object: str = "",
+        *,
+        actor: str | None = None,
+        source: str | None = None,
+        request_id: str = "",
         **details: Any,
     ) -> None:
-        self.audit.record(self.event(layer, action, outcome, object, **details))
+        """Record one audit event. ``actor``, ``source`` and ``request_id`` override this
+        context's for one event (a citizen's pseudonym, a server request)."""
+        self.audit.record(self.event(layer, action, outcome, object, actor=actor, source=source,
+                                     request_id=request_id, **details))
 
-    def event(self, layer: Layer, action: str, outcome: Outcome, object: str = "",
+    def event(self, layer: Layer, action: str, outcome: Outcome, object: str = "", *,
+              actor: str | None = None, source: str | None = None, request_id: str = "",
               **details: Any) -> AuditEvent:
         return AuditEvent(time=self.now(), layer=layer, action=action, outcome=outcome,
-                          actor=self.actor, object=object, details=details, source=self.source)
+                          actor=actor or self.actor, object=object, details=details,
+                          source=source or self.source, request_id=request_id)
 
     def close(self) -> None:
         self.store.close()

@@ -245,6 +245,7 @@ oidc_clients = sa.Table(
     sa.Column("redirect_uris", sa.Text, nullable=False),  # JSON list, compared exactly
     sa.Column("post_logout_redirect_uris", sa.Text, nullable=False),  # JSON list
     sa.Column("scopes", sa.Text, nullable=False),  # space-separated allowed scopes
+    sa.Column("audiences", sa.Text, nullable=False),  # JSON list: APIs its access tokens are for
     sa.Column("status", sa.String(16), nullable=False),  # active, disabled
     sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
 )
