@@ -131,6 +131,8 @@ def well_run_home(home: Path, backup: Path, authn: str = "") -> None:
     backup.mkdir(parents=True, exist_ok=True)
     (backup / "kyso-backup.tar.age").write_bytes(b"age-encryption.org/v1\n" + b"x" * 64)
     write_config(home, f'[backup]\ndir = "{backup}"\noffsite = true\n' + authn)
+    signed = run(home, "audit", "checkpoint")  # the hourly checkpoint a scheduler would sign
+    assert signed.exit_code == 0, signed.output
     mark_verified(home)
 
 

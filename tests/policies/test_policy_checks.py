@@ -12,7 +12,7 @@ from policy_support import KEYS, good_facts, with_settings
 from conftest import T0
 from kyso.policies.checkbase import CheckSpec, Param
 from kyso.policies.checks import CHECKS, run_check
-from kyso.policies.facts import BackupFact, ClockFact, Facts, Verification
+from kyso.policies.facts import BackupFact, CheckpointFact, ClockFact, Facts, Verification
 from kyso.policies.models import Localised, Status
 
 LEVEL_3_PARAMS: dict[str, dict[str, Any]] = {
@@ -111,6 +111,34 @@ def test_stale_verification_is_partly_met() -> None:
 def test_sparse_checkpoints_fail() -> None:
     facts = with_settings(good_facts(), "audit", checkpoint_interval_seconds=7200)
     assert check("audit_checkpoints", facts)[0] is Status.FAIL
+
+
+def test_a_recent_checkpoint_meets_the_hourly_requirement() -> None:
+    recent = CheckpointFact(time=T0 - dt.timedelta(minutes=20), size=90, log_size=120)
+    status, _vi, en = check("audit_checkpoints", good_facts(checkpoint=recent))
+    assert status is Status.PASS
+    assert "(90 events)" in en
+
+
+def test_an_old_checkpoint_with_newer_events_is_only_partly_met() -> None:
+    old = CheckpointFact(time=T0 - dt.timedelta(hours=5), size=90, log_size=120)
+    status, vi, en = check("audit_checkpoints", good_facts(checkpoint=old))
+    assert status is Status.PARTIAL
+    assert "5.0 hours ago, covers only 90 of 120 events" in en
+    assert "90/120" in vi
+
+
+def test_an_old_checkpoint_of_an_idle_log_passes() -> None:
+    idle = CheckpointFact(time=T0 - dt.timedelta(days=3), size=120, log_size=120)
+    assert check("audit_checkpoints", good_facts(checkpoint=idle))[0] is Status.PASS
+
+
+def test_events_without_any_checkpoint_are_only_partly_met() -> None:
+    none_yet = CheckpointFact(time=None, log_size=7)
+    status, _vi, en = check("audit_checkpoints", good_facts(checkpoint=none_yet))
+    assert status is Status.PARTIAL
+    assert "run `kyso audit checkpoint`" in en
+    assert check("audit_checkpoints", good_facts(checkpoint=CheckpointFact()))[0] is Status.PASS
 
 
 # --- clock -------------------------------------------------------------------------------------

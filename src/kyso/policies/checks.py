@@ -98,17 +98,36 @@ def audit_integrity(facts: Facts, p: Params) -> CheckResult:
 
 
 @register("audit_checkpoints",
-          "Checkpoint ký số được tạo ít nhất mỗi max_interval_seconds giây",
-          "Signed checkpoints are made at least every max_interval_seconds seconds",
+          "Checkpoint ký số được tạo ít nhất mỗi max_interval_seconds giây, và checkpoint mới "
+          "nhất không cũ hơn thế khi nhật ký có sự kiện mới",
+          "Signed checkpoints are made at least every max_interval_seconds seconds, and the "
+          "newest is no older than that while the log has newer events",
           max_interval_seconds=Param(int))
 def audit_checkpoints(facts: Facts, p: Params) -> CheckResult:
     limit = int_param(p, "max_interval_seconds", 3600)
     every = facts.audit.checkpoint_interval_seconds
-    if every <= limit:
-        return result(Status.PASS, f"checkpoint mỗi {every} giây; yêu cầu ≤ {limit}",
-                      f"checkpoint every {every} s; required ≤ {limit}")
-    return result(Status.FAIL, f"checkpoint mỗi {every} giây, thưa hơn {limit} giây",
-                  f"checkpoint every {every} s, less often than every {limit} s")
+    if every > limit:
+        return result(Status.FAIL, f"checkpoint mỗi {every} giây, thưa hơn {limit} giây",
+                      f"checkpoint every {every} s, less often than every {limit} s")
+    cp = facts.checkpoint
+    if cp.time is None:
+        if not cp.log_size:
+            return result(Status.PASS, f"checkpoint mỗi {every} giây; nhật ký chưa có sự kiện",
+                          f"checkpoint every {every} s; the log has no events yet")
+        return result(Status.PARTIAL, f"đặt lịch mỗi {every} giây nhưng chưa có checkpoint nào "
+                      f"cho {cp.log_size} sự kiện; chạy `kyso audit checkpoint`",
+                      f"scheduled every {every} s but no checkpoint yet for {cp.log_size} "
+                      "events; run `kyso audit checkpoint`")
+    when = vn_iso(cp.time)
+    age = (facts.now - cp.time).total_seconds()
+    if age <= limit or (cp.log_size is not None and cp.log_size <= cp.size):
+        return result(Status.PASS, f"checkpoint mới nhất lúc {when} ({cp.size} sự kiện); "
+                      f"lịch mỗi {every} giây", f"newest checkpoint at {when} ({cp.size} events); "
+                      f"scheduled every {every} s")
+    hours_vi, hours_en = decimal(age / 3600)
+    return result(Status.PARTIAL, f"checkpoint mới nhất lúc {when}, đã {hours_vi} giờ, chỉ phủ "
+                  f"{cp.size}/{cp.log_size} sự kiện", f"newest checkpoint at {when}, {hours_en} "
+                  f"hours ago, covers only {cp.size} of {cp.log_size} events")
 
 
 # --- time ------------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from kyso.audit.retention import LEVEL_MIN_DAYS
+from kyso.audit.segments import Layout, read_state
 from kyso.clock import Clock, SystemClock
 from kyso.config import AuditSettings, AuthnSettings, BackupSettings, SecuritySettings, Settings
 from kyso.context import Kyso
-from kyso.errors import CANotInitialisedError
+from kyso.errors import AuditError, CANotInitialisedError
 from kyso.pki.authority import AuthorityInfo, list_authorities, list_services
 
 VERIFIED_FILE = "verified.json"  # written by `kyso audit verify`
@@ -85,6 +86,16 @@ class BackupFact:
 
 
 @dataclass(frozen=True)
+class CheckpointFact:
+    """The newest signed checkpoint (``audit/checkpoints/<size>.note``) and how far the log
+    has grown (``audit/head.json``: the writer's claim, good enough to say "nothing new")."""
+
+    time: dt.datetime | None = None  # when the newest checkpoint was written
+    size: int = 0  # the tree size it covers
+    log_size: int | None = None  # None: no head recorded yet (or unreadable)
+
+
+@dataclass(frozen=True)
 class ClockFact:
     server: str
     offset_ms: float | None = None
@@ -127,6 +138,7 @@ class Facts:
     pseudonym_key: str  # "ok", "missing", "readable by others", "too short"
     password_min_length: tuple[int, int] = (8, 15)
     ca_problem: str = field(default="")
+    checkpoint: CheckpointFact = field(default_factory=CheckpointFact)
 
 
 # --- gathering -------------------------------------------------------------------------------
@@ -165,7 +177,25 @@ def gather_facts(settings: Settings, clock: Clock | None = None, kyso: Kyso | No
         clock=_clock(settings.security.ntp_server, probe or sntp_offset_ms),
         pseudonym_key=_pseudonym_key(settings.pseudonym_key_path),
         password_min_length=PASSWORD_MIN_LENGTHS.get(settings.authn.password_policy, (8, 8)),
+        checkpoint=_checkpoint(Layout(settings.audit_dir)),
     )
+
+
+def _checkpoint(layout: Layout) -> CheckpointFact:
+    try:
+        head = read_state(layout.head, "audit head")
+        log_size = head.size if head is not None else None
+    except AuditError:
+        log_size = None
+    try:
+        notes = sorted(p for p in layout.checkpoints.glob("*.note") if p.stem.isdigit())
+        if not notes:
+            return CheckpointFact(log_size=log_size)
+        newest = notes[-1]
+        return CheckpointFact(time=dt.datetime.fromtimestamp(newest.stat().st_mtime, dt.UTC),
+                              size=int(newest.stem), log_size=log_size)
+    except OSError:
+        return CheckpointFact(log_size=log_size)
 
 
 def _keys(kyso: Kyso) -> tuple[KeyFact, ...]:
