@@ -30,6 +30,7 @@ from kyso.audit import AuditEvent, AuditLog, Layer, Outcome
 from kyso.audit.checkpoint import Checkpoint, sign_checkpoint
 from kyso.audit.merkle import Frontier, MerkleTree, leaf_hash
 from kyso.audit.proofs import (
+    AUDIT_SIGNER_POLICY,
     FORMAT,
     MAX_BUNDLE_BYTES,
     consistency_bundle,
@@ -168,6 +169,56 @@ def test_bundle_whose_signer_does_not_chain_to_the_given_root_fails(
     without_chain = dict(bundle, chain=[])
     with pytest.raises(ProofError, match="does not chain"):
         verify_bundle(without_chain, roots=[signer.root])
+
+
+def _cert(subject: str, issuer: str, key: Ed25519PrivateKey, signer: Ed25519PrivateKey, *,
+          ca: bool, policy: bool = False) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(days=1))
+               .not_valid_after(now + dt.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(
+                   digital_signature=not ca, content_commitment=False, key_encipherment=False,
+                   data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                   encipher_only=False, decipher_only=False), critical=True))
+    if policy:
+        builder = builder.add_extension(x509.CertificatePolicies([x509.PolicyInformation(
+            x509.ObjectIdentifier(AUDIT_SIGNER_POLICY), None)]), critical=False)
+    return builder.sign(signer, None)
+
+
+def test_a_tsa_certificate_from_the_same_root_is_not_an_audit_signer(
+        kyso: Kyso, log40: CheckpointResult) -> None:
+    signer = signer_of(kyso)
+    bundle = inclusion_bundle(kyso.settings.audit_dir, 7, log40.note, log40.checkpoint,
+                              signer.cert, signer.chain)
+    tsa = {s.name: s.certificate for s in list_services(kyso)}["tsa"]
+    swapped = dict(bundle, signer_certificate=tsa.public_bytes(Encoding.PEM).decode())
+    with pytest.raises(ProofError, match="audit-signer policy"):
+        verify_bundle(swapped, roots=[signer.root])
+
+
+def test_a_chain_through_an_end_entity_certificate_is_refused(
+        kyso: Kyso, log40: CheckpointResult) -> None:
+    signer = signer_of(kyso)
+    bundle = inclusion_bundle(kyso.settings.audit_dir, 7, log40.note, log40.checkpoint,
+                              signer.cert, signer.chain)
+    root_key, middle_key, leaf_key = (Ed25519PrivateKey.generate() for _ in range(3))
+    root = _cert("Gốc", "Gốc", root_key, root_key, ca=True)
+    middle = _cert("Nhân viên", "Gốc", middle_key, root_key, ca=False)
+    leaf = _cert("Ký nhật ký", "Nhân viên", leaf_key, middle_key, ca=False, policy=True)
+    forged = dict(bundle, signer_certificate=leaf.public_bytes(Encoding.PEM).decode(),
+                  chain=[middle.public_bytes(Encoding.PEM).decode()])
+    with pytest.raises(ProofError, match="issued another certificate but is not a CA"):
+        verify_bundle(forged, roots=[root])
+    ca_leaf = _cert("Ký nhật ký", "Gốc", leaf_key, root_key, ca=True, policy=True)
+    as_ca = dict(bundle, signer_certificate=ca_leaf.public_bytes(Encoding.PEM).decode(), chain=[])
+    with pytest.raises(ProofError, match="is a CA certificate, not an audit signer"):
+        verify_bundle(as_ca, roots=[root])
 
 
 def test_bundle_checked_against_nothing_is_refused(kyso: Kyso, log40: CheckpointResult) -> None:

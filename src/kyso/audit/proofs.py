@@ -47,6 +47,8 @@ from kyso.errors import AuditError, ProofError
 
 FORMAT = "kyso-audit-proof/1"
 MAX_BUNDLE_BYTES = 1 << 20
+# The certificate policy of kyso's audit-signer profile (policies/profiles/audit-signer.toml).
+AUDIT_SIGNER_POLICY = "1.3.6.1.4.1.32473.704.1.4.2"
 
 
 class _Leaves(Sequence[bytes]):
@@ -247,11 +249,60 @@ def signer_key(bundle: Mapping[str, Any], certificate: x509.Certificate | None,
     return key
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _check_signer_profile(cert: x509.Certificate) -> None:
+    """A certificate found through a root must be an audit-signer certificate: an end entity
+    for digital signatures under the audit-signer policy (a TSA or staff certificate from
+    the same root does not sign checkpoints)."""
+    name = cert.subject.rfc4514_string()
+    if _is_ca(cert):
+        raise ProofError(f"certificate {name} is a CA certificate, not an audit signer")
+    usage = _key_usage(cert)
+    if usage is None or not usage.digital_signature:
+        raise ProofError(f"certificate {name} is not for digital signatures (key usage)")
+    try:
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    except x509.ExtensionNotFound:
+        policies = x509.CertificatePolicies([])
+    if AUDIT_SIGNER_POLICY not in {p.policy_identifier.dotted_string for p in policies}:
+        raise ProofError(f"certificate {name} does not carry the audit-signer policy "
+                         f"{AUDIT_SIGNER_POLICY}")
+
+
+def _check_issuer(issuer: x509.Certificate, below: int) -> None:
+    """``issuer`` signs ``below`` CA certificates under it: it must be a CA allowed to sign
+    certificates at that depth."""
+    name = issuer.subject.rfc4514_string()
+    if not _is_ca(issuer):
+        raise ProofError(f"certificate {name} issued another certificate but is not a CA")
+    usage = _key_usage(issuer)
+    if usage is not None and not usage.key_cert_sign:
+        raise ProofError(f"CA certificate {name} may not sign certificates (key usage)")
+    limit = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    if limit is not None and below > limit:
+        raise ProofError(f"CA certificate {name} allows {limit} CA certificate(s) below it, "
+                         f"the chain has {below}")
+
+
 def _check_chain(cert: x509.Certificate, chain: Sequence[x509.Certificate],
                  roots: Sequence[x509.Certificate]) -> None:
+    _check_signer_profile(cert)
     current = cert
     pool = list(chain) + list(roots)
-    for _ in range(len(pool) + 1):
+    for depth in range(len(pool) + 1):
         if current in roots:
             return
         issuer = next((c for c in pool if c.subject == current.issuer and c != current), None)
@@ -262,6 +313,7 @@ def _check_chain(cert: x509.Certificate, chain: Sequence[x509.Certificate],
         except (ValueError, TypeError, InvalidSignature):
             raise ProofError(f"certificate {current.subject.rfc4514_string()} is not signed by "
                              "its issuer") from None
+        _check_issuer(issuer, depth)
         current = issuer
     raise ProofError("the signer certificate does not chain to a trusted root")
 
