@@ -1,0 +1,200 @@
+"""Device records, challenge rows and the input checks shared by device binding and QR login."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from kyso.authn.devices.signatures import approval_message
+from kyso.errors import AuthenticationFailedError, AuthnError
+from kyso.store.schema import devices, identities
+
+__all__ = [
+    "Device",
+    "DeviceApprovalRequest",
+    "DeviceRefusal",
+    "DeviceStatus",
+    "PassiveAuthReport",
+    "VerifiedChip",
+    "account_row",
+    "challenge_ref",
+    "check_name",
+    "check_token",
+    "chip_facts",
+    "device_from_row",
+    "device_row",
+]
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # nonces, device ids, subjects
+_MAX_NAME = 64
+_MAX_SERIAL = 128
+
+
+class DeviceStatus(StrEnum):
+    PENDING = "pending"  # requested, waiting for the old device's or the chip's approval
+    ACTIVE = "active"  # the one bound device of the account
+    RETIRED = "retired"  # replaced or withdrawn; never active again
+
+
+class VerifiedChip(Protocol):
+    """A chip card whose passive authentication the caller has already verified: the DG13 ID
+    number (raw; compared, never logged) and the serial number of the Document Signer
+    certificate."""
+
+    @property
+    def id_number(self) -> str: ...
+
+    @property
+    def ds_serial(self) -> str: ...
+
+
+class PassiveAuthReport(Protocol):
+    """The shape of :class:`kyso.authn.passive_auth.PassiveAuthResult`, accepted as is: it
+    must have ``passed``, and DG13's ID number is ``personal_data.person.id_number``."""
+
+    @property
+    def passed(self) -> bool: ...
+
+    @property
+    def ds_serial(self) -> str | None: ...
+
+    @property
+    def personal_data(self) -> Any: ...
+
+
+def chip_facts(chip: object) -> tuple[str, str]:
+    """``(id_number, ds_serial)`` of a :class:`VerifiedChip` or a passed
+    :class:`PassiveAuthReport`; :class:`AuthnError` for anything else (a failed or
+    indeterminate passive authentication included)."""
+    if getattr(chip, "passed", True) is not True:
+        raise AuthnError("the chip card's passive authentication did not pass")
+    id_number = getattr(chip, "id_number", None)
+    if id_number is None:
+        person = getattr(getattr(chip, "personal_data", None), "person", None)
+        id_number = getattr(person, "id_number", None)
+    ds_serial = getattr(chip, "ds_serial", None)
+    if not isinstance(id_number, str) or not isinstance(ds_serial, str):
+        raise AuthnError("the chip check must carry the DG13 ID number and the DS serial as text")
+    if not ds_serial or len(ds_serial) > _MAX_SERIAL or not ds_serial.isascii() or not (
+            ds_serial.isprintable()) or " " in ds_serial:
+        raise AuthnError("the Document Signer serial number is malformed")
+    return id_number, ds_serial
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    subject: str
+    name: str
+    public_key: bytes = field(repr=False)  # SubjectPublicKeyInfo DER
+    thumbprint: str
+    status: DeviceStatus
+    approved_by: str | None
+    created_at: dt.datetime
+    activated_at: dt.datetime | None
+    retired_at: dt.datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.status is DeviceStatus.ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "name": self.name,
+            "status": self.status.value,
+            "thumbprint": self.thumbprint,
+            "approved_by": self.approved_by,
+            "created_at": self.created_at.isoformat(),
+            "activated_at": self.activated_at.isoformat() if self.activated_at else None,
+            "retired_at": self.retired_at.isoformat() if self.retired_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class DeviceApprovalRequest:
+    """A pending device and the nonce its approver signs (see :func:`approval_message`)."""
+
+    device_id: str
+    subject: str
+    thumbprint: str
+    nonce: str
+    expires_at: dt.datetime
+
+    @property
+    def message(self) -> bytes:
+        """What the current active device must sign to approve this device."""
+        return approval_message(nonce=self.nonce, subject=self.subject,
+                                thumbprint=self.thumbprint)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device_id": self.device_id, "subject": self.subject,
+                "thumbprint": self.thumbprint, "nonce": self.nonce,
+                "expires_at": self.expires_at.isoformat()}
+
+
+class DeviceRefusal(Exception):
+    """A security decision to refuse, carried out of a write transaction so that nothing is
+    written and the refusal is audited afterwards."""
+
+    def __init__(self, reason: str, message: str, *, subject: str | None = None,
+                 error: type[AuthnError] = AuthenticationFailedError) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.subject = subject
+        self.error = error
+
+
+def check_token(value: object, what: str) -> str:
+    """A nonce, device id or subject: short URL-safe text; :class:`AuthnError` otherwise."""
+    if not isinstance(value, str):
+        raise AuthnError(f"the {what} must be text")
+    if not _TOKEN.fullmatch(value):
+        raise AuthnError(f"the {what} is malformed (1-64 characters A-Z a-z 0-9 _ -)")
+    return value
+
+
+def challenge_ref(nonce: str) -> str:
+    """How events name a challenge: a hash, so the log never holds a usable nonce."""
+    return "challenge:" + hashlib.sha256(nonce.encode("ascii")).hexdigest()[:16]
+
+
+def check_name(value: object) -> str:
+    """A device name as the citizen typed it: 1-64 printable characters, spaces collapsed."""
+    if not isinstance(value, str):
+        raise AuthnError("the device name must be text")
+    name = " ".join(value.split())
+    if not name or len(name) > _MAX_NAME or any(
+            unicodedata.category(c).startswith("C") for c in name):
+        raise AuthnError(f"the device name must be 1-{_MAX_NAME} printable characters")
+    return name
+
+
+def account_row(conn: Connection, subject: str) -> RowMapping | None:
+    return conn.execute(
+        sa.select(identities.c.subject, identities.c.id_number, identities.c.status,
+                  identities.c.level).where(identities.c.subject == subject)
+    ).mappings().first()
+
+
+def device_from_row(row: RowMapping) -> Device:
+    return Device(id=row["id"], subject=row["subject"], name=row["name"],
+                  public_key=bytes(row["public_key"]), thumbprint=row["thumbprint"],
+                  status=DeviceStatus(row["status"]), approved_by=row["approved_by"],
+                  created_at=row["created_at"], activated_at=row["activated_at"],
+                  retired_at=row["retired_at"])
+
+
+def device_row(conn: Connection, device_id: str) -> Device | None:
+    row = conn.execute(sa.select(devices).where(devices.c.id == device_id)).mappings().first()
+    return device_from_row(row) if row else None
