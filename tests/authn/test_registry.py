@@ -146,6 +146,23 @@ def test_promote_level2_replaces_personal_data_with_the_chip_data(registry: Regi
     assert registry.level2_evidence(made.subject) == {"ds_serial": "1a2b", "consent": True}
 
 
+def test_a_level2_account_is_created_whole_with_its_evidence(registry: Registry) -> None:
+    made = registry.create(Person.of(**AN), password_hash=None, level=Level.TWO,
+                           officer="officer:ca-tn-01", evidence={"ds_serial": "1a2b"})
+    assert made.level is Level.TWO
+    assert made.level2_at == T0
+    assert registry.level2_evidence(made.subject) == {"ds_serial": "1a2b"}
+
+
+def test_level2_creation_without_evidence_or_level1_with_it_is_refused(
+        registry: Registry) -> None:
+    with pytest.raises(IdentityError, match="officer and evidence"):
+        registry.create(Person.of(**AN), password_hash=None, level=Level.TWO)
+    with pytest.raises(IdentityError, match="officer and evidence"):
+        registry.create(Person.of(**AN), password_hash=None, officer="o", evidence={})
+    assert registry.count() == 0
+
+
 def test_lock_records_the_decree_69_ground_and_unlock_clears_it(registry: Registry) -> None:
     made = registry.create(Person.of(**AN), password_hash=None)
     locked = registry.lock(made.subject, LockGround.HOLDER_REQUEST, by="officer:1")

@@ -261,19 +261,22 @@ def enrol_level2(
         "consent": True, "consent_at": vn_iso(now), "officer": officer,
     }
     created = current is None
+    re_enrolment = current is not None and current.level is Level.TWO
     try:
         if current is None:
             person = Person.of(id_number=id_number, full_name=chip_data.person.full_name,
                                birth_date=chip_data.person.birth_date, sex=chip_data.person.sex,
                                phone=phone, email=email)
-            current = registry.create(person, password_hash=None, level=Level.ONE)
-        identity = registry.promote_level2(current.subject, person=chip_data.person,
-                                           officer=officer, evidence=evidence)
+            identity = registry.create(person, password_hash=None, level=Level.TWO,
+                                       officer=officer, evidence=evidence)
+        else:
+            identity = registry.promote_level2(current.subject, person=chip_data.person,
+                                               officer=officer, evidence=evidence)
     except IdentityError as exc:  # includes a bad phone / e-mail and a concurrent change
         _refuse(kyso, action, Step.ACCOUNT, str(exc), **where)
     kyso.record(Layer.AUTHN, "ENROL_LEVEL2", Outcome.SUCCESS, object=psn, actor=actor,
                 id_hint=hint, subject=identity.subject, created=created,
-                re_enrolment=not created and current.level is Level.TWO, **evidence)
+                re_enrolment=re_enrolment, **evidence)
     return EnrolmentResult(identity, report, evidence, created)
 
 

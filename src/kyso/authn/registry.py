@@ -270,8 +270,16 @@ class Registry:
     # -- writes -----------------------------------------------------------------------
 
     def create(self, person: Person, *, password_hash: str | None, level: Level = Level.ONE,
-               face_score: float | None = None, subject: str | None = None) -> Identity:
-        """A new account; :class:`IdentityError` if the ID number already has one."""
+               face_score: float | None = None, subject: str | None = None,
+               officer: str | None = None,
+               evidence: Mapping[str, Any] | None = None) -> Identity:
+        """A new account; :class:`IdentityError` if the ID number already has one.
+
+        A level-2 account (officer-attended registration with a chip check) is created whole,
+        in the same transaction, with its ``officer`` and ``evidence``."""
+        if (level is Level.TWO) != (officer is not None and evidence is not None):
+            raise IdentityError("a level-2 account is created with its officer and evidence, "
+                                "and only a level-2 account has them")
         now = self._clock.now()
         subject = subject or new_subject()
         row: dict[str, Any] = {
@@ -287,6 +295,10 @@ class Registry:
             "password_hash": password_hash,
             "password_changed_at": now if password_hash else None,
             "face_score": face_score,
+            "level2_at": now if level is Level.TWO else None,
+            "level2_officer": officer,
+            "level2_evidence": (json.dumps(dict(evidence), sort_keys=True, ensure_ascii=False)
+                                if evidence is not None else None),
             "created_at": now,
             "updated_at": now,
             "version": 1,
