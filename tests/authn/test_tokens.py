@@ -545,3 +545,46 @@ def test_module_refuses_to_load_on_the_ecdsa_backend(monkeypatch: pytest.MonkeyP
     load: Callable[[], None] = lambda: spec.loader.exec_module(copy)  # type: ignore[union-attr]  # noqa: E731
     with pytest.raises(ImportError, match="cryptography backend"):
         load()
+
+
+# --- public keys only (relying parties) -------------------------------------------------------
+
+
+def test_public_key_set_from_jwks_verifies_like_the_key_set(keys: KeySet,
+                                                            clock: FrozenClock) -> None:
+    from kyso.authn.rp_keys import PublicKeySet
+
+    token = access_token(keys, clock)
+    public = PublicKeySet.from_jwks(json.dumps(keys.public_jwks()))
+    assert all(not hasattr(k, "private_key") for k in public.keys)
+    ours_claims = verify(token, keys, typ="at+jwt", issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    theirs = verify(token, public, typ="at+jwt", issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    assert theirs.to_dict() == ours_claims.to_dict()
+    clock.advance(LIFETIME + dt.timedelta(minutes=1))
+    with pytest.raises(TokenError, match="expired"):
+        verify(token, public, typ="at+jwt", issuer=ISSUER, audience=AUDIENCE, clock=clock)
+
+
+def test_unknown_kid_is_an_unknown_key_error(keys: KeySet, clock: FrozenClock) -> None:
+    token = id_token(KeySet.create(clock), clock)
+    with pytest.raises(tokens_module.UnknownKeyError, match="unknown or retired key") as exc:
+        check(token, keys, clock)
+    assert isinstance(exc.value, TokenError)
+
+
+def test_prepared_jose_key_is_built_once_per_key(keys: KeySet) -> None:
+    first = tokens_module.prepared_key(keys.current)
+    assert tokens_module.prepared_key(keys.current) is first
+    assert tokens_module.prepared_key(KeySet.create(FrozenClock(T0)).current) is not first
+
+
+@pytest.mark.parametrize("unused_bits", [1, 2, 8, 15])
+def test_signature_spelt_with_unused_bits_set_is_refused(keys: KeySet, clock: FrozenClock,
+                                                         unused_bits: int) -> None:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    head, body, sig = id_token(keys, clock).split(".")
+    assert len(sig) == 86  # 64 bytes: the last character carries 4 unused bits
+    variant = sig[:-1] + alphabet[alphabet.index(sig[-1]) | unused_bits]
+    assert unb64(variant) == unb64(sig)  # the same bytes, spelt another way
+    with pytest.raises(TokenError, match="not canonical base64url"):
+        check(f"{head}.{body}.{variant}", keys, clock)

@@ -13,10 +13,16 @@ python-jose sees a token, :func:`verify` checks it itself:
   key is chosen by ``kid`` from our own :class:`~kyso.authn.keys.KeySet` — embedded keys and key
   URLs (``jwk``, ``jku``, ``x5u``, ``x5c``) and ``crit`` are refused;
 
-then python-jose verifies the signature with that one public key and ``algorithms=["ES256"]``,
-and the claims are checked again here against the injected clock: ``exp``, ``iat``, ``iss``,
-``aud``, ``sub`` (and ``jti`` for access tokens) are required. python-jose's own time checks
-read ``datetime.now``, so they are switched off and done here with the clock instead.
+then the signature is checked with that one public key by python-jose's cryptography-backed
+ES256 key object (prepared once per key and cached), and the claims are checked here against
+the injected clock: ``exp``, ``iat``, ``iss``, ``aud``, ``sub`` (and ``jti`` for access tokens)
+are required, ``at_hash`` must match. python-jose's ``jwt.decode`` is not called: it would parse
+the token a second time and repeat, more loosely (``datetime.now``, optional ``exp``/``aud``),
+checks that are all made here; dropping it doubled the verification rate (bench/token_verify.py).
+
+The keys come from a :class:`~kyso.authn.keys.KeySet` (the provider's own, private keys) or
+from anything with the same ``verification_key`` method over public keys only
+(:class:`VerificationKeys`, e.g. :class:`kyso.authn.rp_keys.PublicKeySet` built from a JWKS).
 
 Every refusal is a :class:`~kyso.errors.TokenError` whose message names the problem and never
 echoes the token or a claim value (the subject is a citizen's ID number).
@@ -31,18 +37,19 @@ import json
 import math
 import re
 import secrets
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwt as jose_jwt
 from jose.backends import ECKey as _JoseECKey
 from jose.backends.cryptography_backend import CryptographyECKey
-from jose.exceptions import JWSError, JWTError
 
-from kyso.authn.keys import ALGORITHM, MAX_LEEWAY, KeySet, SigningKey, b64url
+from kyso.authn.keys import ALGORITHM, MAX_LEEWAY, KeySet, b64url
 from kyso.clock import Clock
 from kyso.errors import TokenError
 
@@ -56,11 +63,50 @@ DEFAULT_LEEWAY = dt.timedelta(seconds=30)
 _SIGNATURE_BYTES = 64  # ES256: r || s, 32 octets each (RFC 7518 §3.4)
 _LATEST_TIME = 253_402_300_800  # 10000-01-01T00:00:00Z: later NumericDates are nonsense
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_ANY_LAST = frozenset(_B64_ALPHABET)
+# The last character of a 2- or 3-character final group carries 4 or 2 unused bits: zero.
+_CANONICAL_LAST = {2: frozenset(_B64_ALPHABET[::16]), 3: frozenset(_B64_ALPHABET[::4])}
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _HEADER_NAMES = frozenset({"alg", "typ", "kid"})
 _EMBEDDED_KEY_HEADERS = ("jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit")
 _KNOWN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
                                "PS256", "PS384", "PS512", "ES384", "ES512", "ES256K", "EdDSA"})
 _REGISTERED = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti"})
+_REQUIRED_ID = ("exp", "iat", "iss", "aud", "sub")
+_REQUIRED_ACCESS = (*_REQUIRED_ID, "jti")
+
+
+class UnknownKeyError(TokenError):
+    """The token names a key (``kid``) the key set does not hold, or no longer trusts. A relying
+    party with a remote JWKS may refetch it once (key rotation) and try again."""
+
+
+class VerificationKey(Protocol):
+    """One verification key: :class:`~kyso.authn.keys.SigningKey` or a public-only key."""
+
+    @property
+    def kid(self) -> str: ...
+
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
+    @property
+    def created_at(self) -> dt.datetime | None: ...
+
+    @property
+    def retired_at(self) -> dt.datetime | None: ...
+
+
+class VerificationKeys(Protocol):
+    """What :func:`verify` needs from a key set: the key of a ``kid`` usable at ``now``, and the
+    longest lifetime a token of this issuer may have."""
+
+    @property
+    def max_token_lifetime(self) -> dt.timedelta: ...
+
+    def verification_key(self, kid: str, now: dt.datetime,
+                         leeway: dt.timedelta = MAX_LEEWAY) -> VerificationKey | None: ...
 
 
 class TokenType(StrEnum):
@@ -179,11 +225,9 @@ def issue(keys: KeySet, *, typ: TokenType | str, issuer: str, subject: str,
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ValueError("duplicate member name")
-        result[name] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member name")
     return result
 
 
@@ -198,22 +242,27 @@ def _not_a_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: json.loads(..., hooks) would build a new decoder for every part of every token.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=_finite,
+                            parse_constant=_not_a_constant)
+
+
 def _b64url_part(part: str, what: str) -> bytes:
     if not _B64URL.fullmatch(part) or len(part) % 4 == 1:
         raise TokenError(f"token {what} is not base64url")
+    # Unused trailing bits set: the same bytes spelt another way (RFC 4648 §3.5).
+    if part[-1] not in _CANONICAL_LAST.get(len(part) % 4, _ANY_LAST):
+        raise TokenError(f"token {what} is not canonical base64url")
     try:
-        data = binascii.a2b_base64(part.replace("-", "+").replace("_", "/") + "=" * (-len(part) % 4))
+        return binascii.a2b_base64(part.encode("ascii").translate(_TO_STANDARD)
+                                   + b"=" * (-len(part) % 4))
     except binascii.Error:
         raise TokenError(f"token {what} is not base64url") from None
-    if b64url(data) != part:  # unused trailing bits set: the same bytes spelt another way
-        raise TokenError(f"token {what} is not canonical base64url")
-    return data
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                           parse_float=_finite, parse_constant=_not_a_constant)
+        value = _DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise TokenError(f"token {what} is not valid JSON") from None
     if not isinstance(value, dict):
@@ -258,16 +307,31 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
     return float(value)
 
 
-def _is_signature_failure(exc: JWTError) -> bool:
-    cause = exc.args[0] if exc.args else None
-    return isinstance(cause, JWSError) or isinstance(exc.__context__, JWSError)
+_PREPARED: weakref.WeakKeyDictionary[Any, CryptographyECKey] = weakref.WeakKeyDictionary()
 
 
-def verify(token: str, keys: KeySet, *, typ: TokenType | str, issuer: str, audience: str,
-           clock: Clock, leeway: dt.timedelta = DEFAULT_LEEWAY,
+def prepared_key(key: VerificationKey) -> CryptographyECKey:
+    """python-jose's ES256 key object for ``key``, built once per key object and cached (a
+    retired or dropped key leaves the cache with its key object)."""
+    try:
+        return _PREPARED[key]
+    except KeyError:
+        pass
+    public = key.public_key
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve,
+                                                                          ec.SECP256R1):
+        raise TokenError("the verification key is not an EC P-256 key")
+    prepared = CryptographyECKey(public, ALGORITHM)
+    _PREPARED[key] = prepared
+    return prepared
+
+
+def verify(token: str, keys: KeySet | VerificationKeys, *, typ: TokenType | str, issuer: str,
+           audience: str, clock: Clock, leeway: dt.timedelta = DEFAULT_LEEWAY,
            access_token: str | None = None) -> Claims:
     """Verify a token of kind ``typ`` issued by ``issuer`` for ``audience`` with a key from
-    ``keys``; raise :class:`TokenError` naming the first problem found.
+    ``keys`` (a :class:`KeySet`, or public keys only); raise :class:`TokenError` naming the
+    first problem found (:class:`UnknownKeyError` for a ``kid`` not in ``keys``).
 
     ``leeway`` (at most 60 s) absorbs clock skew for ``exp``, ``iat`` and ``nbf``. An ID token
     carrying ``at_hash`` verifies only together with its ``access_token``."""
@@ -293,50 +357,35 @@ def verify(token: str, keys: KeySet, *, typ: TokenType | str, issuer: str, audie
     # 2. Header, and the one key that may have signed it.
     kid = _check_header(header, expected)
     payload_bytes = _b64url_part(parts[1], "payload")
-    if len(_b64url_part(parts[2], "signature")) != _SIGNATURE_BYTES:
+    signature = _b64url_part(parts[2], "signature")
+    if len(signature) != _SIGNATURE_BYTES:
         raise TokenError("token signature is not a 64-byte ES256 signature")
     key = keys.verification_key(kid, now, leeway)
     if key is None:
-        raise TokenError("token is signed with an unknown or retired key (kid)")
-    claims = _json_object(payload_bytes, "payload")
+        raise UnknownKeyError("token is signed with an unknown or retired key (kid)")
 
-    # 3. python-jose: signature with that key, ES256 only, and its own claim checks.
-    options = {"verify_signature": True, "verify_aud": True, "verify_iss": True,
-               "verify_sub": True, "verify_iat": True, "verify_jti": True, "verify_at_hash": True,
-               # python-jose compares exp and nbf with datetime.now(), not our clock, and
-               # require_exp would switch that back on: both are checked below instead.
-               "verify_exp": False, "verify_nbf": False, "require_exp": False,
-               "require_iat": True, "require_iss": True, "require_aud": True, "require_sub": True,
-               "require_jti": expected is TokenType.ACCESS}
-    refused: str | None = None
+    # 3. The signature, with that key only (python-jose's cryptography-backed ES256 key).
     try:
-        jose_jwt.decode(token, CryptographyECKey(key.public_key, ALGORITHM),
-                        algorithms=[ALGORITHM], audience=audience, issuer=issuer,
-                        access_token=access_token, options=options)
-    except JWTError as exc:
-        refused = "token signature does not verify" if _is_signature_failure(exc) else (
-            "token claims refused by python-jose")
-    except Exception:  # fail closed: anything python-jose trips over is a refusal
-        refused = "token could not be verified"
-    # Raised outside the handlers so that no python-jose exception is chained to ours.
-    if refused == "token signature does not verify":
-        raise TokenError(refused)
+        valid = prepared_key(key).verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+    except Exception:  # fail closed: anything the backend trips over is a refusal
+        valid = False
+    if not valid:
+        raise TokenError("token signature does not verify")
 
-    # 4. Our own claim checks, whatever python-jose said; its refusal stands even if ours pass.
-    verified = _check_claims(claims, expected, kid, key, keys, issuer, audience, now, leeway)
+    # 4. The claims, only once the signature holds.
+    claims = _json_object(payload_bytes, "payload")
+    verified = _check_claims(claims, expected, kid, key, keys.max_token_lifetime, issuer,
+                             audience, now, leeway)
     if "at_hash" in claims and (access_token is None or claims["at_hash"] != b64url(
             hashlib.sha256(access_token.encode("ascii", "replace")).digest()[:16])):
         raise TokenError("token at_hash does not match the access token it came with")
-    if refused is not None:
-        raise TokenError(refused)
     return verified
 
 
-def _check_claims(claims: dict[str, Any], expected: TokenType, kid: str, key: SigningKey,
-                  keys: KeySet, issuer: str, audience: str, now: dt.datetime,
+def _check_claims(claims: dict[str, Any], expected: TokenType, kid: str, key: VerificationKey,
+                  max_lifetime: dt.timedelta, issuer: str, audience: str, now: dt.datetime,
                   leeway: dt.timedelta) -> Claims:
-    required = ("exp", "iat", "iss", "aud", "sub") + (("jti",) if expected is TokenType.ACCESS
-                                                       else ())
+    required = _REQUIRED_ACCESS if expected is TokenType.ACCESS else _REQUIRED_ID
     for name in required:
         if name not in claims:
             raise TokenError(f"token has no {name} claim")
@@ -366,11 +415,12 @@ def _check_claims(claims: dict[str, Any], expected: TokenType, kid: str, key: Si
         raise TokenError("token is not valid yet (nbf)")
     if exp <= iat:
         raise TokenError("token expires before it was issued")
-    if exp - iat > keys.max_token_lifetime.total_seconds():
+    if exp - iat > max_lifetime.total_seconds():
         raise TokenError("token lifetime exceeds the maximum this issuer grants")
-    if iat < key.created_at.timestamp() - skew:
+    created, retired = key.created_at, key.retired_at
+    if created is not None and iat < created.timestamp() - skew:
         raise TokenError("token claims to be issued before its signing key existed")
-    if key.retired_at is not None and iat > key.retired_at.timestamp() + skew:
+    if retired is not None and iat > retired.timestamp() + skew:
         raise TokenError("token is issued after its signing key was retired")
 
     extra = {name: value for name, value in claims.items() if name not in _REGISTERED}

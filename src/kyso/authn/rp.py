@@ -1,0 +1,341 @@
+"""The relying-party helper: how a backend service checks an e-ID token before it serves.
+
+A :class:`TokenVerifier` (alias :class:`RelyingParty`) is built once per service with the issuer
+URL, where the issuer's public keys come from (the home's own :class:`~kyso.authn.keys.KeySet`,
+a JWKS document or file, or the issuer's JWKS URL — :mod:`kyso.authn.rp_keys`) and a clock. Its
+:meth:`~TokenVerifier.verify` runs the hardened :func:`kyso.authn.tokens.verify` (signature by
+kid, ES256 only, explicit ``typ``, required claims, expiry against the clock) and then what a
+relying party must check itself (domain §3: ``acr_values`` can be edited in the URL):
+
+- the level comes **only** from the token's ``acr`` (:func:`kyso.authn.acr.level_of`); a token
+  without one, or with an ``acr`` we do not know, is refused — never given a default level;
+- a level below ``min_level``, or an ``auth_time`` older than ``max_age``, raises
+  :class:`InsufficientLevelError`, which carries the ``acr`` to ask for so that an API can
+  answer with an RFC 9470 step-up challenge;
+- access tokens (RFC 9068) must carry ``client_id``; ``amr``, ``scope`` and ``auth_time`` must
+  have their registered types when present.
+
+:func:`require_token` wraps a verifier as a FastAPI dependency: ``Authorization: Bearer …``
+(exactly one header, scheme case-insensitive) → :class:`VerifiedToken`; anything wrong → 401
+with ``WWW-Authenticate: Bearer error="invalid_token"`` or, for too low a level,
+``error="insufficient_user_authentication", acr_values="…"``. Neither the token nor a
+traceback is ever echoed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from kyso.authn.acr import acr_for, level_of
+from kyso.authn.keys import MAX_LEEWAY, KeySet
+from kyso.authn.registry import Level
+from kyso.authn.rp_keys import KeySource, PublicKeySet, RemoteJwks, StaticKeys
+from kyso.authn.tokens import (
+    DEFAULT_LEEWAY,
+    MAX_TOKEN_BYTES,
+    Claims,
+    TokenType,
+    UnknownKeyError,
+    VerificationKeys,
+    verify,
+)
+from kyso.clock import Clock
+from kyso.errors import TokenError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from kyso.context import Kyso
+
+__all__ = [
+    "InsufficientLevelError",
+    "RelyingParty",
+    "TokenVerifier",
+    "VerifiedToken",
+    "require_token",
+]
+
+_LATEST_TIME = 253_402_300_800  # 10000-01-01T00:00:00Z
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*) *")
+
+
+class InsufficientLevelError(TokenError):
+    """A valid token whose authentication is not strong enough (level) or not fresh enough
+    (``max_age``). ``required_acr`` is what to ask the provider for (RFC 9470 step-up)."""
+
+    def __init__(self, message: str, *, required_acr: str, max_age: int | None = None) -> None:
+        super().__init__(message)
+        self.required_acr = required_acr
+        self.max_age = max_age
+
+    @property
+    def www_authenticate(self) -> str:
+        """The RFC 9470 §3 challenge an API answers with."""
+        value = (f'Bearer error="insufficient_user_authentication", '
+                 f'error_description="{_quoted(str(self))}", acr_values="{self.required_acr}"')
+        if self.max_age is not None:
+            value += f', max_age="{self.max_age}"'
+        return value
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a relying party may rely on after :meth:`TokenVerifier.verify`. ``subject`` and the
+    raw claims stay out of ``repr`` (the subject may be a citizen's ID number)."""
+
+    token_type: TokenType
+    issuer: str
+    subject: str = field(repr=False)
+    level: Level
+    acr: str
+    amr: tuple[str, ...]
+    auth_time: dt.datetime | None
+    audience: tuple[str, ...]
+    client_id: str | None
+    scope: tuple[str, ...]
+    expires_at: dt.datetime
+    claims: Claims = field(repr=False)  # every claim: .get(name), .to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token_type": "access" if self.token_type is TokenType.ACCESS else "id",
+            "issuer": self.issuer,
+            "subject": self.subject,
+            "level": int(self.level),
+            "acr": self.acr,
+            "amr": list(self.amr),
+            "auth_time": self.auth_time.isoformat() if self.auth_time else None,
+            "audience": list(self.audience),
+            "client_id": self.client_id,
+            "scope": list(self.scope),
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+def _numeric_date(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            0 <= value < _LATEST_TIME):
+        raise TokenError(f"claim {name} is not a valid NumericDate")
+    return float(value)
+
+
+def _strings(value: object, name: str) -> tuple[str, ...]:
+    if isinstance(value, tuple) and all(isinstance(v, str) and v for v in value):
+        return value
+    raise TokenError(f"claim {name} is not a list of strings")
+
+
+def _source(keys: KeySet | VerificationKeys | KeySource) -> KeySource:
+    if isinstance(keys, KeySet):
+        return StaticKeys(PublicKeySet.from_key_set(keys))
+    if isinstance(keys, PublicKeySet):
+        return StaticKeys(keys)
+    if callable(getattr(keys, "refresh", None)) and callable(getattr(keys, "keys", None)):
+        return cast(KeySource, keys)
+    if callable(getattr(keys, "verification_key", None)):
+        return StaticKeys(cast(VerificationKeys, keys))
+    raise TypeError("keys must be a KeySet, a PublicKeySet or a key source")
+
+
+class TokenVerifier:
+    """Verifies tokens of one issuer for a relying party (see the module docstring).
+
+    ``audit``, when given, records one ``INTROSPECT_TOKEN`` / ``INTROSPECT_TOKEN_ERROR`` event
+    per decision (actor: the subject's pseudonym; never the token or the subject)."""
+
+    def __init__(self, issuer: str, keys: KeySet | VerificationKeys | KeySource, clock: Clock, *,
+                 leeway: dt.timedelta = DEFAULT_LEEWAY, audit: Kyso | None = None) -> None:
+        if not isinstance(issuer, str) or not issuer:
+            raise ValueError("issuer must be a non-empty string")
+        if not dt.timedelta(0) <= leeway <= MAX_LEEWAY:
+            raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY}")
+        self.issuer = issuer
+        self._source = _source(keys)
+        self._clock = clock
+        self._leeway = leeway
+        self._audit = audit
+
+    @classmethod
+    def from_jwks(cls, issuer: str, jwks: Mapping[str, Any] | str | bytes, clock: Clock,
+                  **options: Any) -> TokenVerifier:
+        return cls(issuer, PublicKeySet.from_jwks(jwks), clock, **options)
+
+    @classmethod
+    def from_jwks_file(cls, issuer: str, path: Path, clock: Clock,
+                       **options: Any) -> TokenVerifier:
+        return cls(issuer, PublicKeySet.from_file(path), clock, **options)
+
+    @classmethod
+    def from_jwks_url(cls, issuer: str, url: str, clock: Clock, *, timeout: float = 5.0,
+                      **options: Any) -> TokenVerifier:
+        """Keys fetched from ``url`` on first use (https, or http to loopback only)."""
+        return cls(issuer, RemoteJwks(url, clock, timeout=timeout), clock, **options)
+
+    def verify(self, token: str, *, audience: str, min_level: Level = Level.ONE,
+               token_type: TokenType | str = TokenType.ACCESS,
+               max_age: dt.timedelta | int | None = None,
+               access_token: str | None = None) -> VerifiedToken:
+        """The verified token, or :class:`TokenError` naming the first problem
+        (:class:`InsufficientLevelError` when only the level or freshness falls short). An ID
+        token carrying ``at_hash`` verifies only with the ``access_token`` it came with."""
+        try:
+            result = self._verify(token, audience, Level(min_level), TokenType(token_type),
+                                  max_age, access_token)
+        except TokenError as exc:
+            self._record(None, exc, audience)
+            raise
+        self._record(result, None, audience)
+        return result
+
+    def _claims(self, token: str, audience: str, token_type: TokenType,
+                access_token: str | None) -> Claims:
+        keys = self._source.keys()
+        try:
+            return verify(token, keys, typ=token_type, issuer=self.issuer, audience=audience,
+                          clock=self._clock, leeway=self._leeway, access_token=access_token)
+        except UnknownKeyError:
+            fresh = self._source.refresh()  # key rotation: at most once a minute
+            if fresh is None:
+                raise
+        return verify(token, fresh, typ=token_type, issuer=self.issuer, audience=audience,
+                      clock=self._clock, leeway=self._leeway, access_token=access_token)
+
+    def _verify(self, token: str, audience: str, min_level: Level, token_type: TokenType,
+                max_age: dt.timedelta | int | None, access_token: str | None) -> VerifiedToken:
+        if isinstance(max_age, bool) or not isinstance(max_age, int | dt.timedelta | None):
+            raise ValueError("max_age must be a number of seconds or a timedelta")
+        if isinstance(max_age, int):
+            max_age = dt.timedelta(seconds=max_age)
+        if max_age is not None and max_age < dt.timedelta(0):
+            raise ValueError("max_age must not be negative")
+        claims = self._claims(token, audience, token_type, access_token)
+        extra = claims.extra
+
+        acr = extra.get("acr")
+        if acr is None:
+            raise TokenError("token has no acr claim: its level is unknown")
+        level = level_of(acr)
+        if level is None:
+            raise TokenError("token acr is not a known level of assurance")
+        assert isinstance(acr, str)
+        amr = _strings(extra["amr"], "amr") if "amr" in extra else ()
+        scope_claim = extra.get("scope", "")
+        if not isinstance(scope_claim, str):
+            raise TokenError("claim scope is not a space-separated string")
+        client_id = extra.get("client_id")
+        if client_id is not None and (not isinstance(client_id, str) or not client_id):
+            raise TokenError("claim client_id is not a non-empty string")
+        if token_type is TokenType.ACCESS and client_id is None:
+            raise TokenError("access token has no client_id claim (RFC 9068)")
+        auth_time: dt.datetime | None = None
+        skew = self._leeway
+        if "auth_time" in extra:
+            auth_time = dt.datetime.fromtimestamp(_numeric_date(extra["auth_time"], "auth_time"),
+                                                  dt.UTC)
+            if auth_time > claims.issued_at + skew:
+                raise TokenError("token auth_time is after the token was issued")
+
+        if level < min_level:
+            raise InsufficientLevelError(
+                f"token is level {int(level)}; level {int(min_level)} is required",
+                required_acr=acr_for(min_level))
+        if max_age is not None:
+            seconds = int(max_age.total_seconds())
+            if auth_time is None:
+                raise InsufficientLevelError("token has no auth_time; a recent login is required",
+                                             required_acr=acr_for(max(level, min_level)),
+                                             max_age=seconds)
+            if self._clock.now() - auth_time > max_age + skew:
+                raise InsufficientLevelError(
+                    f"the login is older than {seconds} s; a recent login is required",
+                    required_acr=acr_for(max(level, min_level)), max_age=seconds)
+
+        return VerifiedToken(token_type=token_type, issuer=claims.issuer, subject=claims.subject,
+                             level=level, acr=acr, amr=amr, auth_time=auth_time,
+                             audience=claims.audience, client_id=client_id,
+                             scope=tuple(scope_claim.split()), expires_at=claims.expires_at,
+                             claims=claims)
+
+    def _record(self, result: VerifiedToken | None, error: TokenError | None,
+                audience: str) -> None:
+        if self._audit is None:
+            return
+        from kyso.audit import Layer, Outcome
+
+        if result is not None:
+            self._audit.record(Layer.AUTHN, "INTROSPECT_TOKEN", Outcome.SUCCESS,
+                               object=audience,
+                               actor=self._audit.pseudonyms.pseudonym(result.subject),
+                               level=int(result.level), token_type=result.to_dict()["token_type"],
+                               client_id=result.client_id or "")
+        else:
+            self._audit.record(Layer.AUTHN, "INTROSPECT_TOKEN_ERROR", Outcome.FAILURE,
+                               object=audience, reason=str(error),
+                               error=type(error).__name__)
+
+
+RelyingParty = TokenVerifier
+
+
+# --- FastAPI ------------------------------------------------------------------------------------
+
+
+def bearer_token(values: list[str]) -> str:
+    """The token of exactly one ``Authorization: Bearer …`` header (RFC 6750 §2.1); TokenError
+    otherwise."""
+    if not values:
+        raise TokenError("no bearer token: send Authorization: Bearer <token>")
+    if len(values) > 1:
+        raise TokenError("more than one Authorization header")
+    value = values[0]
+    if len(value) > MAX_TOKEN_BYTES + 32:
+        raise TokenError(f"token is larger than {MAX_TOKEN_BYTES} bytes")
+    match = _BEARER.fullmatch(value)
+    if match is None:
+        raise TokenError("the Authorization header is not 'Bearer <token>'")
+    return match.group(1)
+
+
+def require_token(verifier: TokenVerifier, *, audience: str, min_level: Level = Level.ONE,
+                  max_age: dt.timedelta | int | None = None,
+                  token_type: TokenType | str = TokenType.ACCESS) -> Callable[..., VerifiedToken]:
+    """A FastAPI dependency: ``token: VerifiedToken = Depends(require_token(rp, audience=…,
+    min_level=Level.TWO))``. Refusals are 401 with an RFC 6750 / RFC 9470 ``WWW-Authenticate``
+    challenge; the body names the problem, never the token."""
+    from fastapi import HTTPException
+    from starlette.requests import Request as RuntimeRequest
+
+    level = Level(min_level)
+    kind = TokenType(token_type)
+
+    def dependency(request: Request) -> VerifiedToken:
+        headers = request.headers.getlist("authorization")
+        if not headers:  # RFC 6750 §3.1: no credentials, no error code
+            raise HTTPException(401, detail="a bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            token = bearer_token(headers)
+            return verifier.verify(token, audience=audience, min_level=level, token_type=kind,
+                                   max_age=max_age)
+        except InsufficientLevelError as exc:
+            raise HTTPException(401, detail=str(exc),
+                                headers={"WWW-Authenticate": exc.www_authenticate}) from None
+        except TokenError as exc:
+            challenge = (f'Bearer error="invalid_token", '
+                         f'error_description="{_quoted(str(exc))}"')
+            raise HTTPException(401, detail=str(exc),
+                                headers={"WWW-Authenticate": challenge}) from None
+
+    # FastAPI reads the parameter's type to inject the request; with postponed annotations
+    # the name "Request" would not resolve in this module's globals.
+    dependency.__annotations__["request"] = RuntimeRequest
+    return dependency
