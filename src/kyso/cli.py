@@ -20,6 +20,7 @@ from kyso.config import load_settings
 from kyso.errors import KysoError, UsageError
 from kyso.pki import commands as pki_commands
 from kyso.policies import commands as policy_commands
+from kyso.server import commands as server_commands
 from kyso.signing import commands as pdf_commands
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -54,6 +55,7 @@ policy_commands.register(cli)
 audit_commands.register(cli)
 pdf_commands.register(cli)
 id_commands.register(cli)
+server_commands.register(cli)
 add_format_option(cli)
 
 

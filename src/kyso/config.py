@@ -21,6 +21,7 @@ ENV_DATABASE_URL = "KYSO_DATABASE_URL"
 ENV_CA_PASSPHRASE = "KYSO_CA_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 ENV_P12_PASSPHRASE = "KYSO_P12_PASSPHRASE"  # noqa: S105
 ENV_KEY_KDF_ITERATIONS = "KYSO_KEY_KDF_ITERATIONS"
+ENV_TOKEN_KEY_PASSPHRASE = "KYSO_TOKEN_KEY_PASSPHRASE"  # noqa: S105 - the variable's name
 ENV_PASSWORD_HASH = "KYSO_PASSWORD_HASH"  # noqa: S105 - the variable's name
 PASSWORD_HASHES = ("owasp", "rfc9106-low-memory", "test-fast")
 DEFAULT_KEY_KDF_ITERATIONS = 600_000  # OWASP 2023 for PBKDF2-HMAC-SHA-256
@@ -139,6 +140,11 @@ class Settings:
     @property
     def pseudonym_key_path(self) -> Path:
         return self.home / "secrets" / "pseudonym.key"
+
+    @property
+    def token_keys_dir(self) -> Path:
+        """The e-ID provider's token signing keys (encrypted PKCS#8) and public JWKS."""
+        return self.home / "secrets" / "token-keys"
 
     @property
     def profiles_dir(self) -> Path:

@@ -154,11 +154,8 @@ def test_a_level2_account_is_created_whole_with_its_evidence(registry: Registry)
     assert registry.level2_evidence(made.subject) == {"ds_serial": "1a2b"}
 
 
-def test_level2_creation_without_evidence_or_level1_with_it_is_refused(
-        registry: Registry) -> None:
-    with pytest.raises(IdentityError, match="officer and evidence"):
-        registry.create(Person.of(**AN), password_hash=None, level=Level.TWO)
-    with pytest.raises(IdentityError, match="officer and evidence"):
+def test_a_level1_account_with_enrolment_evidence_is_refused(registry: Registry) -> None:
+    with pytest.raises(IdentityError, match="only a level-2 account"):
         registry.create(Person.of(**AN), password_hash=None, officer="o", evidence={})
     assert registry.count() == 0
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kyso.authn.keys import (
     KEYSET_FILE,
+    PUBLIC_JWKS_FILE,
     KeySet,
     SigningKey,
     jwk_thumbprint,
@@ -181,7 +182,8 @@ def test_stored_files_are_private_and_keys_encrypted(tmp_path: Path, clock: Froz
     directory, keys = stored(tmp_path, clock)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     files = sorted(p.name for p in directory.iterdir())
-    assert files == sorted([KEYSET_FILE, *(f"{k.kid}.key.pem" for k in keys)])
+    assert files == sorted([KEYSET_FILE, PUBLIC_JWKS_FILE, *(f"{k.kid}.key.pem" for k in keys)])
+    assert json.loads((directory / PUBLIC_JWKS_FILE).read_text()) == keys.public_jwks()
     for path in directory.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     for key in keys:

@@ -17,11 +17,11 @@ from cli_support import assert_refused, audit_lines, cli_env, run_main  # noqa: 
 from click.testing import CliRunner
 
 from kyso.authn.acr import ACR_LEVEL_1, ACR_LEVEL_2
-from kyso.authn.keys import KeySet, save_key_set
-from kyso.authn.token_commands import ENV_TOKEN_KEY_PASSPHRASE, PUBLIC_JWKS_FILE
+from kyso.authn.keys import PUBLIC_JWKS_FILE, KeySet, save_key_set
 from kyso.authn.tokens import TokenType, issue
 from kyso.cli import cli
 from kyso.clock import FrozenClock, SystemClock
+from kyso.config import ENV_TOKEN_KEY_PASSPHRASE
 from kyso.context import Kyso
 
 ISSUER = "https://id.thainguyen.gov.vn"
@@ -76,12 +76,22 @@ def test_level2_token_passes_with_the_home_key_set(capsys: pytest.CaptureFixture
         assert needle in outcome.out
 
 
-def test_public_jwks_next_to_the_key_set_needs_no_passphrase(
+def test_the_public_jwks_saved_with_the_key_set_needs_no_passphrase(
         capsys: pytest.CaptureFixture[str], home: Path, keys: KeySet, keys_dir: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_TOKEN_KEY_PASSPHRASE)
+    assert (keys_dir / PUBLIC_JWKS_FILE).exists()
     outcome = run_main(capsys, home, "token", "verify", token(keys), "--audience", API)
-    assert_refused(outcome, 2, ENV_TOKEN_KEY_PASSPHRASE)  # encrypted set only: passphrase needed
+    assert outcome.code == 0, outcome.text
+
+
+def test_without_the_public_jwks_the_encrypted_set_needs_its_passphrase(
+        capsys: pytest.CaptureFixture[str], home: Path, keys: KeySet, keys_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_TOKEN_KEY_PASSPHRASE)
+    (keys_dir / PUBLIC_JWKS_FILE).unlink()
+    outcome = run_main(capsys, home, "token", "verify", token(keys), "--audience", API)
+    assert_refused(outcome, 2, ENV_TOKEN_KEY_PASSPHRASE)
     (keys_dir / PUBLIC_JWKS_FILE).write_text(json.dumps(keys.public_jwks()))
     outcome = run_main(capsys, home, "token", "verify", token(keys), "--audience", API)
     assert outcome.code == 0, outcome.text

@@ -112,6 +112,20 @@ def _dumps(value: Any, **kwargs: Any) -> str:
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
+class _StandardError:
+    """Standard error looked up at every write: a test runner (or a daemoniser) that swaps
+    and closes ``sys.stderr`` must not leave the process-wide logger writing to a dead file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 def configure_logging(
     *,
     level: str = "info",
@@ -126,7 +140,7 @@ def configure_logging(
     """
     if level.lower() not in LEVELS:
         raise ConfigError(f"unknown log level {level!r}; choose one of {', '.join(LEVELS)}")
-    out = stream if stream is not None else sys.stderr
+    out: Any = _StandardError() if stream is None or stream is sys.stderr else stream
     exceptions: Processor
     renderer: Processor
     if json:

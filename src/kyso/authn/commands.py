@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import click
 
-_MODULES: tuple[str, ...] = ()
+from kyso.authn import (
+    client_commands,
+    credential_commands,
+    device_commands,
+    enrol_commands,
+    token_commands,
+)
+
+_MODULES = (enrol_commands, credential_commands, device_commands, client_commands,
+            token_commands)
 
 
 @click.group("id")
@@ -25,10 +34,7 @@ def token_group() -> None:
 
 
 def register(root: click.Group) -> None:
-    import importlib
-
-    for name in _MODULES:
-        importlib.import_module(name).add_to(id_group, token_group)
+    for module in _MODULES:
+        module.add_to(id_group, token_group)
     root.add_command(id_group)
-    if token_group.commands:
-        root.add_command(token_group)
+    root.add_command(token_group)

@@ -40,6 +40,7 @@ DEFAULT_MAX_TOKEN_LIFETIME = dt.timedelta(hours=1)
 LONGEST_TOKEN_LIFETIME = dt.timedelta(hours=24)  # NIST SP 800-63B-4: a session lasts ≤ 24 h
 MAX_LEEWAY = dt.timedelta(seconds=60)  # the largest clock skew a verifier may allow
 KEYSET_FILE = "token-keys.json"
+PUBLIC_JWKS_FILE = "jwks.json"  # the public half, for relying parties and `kyso token verify`
 _FORMAT = "kyso-token-keys/1"
 _KID = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 digest, no padding
 _COORDINATE_BYTES = 32
@@ -221,6 +222,8 @@ def save_key_set(directory: Path, key_set: KeySet, passphrase: str, *,
                       for k in key_set]}
     atomic_write(directory / KEYSET_FILE, (json.dumps(index, indent=2) + "\n").encode("utf-8"),
                  mode=0o600)
+    atomic_write(directory / PUBLIC_JWKS_FILE,
+                 (json.dumps(key_set.public_jwks(), indent=2) + "\n").encode("utf-8"), mode=0o600)
     kept = {_key_path(directory, key.kid).name for key in key_set}
     for stale in directory.glob("*.key.pem"):
         if stale.name not in kept and _KID.fullmatch(stale.name.removesuffix(".key.pem")):

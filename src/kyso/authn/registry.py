@@ -276,10 +276,10 @@ class Registry:
         """A new account; :class:`IdentityError` if the ID number already has one.
 
         A level-2 account (officer-attended registration with a chip check) is created whole,
-        in the same transaction, with its ``officer`` and ``evidence``."""
-        if (level is Level.TWO) != (officer is not None and evidence is not None):
-            raise IdentityError("a level-2 account is created with its officer and evidence, "
-                                "and only a level-2 account has them")
+        in the same transaction, with its ``officer`` and ``evidence``; without them it is an
+        import from another register (bulk loads, tests)."""
+        if level is Level.ONE and (officer is not None or evidence is not None):
+            raise IdentityError("only a level-2 account has an enrolment officer and evidence")
         now = self._clock.now()
         subject = subject or new_subject()
         row: dict[str, Any] = {

@@ -19,25 +19,18 @@ from typing import NoReturn
 
 import click
 
-from kyso.authn.keys import KEYSET_FILE, load_key_set
+from kyso.authn.keys import KEYSET_FILE, PUBLIC_JWKS_FILE, load_key_set
 from kyso.authn.registry import Level
 from kyso.authn.rp import InsufficientLevelError, TokenVerifier, VerifiedToken
 from kyso.authn.rp_keys import JwksError, PublicKeySet, RemoteJwks
 from kyso.authn.tokens import MAX_TOKEN_BYTES, TokenType
 from kyso.cliutil import App, emit_fields, emit_json, obtain_passphrase, pass_app
 from kyso.clock import SystemClock, vn_iso
-from kyso.config import Settings
+from kyso.config import ENV_TOKEN_KEY_PASSPHRASE, Settings
 from kyso.context import Kyso
 from kyso.errors import CANotInitialisedError, KysoError, TokenError, UsageError
 
-ENV_TOKEN_KEY_PASSPHRASE = "KYSO_TOKEN_KEY_PASSPHRASE"  # noqa: S105 - the variable's name
-PUBLIC_JWKS_FILE = "jwks.json"
 _TYPES = {"access": TokenType.ACCESS, "id": TokenType.ID}
-
-
-def token_keys_dir(settings: Settings) -> Path:
-    """Where the e-ID provider keeps its token key set in a home."""
-    return settings.home / "secrets" / "token-keys"
 
 
 def add_to(id_group: click.Group, token_group: click.Group) -> None:
@@ -71,7 +64,7 @@ def _unverified_issuer(token: str) -> str:
 
 def _home_keys(settings: Settings, keys_dir: Path | None,
                passphrase_file: Path | None) -> PublicKeySet:
-    directory = keys_dir or token_keys_dir(settings)
+    directory = keys_dir or settings.token_keys_dir
     public = directory / PUBLIC_JWKS_FILE
     if public.exists():
         lifetime = None

@@ -1,0 +1,169 @@
+"""HTTP routes of the OpenID Connect provider: parse, one library call (in the thread pool:
+the store and argon2 block), render. Protocol errors follow the specs: before the client and
+redirect URI are verified an HTML error page, afterwards a redirect with ``error`` (RFC 6749
+§4.1.2.1); the token endpoint answers JSON (§5.2; 401 + ``WWW-Authenticate`` for
+``invalid_client``), userinfo RFC 6750 §3.1; token responses are ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from kyso.authn.oidc import ENDPOINTS, Provider
+from kyso.authn.oidc_flow import FlowResult
+from kyso.authn.oidc_requests import pick_lang
+from kyso.authn.oidc_tokens import BearerError, Origin, TokenEndpointError
+from kyso.server.forms import MAX_FORM, BadRequestError, Params, form_params, query_params
+from kyso.server.pages import COOKIE, error_page, render
+
+router = APIRouter()
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+MAX_TOKEN_FORM = 16 * 1024
+
+
+def provider_of(request: Request) -> Provider:
+    provider: Provider = request.app.state.provider
+    return provider
+
+
+def origin_of(request: Request) -> Origin:
+    client = request.client
+    return Origin(source=client.host if client else "",
+                  request_id=str(request.scope.get("state", {}).get("request_id", "")))
+
+
+def _cookie(request: Request) -> str | None:
+    return request.cookies.get(COOKIE)
+
+
+def _lang(request: Request, params: Params | None = None) -> str:
+    locales = (params or {}).get("ui_locales", [""])[0][:128]
+    return pick_lang(locales, request.headers.get("accept-language"))
+
+
+def _bad_request_page(request: Request, exc: BadRequestError) -> Response:
+    return error_page(_lang(request), 400, "invalid_request", str(exc))
+
+
+# -- metadata -----------------------------------------------------------------------------
+
+@router.get("/.well-known/openid-configuration")
+async def discovery(request: Request) -> Response:
+    return JSONResponse(provider_of(request).discovery(),
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get(ENDPOINTS["jwks_uri"])
+async def jwks(request: Request) -> Response:
+    return JSONResponse(provider_of(request).jwks(),
+                        headers={"Cache-Control": "public, max-age=600"})
+
+
+# -- authorization and login pages --------------------------------------------------------
+
+@router.api_route(ENDPOINTS["authorization_endpoint"], methods=["GET", "POST"])
+async def authorize(request: Request) -> Response:
+    try:
+        params = query_params(request) if request.method == "GET" else await form_params(request)
+    except BadRequestError as exc:
+        return _bad_request_page(request, exc)
+    result: FlowResult = await run_in_threadpool(
+        provider_of(request).authorize, params, _cookie(request),
+        accept_language=request.headers.get("accept-language"), origin=origin_of(request))
+    return render(result, after_post=request.method == "POST")
+
+
+async def _login_step(request: Request, step: str) -> Response:
+    try:
+        form = await form_params(request, limit=MAX_FORM)
+    except BadRequestError as exc:
+        return _bad_request_page(request, exc)
+    provider = provider_of(request)
+    action = {"password": provider.password, "otp": provider.otp, "sms": provider.send_sms}[step]
+    result: FlowResult = await run_in_threadpool(action, _cookie(request), form,
+                                                 origin_of(request))
+    return render(result, after_post=True)
+
+
+@router.post("/login/password")
+async def login_password(request: Request) -> Response:
+    return await _login_step(request, "password")
+
+
+@router.post("/login/otp")
+async def login_otp(request: Request) -> Response:
+    return await _login_step(request, "otp")
+
+
+@router.post("/login/sms")
+async def login_sms(request: Request) -> Response:
+    return await _login_step(request, "sms")
+
+
+# -- token and userinfo -------------------------------------------------------------------
+
+def _token_error(exc: TokenEndpointError | BadRequestError) -> Response:
+    if isinstance(exc, BadRequestError):
+        error, description, status = "invalid_request", str(exc), 400
+    else:
+        error, description, status = exc.error, exc.description, exc.status
+    headers = dict(NO_STORE)
+    if error == "invalid_client":
+        headers["WWW-Authenticate"] = 'Basic realm="kyso", charset="UTF-8"'
+    return JSONResponse({"error": error, "error_description": description}, status_code=status,
+                        headers=headers)
+
+
+@router.post(ENDPOINTS["token_endpoint"])
+async def token(request: Request) -> Response:
+    try:
+        form = await form_params(request, limit=MAX_TOKEN_FORM)
+    except BadRequestError as exc:
+        return _token_error(exc)
+    try:
+        body: dict[str, Any] = await run_in_threadpool(
+            provider_of(request).tokens.exchange, form, request.headers.get("authorization"),
+            origin_of(request))
+    except TokenEndpointError as exc:
+        return _token_error(exc)
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.api_route(ENDPOINTS["userinfo_endpoint"], methods=["GET", "POST"])
+async def userinfo(request: Request) -> Response:
+    try:
+        claims: dict[str, Any] = await run_in_threadpool(
+            provider_of(request).tokens.userinfo, request.headers.get("authorization"),
+            origin_of(request))
+    except BearerError as exc:
+        challenge = 'Bearer realm="kyso"'
+        if exc.error != "invalid_request" or request.headers.get("authorization"):
+            challenge += f', error="{exc.error}"'
+        return JSONResponse({"error": exc.error, "error_description": exc.description},
+                            status_code=exc.status,
+                            headers={**NO_STORE, "WWW-Authenticate": challenge})
+    return JSONResponse(claims, headers=NO_STORE)
+
+
+# -- logout -------------------------------------------------------------------------------
+
+@router.api_route(ENDPOINTS["end_session_endpoint"], methods=["GET", "POST"])
+async def logout(request: Request) -> Response:
+    try:
+        params = query_params(request) if request.method == "GET" else await form_params(request)
+    except BadRequestError as exc:
+        return _bad_request_page(request, exc)
+    provider = provider_of(request)
+    result: FlowResult
+    if request.method == "POST" and "csrf" in params:
+        result = await run_in_threadpool(provider.confirm_logout, _cookie(request), params,
+                                         origin_of(request))
+    else:
+        result = await run_in_threadpool(
+            provider.end_session, params, _cookie(request),
+            accept_language=request.headers.get("accept-language"), origin=origin_of(request))
+    return render(result, after_post=request.method == "POST")
