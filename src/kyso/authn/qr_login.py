@@ -37,6 +37,7 @@ from kyso.authn.devices.records import (
     account_row,
     challenge_ref,
     check_token,
+    citizen_actor,
     device_row,
 )
 from kyso.authn.devices.signatures import (
@@ -114,11 +115,7 @@ class QrLogin:
         self._issuer = issuer
 
     def _actor(self, subject: str | None) -> str | None:
-        if subject is None:
-            return None
-        with self._kyso.store.read() as conn:
-            row = account_row(conn, subject)
-        return self._kyso.pseudonyms.pseudonym(row["id_number"]) if row else None
+        return citizen_actor(self._kyso, subject)
 
     def _run(self, nonce: str, step: str, work: Callable[[Connection], T]) -> T:
         try:

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -16,6 +16,9 @@ from sqlalchemy.engine import Connection, RowMapping
 from kyso.authn.devices.signatures import approval_message
 from kyso.errors import AuthenticationFailedError, AuthnError
 from kyso.store.schema import devices, identities
+
+if TYPE_CHECKING:
+    from kyso.context import Kyso
 
 __all__ = [
     "Device",
@@ -185,6 +188,16 @@ def account_row(conn: Connection, subject: str) -> RowMapping | None:
         sa.select(identities.c.subject, identities.c.id_number, identities.c.status,
                   identities.c.level).where(identities.c.subject == subject)
     ).mappings().first()
+
+
+def citizen_actor(kyso: Kyso, subject: str | None) -> str | None:
+    """The audit actor for a citizen: the keyed pseudonym of their ID number (None: no subject
+    or no such account — the context's own actor is used)."""
+    if subject is None:
+        return None
+    with kyso.store.read() as conn:
+        row = account_row(conn, subject)
+    return kyso.pseudonyms.pseudonym(row["id_number"]) if row else None
 
 
 def device_from_row(row: RowMapping) -> Device:

@@ -25,6 +25,7 @@ from kyso.authn.devices.records import (
     check_name,
     check_token,
     chip_facts,
+    citizen_actor,
     device_from_row,
     device_row,
 )
@@ -62,12 +63,7 @@ class Devices:
     # -- helpers ------------------------------------------------------------------------------
 
     def _actor(self, subject: str | None) -> str | None:
-        """The citizen's pseudonym (None: the context's actor)."""
-        if subject is None:
-            return None
-        with self._kyso.store.read() as conn:
-            row = account_row(conn, subject)
-        return self._kyso.pseudonyms.pseudonym(row["id_number"]) if row else None
+        return citizen_actor(self._kyso, subject)
 
     def _run(self, work: Callable[[Connection], T], *, failure: str, object: str) -> T:
         """Run ``work`` in one write transaction; audit and raise its refusal, if any."""
