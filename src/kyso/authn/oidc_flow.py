@@ -3,6 +3,7 @@ shared by the flow modules."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +18,7 @@ __all__ = ["FlowResult", "Step", "first_value", "session_lang"]
 class Step(StrEnum):
     PASSWORD = "password"  # noqa: S105 - show the ID number + password form
     OTP = "otp"  # show the one-time code form
+    QR = "qr"  # show a QR login code (kyso.authn.oidc_qr)
     REDIRECT = "redirect"  # go to ``location``
     ERROR = "error"  # an error page
     LOGOUT_CONFIRM = "logout_confirm"
@@ -42,6 +44,8 @@ class FlowResult:
     selected: str = ""
     client_name: str = ""
     id_hint: str = ""
+    qr_payload: str = ""  # Step.QR: what the QR code shows
+    qr_expires: dt.datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step.value, "lang": self.lang, "status": self.status,

@@ -7,15 +7,18 @@ redirect URI are verified an HTML error page, afterwards a redirect with ``error
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from kyso.authn import oidc_qr
 from kyso.authn.oidc import ENDPOINTS, Provider
 from kyso.authn.oidc_flow import FlowResult
-from kyso.authn.oidc_requests import pick_lang
+from kyso.authn.oidc_requests import OidcError, pick_lang
 from kyso.authn.oidc_tokens import BearerError, Origin, TokenEndpointError
 from kyso.server.forms import MAX_FORM, BadRequestError, Params, form_params, query_params
 from kyso.server.pages import COOKIE, error_page, render
@@ -83,7 +86,11 @@ async def _login_step(request: Request, step: str) -> Response:
     except BadRequestError as exc:
         return _bad_request_page(request, exc)
     provider = provider_of(request)
-    action = {"password": provider.password, "otp": provider.otp, "sms": provider.send_sms}[step]
+    actions: dict[str, Callable[[str | None, Params, Origin], FlowResult]] = {
+        "password": provider.password, "otp": provider.otp, "sms": provider.send_sms,
+        "qr": partial(oidc_qr.start, provider), "qr_complete": partial(oidc_qr.complete, provider),
+        "qr_cancel": partial(oidc_qr.cancel, provider)}
+    action = actions[step]
     result: FlowResult = await run_in_threadpool(action, _cookie(request), form,
                                                  origin_of(request))
     return render(result, after_post=True)
@@ -102,6 +109,54 @@ async def login_otp(request: Request) -> Response:
 @router.post("/login/sms")
 async def login_sms(request: Request) -> Response:
     return await _login_step(request, "sms")
+
+
+# -- QR cross-device login (kyso.authn.oidc_qr) -------------------------------------------
+
+@router.post("/login/qr")
+async def login_qr(request: Request) -> Response:
+    return await _login_step(request, "qr")
+
+
+@router.post("/login/qr/complete")
+async def login_qr_complete(request: Request) -> Response:
+    return await _login_step(request, "qr_complete")
+
+
+@router.post("/login/qr/cancel")
+async def login_qr_cancel(request: Request) -> Response:
+    return await _login_step(request, "qr_cancel")
+
+
+async def _json_body(request: Request, limit: int) -> bytes:
+    """The body of a JSON request, at most ``limit`` bytes (:class:`OidcError` otherwise)."""
+    oidc_qr.check_media_type(request.headers.get("content-type"))
+    too_large = OidcError("invalid_request", f"the body is larger than {limit} bytes",
+                          status=413)
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+@router.post("/device/qr/approve")
+async def device_qr_approve(request: Request) -> Response:
+    """The level-2 app approves a QR login code: JSON ``nonce``, ``device_id``, ``signature``
+    (base64url) → 200 ``{"status": "approved"}`` or a 4xx JSON error."""
+    provider = provider_of(request)
+    answer: oidc_qr.ApprovalAnswer
+    try:
+        body = await _json_body(request, oidc_qr.MAX_APPROVAL_BYTES)
+    except OidcError as exc:
+        answer = await run_in_threadpool(oidc_qr.refuse, provider, exc, origin_of(request))
+    else:
+        answer = await run_in_threadpool(oidc_qr.approve, provider, body, origin_of(request))
+    return JSONResponse(dict(answer.body), status_code=answer.status, headers=NO_STORE)
 
 
 # -- token and userinfo -------------------------------------------------------------------
