@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kyso.audit import Layer, Outcome
+from kyso.audit import Outcome
 from kyso.authn import oidc_logout
 from kyso.authn.acr import SUPPORTED_ACR_VALUES, acr_for, level_of
 from kyso.authn.keys import KeySet
@@ -40,11 +40,11 @@ from kyso.authn.oidc_requests import (
     single,
 )
 from kyso.authn.oidc_sessions import BrowserSession, SessionStore
-from kyso.authn.oidc_tokens import NO_ORIGIN, Grant, Origin, TokenService
+from kyso.authn.oidc_tokens import NO_ORIGIN, Grant, Origin, TokenService, record_authn
 from kyso.authn.passwords import PasswordHasher, hash_params
 from kyso.authn.registry import Level, Registry
 from kyso.context import Kyso
-from kyso.errors import AccountLockedError, AuthenticationFailedError, AuthnError, IdentityError
+from kyso.errors import AccountLockedError, AuthenticationFailedError, AuthnError
 from kyso.pki.identifiers import mask_id
 
 __all__ = ["ENDPOINTS", "FlowResult", "Origin", "Provider", "Step"]
@@ -332,13 +332,5 @@ class Provider:
 
     def record(self, action: str, outcome: Outcome, origin: Origin, *, subject: str = "",
                 **details: Any) -> None:
-        actor = "anonymous"
-        if subject:
-            try:
-                actor = self.kyso.pseudonyms.pseudonym(self.registry.by_subject(subject).id_number)
-            except IdentityError:
-                actor = "unknown"
-        self.kyso.record(Layer.AUTHN, action, outcome, object=subject, actor=actor,
-                         source=origin.source or None, request_id=origin.request_id,
-                         **{k: (str(v)[:256] if isinstance(v, str) else v)
-                            for k, v in details.items() if v is not None})
+        record_authn(self.kyso, self.registry, action, outcome, origin, subject=subject,
+                     **details)

@@ -389,12 +389,21 @@ class TokenService:
 
     def _record(self, action: str, outcome: Outcome, origin: Origin, *, subject: str = "",
                 **details: Any) -> None:
-        actor = "anonymous"
-        if subject:
-            try:
-                actor = self.kyso.pseudonyms.pseudonym(self.registry.by_subject(subject).id_number)
-            except IdentityError:
-                actor = "unknown"
-        self.kyso.record(Layer.AUTHN, action, outcome, object=subject, actor=actor,
-                         source=origin.source or None, request_id=origin.request_id,
-                         **{k: v for k, v in details.items() if v is not None})
+        record_authn(self.kyso, self.registry, action, outcome, origin, subject=subject,
+                     **details)
+
+
+def record_authn(kyso: Kyso, registry: Registry, action: str, outcome: Outcome, origin: Origin,
+                 *, subject: str = "", **details: Any) -> None:
+    """One provider event: the citizen's pseudonym as actor ("anonymous" before login,
+    "unknown" for a vanished subject), the request's source and id, text details capped."""
+    actor = "anonymous"
+    if subject:
+        try:
+            actor = kyso.pseudonyms.pseudonym(registry.by_subject(subject).id_number)
+        except IdentityError:
+            actor = "unknown"
+    kyso.record(Layer.AUTHN, action, outcome, object=subject, actor=actor,
+                source=origin.source or None, request_id=origin.request_id,
+                **{k: (v[:256] if isinstance(v, str) else v)
+                   for k, v in details.items() if v is not None})
