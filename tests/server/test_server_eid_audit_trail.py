@@ -11,6 +11,7 @@ import binascii
 import datetime as dt
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from server_support import (
 
 from conftest import CITIZEN, PASSPHRASE, audit_events, audit_text
 from kyso.audit import Layer, Outcome
+from kyso.audit.logging import configure_logging
 from kyso.authn.acr import ACR_LEVEL_2
 from kyso.authn.chip import ChipPersonalData
 from kyso.authn.credentials import OtpCredentials
@@ -259,8 +261,14 @@ def _run_scenario(kyso: Kyso, ca: CertificateAuthority, browser: Browser, http: 
 @pytest.fixture
 def scenario(kyso: Kyso, ca: CertificateAuthority, browser: Browser, http: TestClient,
              provider: Provider, client_secret: str, clock: FrozenClock,
-             capfd: pytest.CaptureFixture[str]) -> Secrets:
-    return _run_scenario(kyso, ca, browser, http, provider, client_secret, clock)
+             capfd: pytest.CaptureFixture[str]) -> Iterator[Secrets]:
+    # The access log is an info line: whatever an earlier test configured, log at info here
+    # (to the late-bound stderr that capfd reads), and go back to the CLI's level after.
+    configure_logging(level="info", json=False)
+    try:
+        yield _run_scenario(kyso, ca, browser, http, provider, client_secret, clock)
+    finally:
+        configure_logging(level="warning", json=False)
 
 
 def _of(events: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
