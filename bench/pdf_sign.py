@@ -25,27 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_ca import P12, staff_signer
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.fields import SigSeedSubFilter
 
 from kyso.clock import SystemClock
-from kyso.config import load_settings
-from kyso.context import open_kyso
-from kyso.pki.authority import CertificateAuthority, init_ca
 from kyso.pki.crl import publish_crl
-from kyso.pki.issuance import issue
-from kyso.pki.keys import KeyType
-from kyso.pki.pkcs12 import build_pkcs12
-from kyso.pki.subjects import SubjectRequest
 from kyso.signing.sample import sample_pdf
 from kyso.signing.setup import build_verifier, load_signer
 from kyso.signing.sign import SignRequest
-
-PASS = "bench-ca-passphrase"
-P12 = "bench-p12-passphrase"
-STAFF = {"name": "Nguyễn Văn An", "id": "019099012345", "title": "Chuyên viên",
-         "unit": "Văn phòng UBND xã Phú Đình", "email": "an.nv@thainguyen.gov.vn"}
 
 
 def main() -> int:
@@ -55,16 +44,8 @@ def main() -> int:
     parser.add_argument("--key", choices=["rsa-2048", "ec-p256"], default="rsa-2048")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        kyso = open_kyso(load_settings(home=Path(tmp) / "home",
-                                       environ={"KYSO_KEY_KDF_ITERATIONS": "2000"}),
-                         clock=SystemClock(), actor="bench")
-        init_ca(kyso, passphrase=PASS, org="UBND tỉnh Thái Nguyên", province="thai-nguyen",
-                key_type=KeyType.EC_P384, base_url="http://pki.thainguyen.gov.vn")
-        ca = CertificateAuthority(kyso, PASS)
-        issued = issue(kyso, ca, "staff", SubjectRequest.of(**STAFF), key_type=KeyType(args.key))
-        assert issued.private_key is not None
-        p12 = build_pkcs12(issued.private_key, issued.record.certificate, list(issued.chain),
-                           P12, "bench")
+        setup = staff_signer(Path(tmp), args.key)
+        kyso, ca, p12 = setup.kyso, setup.ca, setup.p12
         p12_path = Path(tmp) / "staff.p12"
         p12_path.write_bytes(p12)
         pdf = sample_pdf(pages=2)

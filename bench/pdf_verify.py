@@ -43,6 +43,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from bench_ca import P12, PASS, staff_signer
 from cryptography.hazmat.primitives import serialization
 from pyhanko.keys import load_cert_from_pemder
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -50,23 +51,13 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from kyso.clock import SystemClock
-from kyso.config import load_settings
-from kyso.context import open_kyso
-from kyso.pki.authority import CA_NAMES, CertificateAuthority, init_ca
+from kyso.pki.authority import CA_NAMES
 from kyso.pki.crl import publish_crl
-from kyso.pki.issuance import issue
-from kyso.pki.keys import KeyType
-from kyso.pki.pkcs12 import build_pkcs12
-from kyso.pki.subjects import SubjectRequest
 from kyso.signing.sample import sample_pdf
 from kyso.signing.services import LocalServices
 from kyso.signing.setup import build_verifier, load_signer
 from kyso.signing.sign import Level, SignRequest
 
-PASS = "bench-ca-passphrase"
-P12 = "bench-p12-passphrase"
-STAFF = {"name": "Nguyễn Văn An", "id": "019099012345", "title": "Chuyên viên",
-         "unit": "Văn phòng UBND xã Phú Đình", "email": "an.nv@thainguyen.gov.vn"}
 TARGET = 3.0
 PROFILE_FILES = 300
 
@@ -155,16 +146,8 @@ def main() -> int:
     count = min(args.files, PROFILE_FILES) if args.profile else args.files
     level = Level(args.level)
     with tempfile.TemporaryDirectory() as tmp:
-        kyso = open_kyso(load_settings(home=Path(tmp) / "home",
-                                       environ={"KYSO_KEY_KDF_ITERATIONS": "2000"}),
-                         clock=SystemClock(), actor="bench")
-        init_ca(kyso, passphrase=PASS, org="UBND tỉnh Thái Nguyên", province="thai-nguyen",
-                key_type=KeyType.EC_P384, base_url="http://pki.thainguyen.gov.vn")
-        ca = CertificateAuthority(kyso, PASS)
-        issued = issue(kyso, ca, "staff", SubjectRequest.of(**STAFF), key_type=KeyType(args.key))
-        assert issued.private_key is not None
-        p12 = build_pkcs12(issued.private_key, issued.record.certificate, list(issued.chain),
-                           P12, "bench")
+        setup = staff_signer(Path(tmp), args.key)
+        kyso, ca, p12 = setup.kyso, setup.ca, setup.p12
         root_pem = Path(tmp) / "root.pem"
         root_pem.write_bytes(ca.certificate("root").public_bytes(serialization.Encoding.PEM))
         crls = [publish_crl(kyso, ca, name).der for name in CA_NAMES]
