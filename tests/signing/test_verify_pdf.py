@@ -193,8 +193,11 @@ def test_one_verifier_judges_each_document_on_its_own(
                         Indication.TOTAL_PASSED, Indication.TOTAL_PASSED]
 
 
-def test_one_verifier_can_serve_several_threads(staff: Holder, verifier: PdfVerifier,
-                                                dossier: bytes) -> None:
+def test_one_verifier_can_serve_several_threads(staff: Holder, kyso: Kyso,
+                                                verifier: PdfVerifier, dossier: bytes) -> None:
+    """Fresh verifiers shared by threads that switch very often: the trust anchors and CRLs
+    they share are never seen half-parsed (asn1crypto parses lazily, not atomically)."""
+    import sys
     from concurrent.futures import ThreadPoolExecutor
 
     files = [staff.signer.sign(dossier, SignRequest()).data for _ in range(6)]
@@ -202,7 +205,17 @@ def test_one_verifier_can_serve_several_threads(staff: Holder, verifier: PdfVeri
     broken[files[0].index(b"Tf") + 4] ^= 1
     files.append(bytes(broken))
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        verdicts = list(pool.map(lambda d: verifier.verify(d).indication, files * 3))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        verdicts = []
+        for _ in range(8):
+            fresh = build_verifier(kyso.clock, kyso=kyso)
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                verdicts += [r.indication for r in pool.map(fresh.verify, files)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            verdicts += list(pool.map(lambda d: verifier.verify(d).indication, files * 3))
+    finally:
+        sys.setswitchinterval(interval)
 
-    assert verdicts == ([Indication.TOTAL_PASSED] * 6 + [Indication.TOTAL_FAILED]) * 3
+    assert verdicts == ([Indication.TOTAL_PASSED] * 6 + [Indication.TOTAL_FAILED]) * 11

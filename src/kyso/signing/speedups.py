@@ -21,6 +21,11 @@ tests compare them on generated input).
 point: the CA certificates and CRLs of a batch are the same for every document, so a
 signature check that succeeded once is remembered (keyed by a digest of everything it
 depends on); failures are never cached.
+
+:func:`parsed_for_threads` parses an asn1crypto value completely before threads share it:
+asn1crypto parses lazily and its parse is not atomic (``children`` is set to an empty list and
+then filled; extension caches are reset and refilled), so two threads touching a fresh CRL at
+once could see a half-parsed one and fail a good signature.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections import OrderedDict
 from typing import Any
 
 from asn1crypto import algos as asn1_algos
+from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
@@ -104,6 +110,22 @@ def _name_eq(self: asn1_x509.Name, other: object) -> bool:
     if not isinstance(other, asn1_x509.Name):
         return False
     return _name_key(self) == _name_key(other)
+
+
+_EXTENSION_CACHES = (asn1_x509.Certificate, asn1_crl.CertificateList,
+                     asn1_crl.RevokedCertificate)
+
+
+def parsed_for_threads(value: Any) -> Any:
+    """``value`` (an asn1crypto value) parsed to its leaves, its extension caches filled;
+    afterwards reading it from several threads only reads. Returns ``value``."""
+    _ = value.native
+    if isinstance(value, _EXTENSION_CACHES):
+        _ = value.critical_extensions
+    if isinstance(value, asn1_crl.CertificateList):
+        for entry in value["tbs_cert_list"]["revoked_certificates"]:
+            _ = entry.critical_extensions
+    return value
 
 
 def install() -> None:

@@ -138,8 +138,10 @@ class PdfVerifier:
         speedups.install()
         self.options = options
         self.clock = clock
-        self._roots = [_asn1(c) for c in options.trust_roots]
-        self._crls = [asn1_crl.CertificateList.load(c) for c in options.crls]
+        # shared by every thread that calls verify(): parsed once, here
+        self._roots = [speedups.parsed_for_threads(_asn1(c)) for c in options.trust_roots]
+        self._crls = [speedups.parsed_for_threads(asn1_crl.CertificateList.load(c))
+                      for c in options.crls]
         self._trust = SimpleTrustManager.build(trust_roots=self._roots)
         self._signatures = speedups.CachingSignatureValidator()
         self._local = threading.local()
