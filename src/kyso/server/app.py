@@ -1,6 +1,13 @@
 """``create_app(settings)``: the kyso HTTP service. One :class:`~kyso.context.Kyso` context per
-app; one router per domain (today the OpenID Connect provider; OCSP, TSA and verification
-routers are added the same way with ``app.include_router``)."""
+app; one router per domain, each in its own module with a ``router`` and a
+``setup(app, options)`` that prepares what its routes need on ``app.state``:
+
+- :mod:`~kyso.server.oidc_routes`: the e-ID's OpenID Connect provider;
+- :mod:`~kyso.server.pki_routes`: OCSP responders, CRL and CA certificate distribution, TSA;
+- :mod:`~kyso.server.verify_routes`: the PDF verification API;
+- :mod:`~kyso.server.audit_routes`: the auditor's read API;
+- :mod:`~kyso.server.health_routes`: liveness and readiness.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
+from kyso import __version__
 from kyso.authn.keys import KEYSET_FILE, KeySet, load_key_set, save_key_set
 from kyso.authn.login import LoginService
 from kyso.authn.oidc import Provider
@@ -18,12 +25,13 @@ from kyso.clock import Clock
 from kyso.config import ENV_TOKEN_KEY_PASSPHRASE, Settings, check_new_passphrase, passphrase_from_env
 from kyso.context import Kyso, open_kyso
 from kyso.errors import ConfigError
-from kyso.server import oidc_routes
+from kyso.server import audit_routes, health_routes, oidc_routes, pki_routes, verify_routes
 from kyso.server.middleware import RequestContextMiddleware
+from kyso.server.options import DEFAULT_ISSUER, DEFAULT_MAX_PDF_BYTES, AppOptions
 
-__all__ = ["DEFAULT_ISSUER", "create_app", "load_or_create_keys"]
+__all__ = ["DEFAULT_ISSUER", "AppOptions", "create_app", "load_or_create_keys"]
 
-DEFAULT_ISSUER = "http://127.0.0.1:8080"
+_DOMAINS = (oidc_routes, pki_routes, verify_routes, audit_routes, health_routes)
 
 
 def load_or_create_keys(settings: Settings, clock: Clock, passphrase: str) -> KeySet:
@@ -39,10 +47,15 @@ def load_or_create_keys(settings: Settings, clock: Clock, passphrase: str) -> Ke
 
 def create_app(settings: Settings, *, clock: Clock | None = None, kyso: Kyso | None = None,
                outbox: SmsOutbox | None = None, key_passphrase: str | None = None,
-               issuer: str | None = None, keys: KeySet | None = None) -> FastAPI:
+               issuer: str | None = None, keys: KeySet | None = None,
+               ca_passphrase: str | None = None,
+               max_pdf_bytes: int = DEFAULT_MAX_PDF_BYTES) -> FastAPI:
     """The FastAPI application. ``kyso`` (else opened here and closed at shutdown) gives the
     store, clock and audit log; the token keys come from ``keys`` or the home, unlocked with
-    ``key_passphrase`` (else ``$KYSO_TOKEN_KEY_PASSPHRASE``)."""
+    ``key_passphrase`` (else ``$KYSO_TOKEN_KEY_PASSPHRASE``); ``ca_passphrase`` unlocks the
+    OCSP responders and the TSA."""
+    options = AppOptions(issuer=issuer or DEFAULT_ISSUER, ca_passphrase=ca_passphrase,
+                         max_pdf_bytes=max_pdf_bytes)
     owned = kyso is None
     context = kyso if kyso is not None else open_kyso(settings, clock=clock, actor="server",
                                                       source="server")
@@ -53,7 +66,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, kyso: Kyso | N
                 raise ConfigError(f"the token key passphrase is needed: set "
                                   f"{ENV_TOKEN_KEY_PASSPHRASE} or give --key-passphrase-file")
             keys = load_or_create_keys(settings, context.clock, passphrase)
-        provider = Provider(context, keys, issuer or DEFAULT_ISSUER,
+        provider = Provider(context, keys, options.issuer,
                             login=LoginService(context, outbox=outbox))
     except BaseException:
         if owned:
@@ -66,15 +79,21 @@ def create_app(settings: Settings, *, clock: Clock | None = None, kyso: Kyso | N
         if owned:
             context.close()
 
-    app = FastAPI(title="kyso", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="kyso", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json", lifespan=lifespan,
+                  description="OCSP, CRL and CA certificates, RFC 3161 timestamps, PDF "
+                              "verification, the e-ID's OpenID Connect provider and the "
+                              "auditor's read API. See docs/api.md.")
     app.state.kyso = context
     app.state.provider = provider
-    app.include_router(oidc_routes.router)
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
-
+    app.state.options = options
+    try:
+        for domain in _DOMAINS:
+            domain.setup(app, options)
+            app.include_router(domain.router)
+    except BaseException:
+        if owned:
+            context.close()
+        raise
     app.add_middleware(RequestContextMiddleware)
     return app

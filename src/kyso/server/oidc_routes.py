@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -21,9 +21,15 @@ from kyso.authn.oidc_flow import FlowResult
 from kyso.authn.oidc_requests import OidcError, pick_lang
 from kyso.authn.oidc_tokens import BearerError, Origin, TokenEndpointError
 from kyso.server.forms import MAX_FORM, BadRequestError, Params, form_params, query_params
+from kyso.server.options import AppOptions
 from kyso.server.pages import COOKIE, error_page, render
 
 router = APIRouter()
+
+
+def setup(app: FastAPI, options: AppOptions) -> None:
+    """Nothing to prepare: ``create_app`` builds the :class:`Provider` (it needs the token keys
+    and the SMS outbox) and keeps it on ``app.state.provider``."""
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_TOKEN_FORM = 16 * 1024
 

@@ -48,10 +48,15 @@ def _v3_eid(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v4_roles(conn: Connection) -> None:
+    schema.identity_roles.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial CA tables", _v1_initial),
     (2, "certified_keys.compromised_at", _v2_key_compromise),
     (3, "e-ID registry, authenticators, devices and OpenID Connect state", _v3_eid),
+    (4, "identity roles (auditor, ca-admin)", _v4_roles),
 ]
 LATEST = MIGRATIONS[-1][0]
 

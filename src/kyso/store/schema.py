@@ -303,3 +303,15 @@ oidc_tokens = sa.Table(
     sa.Column("expires_at", UTCDateTime(timezone=True), nullable=False, index=True),
     sa.Column("revoked_at", UTCDateTime(timezone=True), nullable=True),
 )
+
+
+# Roles granted to an identity (Keycloak realm roles): ``auditor`` reads the audit API,
+# ``ca-admin`` issues and revokes over HTTP. Access tokens carry them in ``roles``.
+identity_roles = sa.Table(
+    "identity_roles",
+    metadata,
+    sa.Column("subject", sa.String(40), sa.ForeignKey("identities.subject"), primary_key=True),
+    sa.Column("role", sa.String(32), primary_key=True),
+    sa.Column("granted_by", sa.Text, nullable=False),
+    sa.Column("granted_at", UTCDateTime(timezone=True), nullable=False),
+)
