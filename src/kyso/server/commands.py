@@ -1,8 +1,10 @@
-"""``kyso serve``: run the HTTP service (the e-ID's OpenID Connect provider) with uvicorn."""
+"""``kyso serve``: run the HTTP service with uvicorn — one process, or ``--workers N`` processes
+sharing the port (each builds its app in :mod:`kyso.server.factory`)."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,9 +13,20 @@ import click
 
 from kyso.audit.logging import configure_logging
 from kyso.cliutil import App, obtain_passphrase, pass_app
-from kyso.config import ENV_TOKEN_KEY_PASSPHRASE
+from kyso.config import (
+    ENV_CA_PASSPHRASE,
+    ENV_DATABASE_URL,
+    ENV_HOME,
+    ENV_TOKEN_KEY_PASSPHRASE,
+    passphrase_from_env,
+    read_passphrase_file,
+)
 from kyso.errors import UsageError
 from kyso.server.app import create_app
+from kyso.server.factory import ENV_ISSUER, ENV_MAX_PDF_BYTES
+from kyso.server.options import DEFAULT_MAX_PDF_BYTES
+
+TLS_DIR = "tls"
 
 
 def register(root: click.Group) -> None:
@@ -34,46 +47,116 @@ def _issuer(value: str) -> str:
     return value.rstrip("/")
 
 
+def _tls_files(app: App, tls: bool, cert: Path | None, key: Path | None
+               ) -> tuple[Path, Path] | None:
+    """(certificate, key) when serving HTTPS: the given files, else ``<home>/tls/server.crt.pem``
+    and ``server.key.pem`` with ``--tls``."""
+    if (cert is None) != (key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if cert is not None and key is not None:
+        return cert, key
+    if not tls:
+        return None
+    folder = app.settings.home / TLS_DIR
+    cert, key = folder / "server.crt.pem", folder / "server.key.pem"
+    for path in (cert, key):
+        if not path.is_file():
+            raise UsageError(f"--tls: {path} is missing; put the server certificate chain and "
+                             "key there, or give --tls-cert and --tls-key")
+    return cert, key
+
+
+def _ca_passphrase(file: Path | None) -> str | None:
+    """The CA passphrase for the OCSP responders and the TSA: from the file or the environment
+    only (a service does not prompt); None turns those routes off."""
+    if file is not None:
+        return read_passphrase_file(file)
+    return passphrase_from_env(ENV_CA_PASSPHRASE)
+
+
 @click.command("serve", epilog="""\b
 Examples:
-  KYSO_TOKEN_KEY_PASSPHRASE=… kyso serve
-  kyso serve --host 0.0.0.0 --port 8443 --issuer https://id.thainguyen.gov.vn \\
-      --tls-cert server.crt.pem --tls-key server.key.pem --key-passphrase-file token.pass
+  KYSO_TOKEN_KEY_PASSPHRASE=… KYSO_CA_PASSPHRASE=… kyso serve
+  kyso serve --workers 2 --tls --issuer https://id.thainguyen.gov.vn \\
+      --key-passphrase-file token.pass --ca-passphrase-file ca.pass
+  kyso serve --host 0.0.0.0 --port 8443 --tls-cert server.crt.pem --tls-key server.key.pem
 
 \b
-Endpoints: /.well-known/openid-configuration, /authorize, /token, /userinfo, /jwks, /logout,
-/health. The token signing keys are created in <home>/secrets/token-keys on first start,
-encrypted with the token key passphrase (--key-passphrase-file, else
-$KYSO_TOKEN_KEY_PASSPHRASE, else a prompt). Session cookies are __Host- Secure cookies:
-serve TLS (or run behind a TLS proxy) except on loopback.""")
+Endpoints (docs/api.md; OpenAPI at /openapi.json):
+  OCSP      GET|POST /ocsp/<ca>        CRL /crl/<ca>.crl    CA certificates /crt/<ca>.crt
+  TSA       POST /tsa (RFC 3161)
+  verify    POST /api/v1/verify, /api/v1/verify/batch
+  audit     GET /api/v1/audit/… (access token with the auditor role)
+  e-ID      /.well-known/openid-configuration, /authorize, /token, /userinfo, /jwks, /logout
+  health    /health (alive), /ready (database and audit log usable)
+
+\b
+The token signing keys are created in <home>/secrets/token-keys on first start, encrypted with
+the token key passphrase (--key-passphrase-file, else $KYSO_TOKEN_KEY_PASSPHRASE, else a
+prompt). The CA passphrase (--ca-passphrase-file, else $KYSO_CA_PASSPHRASE; never prompted)
+unlocks the OCSP responders and the TSA; without it they answer 503. Session cookies are
+__Host- Secure cookies: serve TLS (or run behind a TLS proxy) except on loopback. With
+--workers N the passphrases reach the workers in their environment.""")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes sharing the port.")
 @click.option("--issuer", help="The issuer URL (default: http(s)://HOST:PORT).")
+@click.option("--tls", is_flag=True,
+              help="Serve HTTPS with <home>/tls/server.crt.pem and server.key.pem.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="PEM certificate chain for HTTPS.")
+              help="PEM certificate chain for HTTPS (implies --tls).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="PEM private key for HTTPS.")
 @click.option("--key-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"File whose first line unlocks the token keys (else "
                    f"${ENV_TOKEN_KEY_PASSPHRASE}).")
+@click.option("--ca-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"File whose first line unlocks the OCSP and TSA keys (else "
+                   f"${ENV_CA_PASSPHRASE}).")
+@click.option("--max-pdf-mb", type=click.IntRange(1, 1024), default=DEFAULT_MAX_PDF_BYTES // 2**20,
+              show_default=True, help="Largest PDF the verify API accepts.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 @pass_app
-def serve(app: App, host: str, port: int, issuer: str | None, tls_cert: Path | None,
-          tls_key: Path | None, key_passphrase_file: Path | None, log_level: str) -> None:
-    """Run the e-ID's OpenID Connect provider over HTTP(S)."""
+def serve(app: App, host: str, port: int, workers: int, issuer: str | None, tls: bool,
+          tls_cert: Path | None, tls_key: Path | None, key_passphrase_file: Path | None,
+          ca_passphrase_file: Path | None, max_pdf_mb: int, log_level: str) -> None:
+    """Run the HTTP service: OCSP, CRL, TSA, verify API, auditor API and the e-ID provider."""
     import uvicorn  # only this command needs it
 
-    if (tls_cert is None) != (tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    scheme = "https" if tls_cert else "http"
+    files = _tls_files(app, tls, tls_cert, tls_key)
+    scheme = "https" if files else "http"
     issuer_url = _issuer(issuer) if issuer else f"{scheme}://{_host_in_url(host)}:{port}"
     passphrase = obtain_passphrase(key_passphrase_file, ENV_TOKEN_KEY_PASSPHRASE,
                                    "token key passphrase")
+    ca_pass = _ca_passphrase(ca_passphrase_file)
+    max_pdf_bytes = max_pdf_mb * 2**20
     configure_logging(level=log_level, json=True, stream=sys.stderr)
-    application = create_app(app.settings, key_passphrase=passphrase, issuer=issuer_url)
-    click.echo(f"kyso serving {issuer_url} (issuer) on {scheme}://{_host_in_url(host)}:{port}",
-               err=True)
-    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False,
-                ssl_certfile=str(tls_cert) if tls_cert else None,
-                ssl_keyfile=str(tls_key) if tls_key else None, server_header=False)
+    if ca_pass is None:
+        click.echo(f"kyso: no CA passphrase (--ca-passphrase-file or ${ENV_CA_PASSPHRASE}): "
+                   "OCSP and TSA answer 503", err=True)
+    ssl = {"ssl_certfile": str(files[0]), "ssl_keyfile": str(files[1])} if files else {}
+    common = {"host": host, "port": port, "log_config": None, "access_log": False,
+              "server_header": False, **ssl}
+    if workers == 1:
+        application = create_app(app.settings, key_passphrase=passphrase, issuer=issuer_url,
+                                 ca_passphrase=ca_pass, max_pdf_bytes=max_pdf_bytes)
+        click.echo(f"kyso serving {issuer_url} (issuer) on {scheme}://{_host_in_url(host)}:{port}",
+                   err=True)
+        uvicorn.run(application, **common)  # type: ignore[arg-type]
+        return
+    # Workers build their own app; check the configuration here first so that a wrong
+    # passphrase is one clear error, not N crashing workers.
+    create_app(app.settings, key_passphrase=passphrase, issuer=issuer_url,
+               ca_passphrase=ca_pass, max_pdf_bytes=max_pdf_bytes).state.kyso.close()
+    os.environ.update({ENV_HOME: str(app.settings.home),
+                       ENV_DATABASE_URL: app.settings.database_url,
+                       ENV_TOKEN_KEY_PASSPHRASE: passphrase, ENV_ISSUER: issuer_url,
+                       ENV_MAX_PDF_BYTES: str(max_pdf_bytes)})
+    if ca_pass is not None:
+        os.environ[ENV_CA_PASSPHRASE] = ca_pass
+    click.echo(f"kyso serving {issuer_url} (issuer) on {scheme}://{_host_in_url(host)}:{port} "
+               f"with {workers} workers", err=True)
+    uvicorn.run("kyso.server.factory:worker_app", factory=True, workers=workers,
+                **common)  # type: ignore[arg-type]

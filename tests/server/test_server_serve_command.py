@@ -1,0 +1,191 @@
+"""`kyso serve` as an operator runs it: a real process (one, or several workers), its health and
+readiness endpoints, its OpenAPI document, HTTPS from the home's tls/ folder, and clear refusals
+for a wrong set-up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from live_support import make_tls
+
+from conftest import FAST_KDF, PASSPHRASE
+from kyso.pki.authority import CertificateAuthority
+
+KYSO = str(Path(sys.executable).with_name("kyso"))
+TOKEN_PASSPHRASE = "token-key-passphrase-for-serve"
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KYSO_")}
+    env.update(FAST_KDF, KYSO_HOME=str(home), KYSO_TOKEN_KEY_PASSPHRASE=TOKEN_PASSPHRASE)
+    env.update(extra)
+    if "KYSO_DATABASE_URL" in os.environ:  # the PostgreSQL pass of the suite
+        env["KYSO_DATABASE_URL"] = os.environ["KYSO_DATABASE_URL"]
+    return env
+
+
+class Running:
+    def __init__(self, proc: subprocess.Popen[str], base: str) -> None:
+        self.proc, self.base = proc, base
+
+    def wait_ready(self, verify: bool | ssl.SSLContext = True) -> None:
+        deadline = time.monotonic() + 90  # start-up on a loaded CI machine, not a timing check
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"kyso serve exited {self.proc.returncode}: "
+                                     f"{self.proc.stderr.read() if self.proc.stderr else ''}")
+            try:
+                if httpx.get(f"{self.base}/health", verify=verify, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("kyso serve did not start")
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def start(ca: CertificateAuthority, home: Path) -> Iterator:  # type: ignore[type-arg]
+    started: list[Running] = []
+
+    def run(*args: str, scheme: str = "http", **env: str) -> Running:
+        port = free_port()
+        proc = subprocess.Popen([KYSO, "serve", "--port", str(port), *args],
+                                env=serve_env(home, **env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        running = Running(proc, f"{scheme}://127.0.0.1:{port}")
+        started.append(running)
+        return running
+
+    yield run
+    for running in started:
+        running.stop()
+
+
+def test_serve_answers_health_readiness_and_openapi_then_stops_cleanly(start) -> None:  # type: ignore[no-untyped-def]
+    server = start(KYSO_CA_PASSPHRASE=PASSPHRASE)
+    server.wait_ready()
+
+    ready = httpx.get(f"{server.base}/ready")
+    spec = httpx.get(f"{server.base}/openapi.json").json()
+    code, err = server.stop()
+
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "audit_log": "ok"}}
+    assert ready.headers["cache-control"] == "no-store"
+    assert spec["info"]["title"] == "kyso"
+    assert {"/health", "/ready", "/token"} <= set(spec["paths"])
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a graceful stop
+    assert "Traceback" not in err
+    assert '"path": "/ready"' in err  # one structured access-log line per request
+    assert PASSPHRASE not in err
+    assert TOKEN_PASSPHRASE not in err
+
+
+def test_serve_without_ca_passphrase_says_ocsp_and_tsa_are_off(start) -> None:  # type: ignore[no-untyped-def]
+    server = start()
+    server.wait_ready()
+    _, err = server.stop()
+
+    assert "no CA passphrase" in err
+    assert "503" in err
+
+
+def test_serve_with_two_workers_shares_the_port(start) -> None:  # type: ignore[no-untyped-def]
+    server = start("--workers", "2", KYSO_CA_PASSPHRASE=PASSPHRASE)
+    server.wait_ready()
+
+    answers = [httpx.get(f"{server.base}/ready").status_code for _ in range(20)]
+    workers = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                             text=True, check=False).stdout.split()
+    _code, err = server.stop()
+
+    assert answers == [200] * 20
+    assert len(workers) >= 2, err
+    assert "with 2 workers" in err
+    assert "Traceback" not in err
+
+
+def test_serve_tls_uses_the_certificate_in_the_home(start, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ca_file, cert, key = make_tls(tmp_path)
+    (home / "tls").mkdir()
+    shutil.copy(cert, home / "tls" / "server.crt.pem")
+    shutil.copy(key, home / "tls" / "server.key.pem")
+    server = start("--tls", scheme="https")
+    trust = ssl.create_default_context(cafile=str(ca_file))
+    server.wait_ready(verify=trust)
+
+    answer = httpx.get(f"{server.base}/.well-known/openid-configuration", verify=trust)
+
+    assert answer.json()["issuer"] == server.base
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tls-cert", "{cert}"], "--tls-cert and --tls-key go together"),
+    (["--tls"], "tls/server.crt.pem is missing"),
+    (["--workers", "0"], "Invalid value for '--workers'"),
+    (["--issuer", "ftp://x"], "--issuer must be an absolute http(s) URL"),
+])
+def test_serve_refuses_a_wrong_setup_with_a_usage_error(
+        ca: CertificateAuthority, home: Path, tmp_path: Path, args: list[str],
+        message: str) -> None:
+    _, cert, _ = make_tls(tmp_path)
+    args = [a.format(cert=cert) for a in args]
+
+    done = subprocess.run([KYSO, "serve", "--port", str(free_port()), *args],
+                          env=serve_env(home), capture_output=True, text=True, timeout=120,
+                          check=False)
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_with_a_wrong_token_key_passphrase_fails_once_and_clearly(
+        ca: CertificateAuthority, home: Path) -> None:
+    first = subprocess.run([KYSO, "serve", "--port", "1", "--workers", "2", "--issuer", "x"],
+                           env=serve_env(home), capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert first.returncode == 2  # the bad issuer: nothing was created yet
+    port = free_port()
+    created = subprocess.Popen([KYSO, "serve", "--port", str(port)], env=serve_env(home),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = Running(created, f"http://127.0.0.1:{port}")
+    runner.wait_ready()
+    runner.stop()  # the key set now exists, encrypted with TOKEN_PASSPHRASE
+
+    done = subprocess.run([KYSO, "serve", "--port", str(free_port()), "--workers", "2"],
+                          env=serve_env(home, KYSO_TOKEN_KEY_PASSPHRASE="a-wrong-passphrase!"),
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "a-wrong-passphrase!" not in done.stderr
+    assert done.stderr.count("kyso: ") == 1, done.stderr
