@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from kyso import __version__
+from kyso import __version__, demo_commands
 from kyso.audit import commands as audit_commands
 from kyso.audit.logging import configure_logging
 from kyso.authn import commands as id_commands
@@ -56,6 +56,7 @@ audit_commands.register(cli)
 pdf_commands.register(cli)
 id_commands.register(cli)
 server_commands.register(cli)
+demo_commands.register(cli)
 add_format_option(cli)
 
 
