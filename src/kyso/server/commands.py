@@ -22,8 +22,6 @@ from kyso.config import (
     read_passphrase_file,
 )
 from kyso.errors import UsageError
-from kyso.server.app import create_app
-from kyso.server.factory import ENV_ISSUER, ENV_MAX_PDF_BYTES
 from kyso.server.options import DEFAULT_MAX_PDF_BYTES
 
 TLS_DIR = "tls"
@@ -123,7 +121,10 @@ def serve(app: App, host: str, port: int, workers: int, issuer: str | None, tls:
           tls_cert: Path | None, tls_key: Path | None, key_passphrase_file: Path | None,
           ca_passphrase_file: Path | None, max_pdf_mb: int, log_level: str) -> None:
     """Run the HTTP service: OCSP, CRL, TSA, verify API, auditor API and the e-ID provider."""
-    import uvicorn  # only this command needs it
+    import uvicorn  # this command alone needs the server: other commands start faster
+
+    from kyso.server.app import create_app
+    from kyso.server.factory import ENV_ISSUER, ENV_MAX_PDF_BYTES
 
     files = _tls_files(app, tls, tls_cert, tls_key)
     scheme = "https" if files else "http"
