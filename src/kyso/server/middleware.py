@@ -12,7 +12,8 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_API_PREFIXES = ("/device/", "/token", "/userinfo", "/jwks", "/.well-known/")
+_API_PREFIXES = ("/device/", "/token", "/userinfo", "/jwks", "/.well-known/", "/ocsp/", "/crl/",
+                 "/crt/", "/tsa", "/api/", "/health", "/ready", "/openapi.json")
 _COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
 

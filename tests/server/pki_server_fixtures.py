@@ -1,0 +1,94 @@
+"""The fixtures of the PKI route tests, loaded as a plugin
+(``pytest_plugins = ("pki_server_fixtures",)``): the app with the CA passphrase under a
+TestClient, a staff certificate, and a live plain-HTTP server whose CA was created with the
+server's own URL as base URL, so the addresses inside its certificates point at it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from pki_server_support import LivePki, issue_staff, make_app, pem
+from server_support import ISSUER, TestClient
+
+from conftest import FAST_KDF, PASSPHRASE
+from kyso.clock import SystemClock
+from kyso.config import load_settings
+from kyso.context import Kyso, open_kyso
+from kyso.pki.authority import CertificateAuthority, init_ca
+from kyso.pki.keys import KeyType
+from kyso.pki.records import CertificateRecord
+
+
+@pytest.fixture
+def openssl() -> str:
+    path = shutil.which("openssl")
+    if path is None:
+        pytest.skip("openssl is not installed")
+    return path
+
+
+@pytest.fixture
+def pki_app(kyso: Kyso, ca: CertificateAuthority) -> FastAPI:
+    return make_app(kyso)
+
+
+@pytest.fixture
+def pki_http(pki_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(pki_app, base_url=ISSUER, follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture
+def staff_cert(kyso: Kyso, ca: CertificateAuthority) -> CertificateRecord:
+    return issue_staff(kyso, ca)
+
+
+@pytest.fixture
+def live_pki(tmp_path: Path, database_url: str | None) -> Iterator[LivePki]:
+    """uvicorn over plain HTTP on a free loopback port, on the real clock; the CA's base URL
+    is that server's URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    kyso: Kyso | None = None
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+    try:
+        kyso = open_kyso(load_settings(home=tmp_path / "home", database_url=database_url,
+                                       environ=FAST_KDF),
+                         clock=SystemClock(), actor="server", source="server")
+        init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên", province="thai-nguyen",
+                key_type=KeyType.EC_P384, base_url=url)
+        ca = CertificateAuthority(kyso, PASSPHRASE)
+        leaf = issue_staff(kyso, ca)
+        files = {name: tmp_path / f"{name}.pem" for name in ("root", "staff", "services", "leaf")}
+        for name in ("root", "staff", "services"):
+            files[name].write_bytes(pem(ca.certificate(name)))
+        files["leaf"].write_bytes(leaf.pem)
+        app = make_app(kyso)
+        server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                               lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        for _ in range(500):  # wait for start-up (not a timing assertion)
+            if server.started:
+                break
+            time.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        yield LivePki(url, kyso, ca, leaf, files)
+    finally:
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(timeout=10)
+        sock.close()
+        if kyso is not None:
+            kyso.close()
