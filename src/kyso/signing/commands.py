@@ -28,10 +28,13 @@ from kyso.config import ENV_P12_PASSPHRASE, load_settings
 from kyso.context import Kyso, open_kyso
 from kyso.errors import KysoError, SigningError, UsageError
 from kyso.files import atomic_output
+from kyso.pki.authority import ca_exists
+from kyso.pki.authority import load_settings as load_ca_settings
 from kyso.signing.appearance import POSITIONS, Box, StampRequest, StampStyle, parse_box
+from kyso.signing.http_services import HttpServices
 from kyso.signing.pdfio import IN_MEMORY_MAX, stream_sha256
 from kyso.signing.report import render_text
-from kyso.signing.services import LocalServices
+from kyso.signing.services import LocalServices, TrustServices
 from kyso.signing.setup import build_verifier, check_signer, load_signer, store_lookup
 from kyso.signing.sign import Level, PdfSigner, SignRequest
 from kyso.signing.verdict import FileReport, failed_file
@@ -111,6 +114,11 @@ def sign_options(f: Any) -> Any:
         click.option("--level", type=click.Choice([lv.value for lv in Level]), default="B-B",
                      show_default=True, help="PAdES baseline level (B-T and up use the home's "
                      "TSA; B-LT and up embed its OCSP responses and CRLs)."),
+        click.option("--online", is_flag=True, help="Fetch timestamps, OCSP responses, CRLs "
+                     "and issuer certificates over HTTP (the URLs inside the certificates and "
+                     "--tsa-url) instead of unlocking this home's CA."),
+        click.option("--tsa-url", help="RFC 3161 TSA for --online (default: <CA base "
+                     "URL>/tsa when run in a CA home)."),
         click.option("--visible", is_flag=True, help="Show a stamp (Decree 30)."),
         click.option("--style", type=click.Choice([s.value for s in StampStyle]),
                      default="official", show_default=True),
@@ -161,8 +169,17 @@ def _request(o: dict[str, Any], field: str | None) -> SignRequest:
 def _signer(app: App, o: dict[str, Any]) -> tuple[PdfSigner, Kyso | None]:
     kyso = _home(app)
     level = Level(o["level"])
-    services = None
-    if level.timestamped:
+    services: TrustServices | None = None
+    if o["tsa_url"] and not o["online"]:
+        raise UsageError("--tsa-url goes with --online")
+    if level.timestamped and o["online"]:
+        clock = kyso.clock if kyso is not None else SystemClock()
+        tsa = o["tsa_url"] or (f"{load_ca_settings(kyso).base_url.rstrip('/')}/tsa"
+                               if kyso is not None and ca_exists(kyso) else None)
+        if tsa is None:
+            raise UsageError(f"{level.value} --online needs --tsa-url outside a CA home")
+        services = HttpServices(tsa, clock)
+    elif level.timestamped:
         if kyso is None:
             raise SigningError(f"{level.value} needs this home's CA (its TSA and OCSP "
                                f"responders); run in a home made by `kyso ca init`")
