@@ -14,11 +14,12 @@ from kyso.authn import (
     credential_commands,
     device_commands,
     enrol_commands,
+    role_commands,
     token_commands,
 )
 
 _MODULES = (enrol_commands, credential_commands, device_commands, client_commands,
-            token_commands)
+            token_commands, role_commands)
 
 
 @click.group("id")

@@ -8,7 +8,9 @@ every token issued from it (RFC 6749 §4.1.2, RFC 9700 §4.2.4) — and userinfo
 access tokens.
 
 Access tokens follow RFC 9068 (``typ`` at+jwt, 30 minutes as VNeID's; ``aud`` = the client's
-registered audiences); ID tokens carry ``azp``, ``nonce``, ``acr``, ``amr``, ``auth_time``,
+registered audiences) and carry the subject's current roles (:mod:`kyso.authn.roles`) as
+``roles`` and Keycloak's ``realm_access.roles`` — an identity without roles gets neither, and
+ID tokens never do; ID tokens carry ``azp``, ``nonce``, ``acr``, ``amr``, ``auth_time``,
 ``sid`` and ``at_hash``. Errors are :class:`TokenEndpointError` (RFC 6749 §5.2) and
 :class:`BearerError` (RFC 6750 §3.1).
 """
@@ -35,6 +37,7 @@ from kyso.authn.keys import KeySet, b64url
 from kyso.authn.oidc_clients import Client, ClientRegistry
 from kyso.authn.oidc_requests import OidcError, single
 from kyso.authn.registry import Identity, Registry
+from kyso.authn.roles import roles_of
 from kyso.context import Kyso
 from kyso.errors import AuthenticationFailedError, IdentityError, TokenError
 from kyso.store.schema import oidc_codes, oidc_sessions, oidc_tokens
@@ -282,10 +285,14 @@ class TokenService:
         scope = str(row["scope"])
         common = {"acr": row["acr"], "amr": json.loads(row["amr"]),
                   "auth_time": int(row["auth_time"].timestamp())}
+        access_claims: dict[str, Any] = {**common, "client_id": client.client_id, "scope": scope}
+        roles = roles_of(self.kyso.store, row["subject"])
+        if roles:
+            access_claims.update(roles=list(roles), realm_access={"roles": list(roles)})
         access = tokens.issue(self.keys, typ=tokens.TokenType.ACCESS, issuer=self.issuer,
                               subject=row["subject"], audience=list(client.audiences),
                               lifetime=ACCESS_TOKEN_LIFETIME, clock=self.kyso.clock,
-                              claims={**common, "client_id": client.client_id, "scope": scope})
+                              claims=access_claims)
         jti = tokens.verify(access, self.keys, typ=tokens.TokenType.ACCESS, issuer=self.issuer,
                             audience=client.audiences[0], clock=self.kyso.clock).jwt_id
         id_claims: dict[str, Any] = {**common, "azp": client.client_id,

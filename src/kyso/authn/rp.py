@@ -13,12 +13,15 @@ relying party must check itself (domain §3: ``acr_values`` can be edited in the
   :class:`InsufficientLevelError`, which carries the ``acr`` to ask for so that an API can
   answer with an RFC 9470 step-up challenge;
 - access tokens (RFC 9068) must carry ``client_id``; ``amr``, ``scope`` and ``auth_time`` must
-  have their registered types when present.
+  have their registered types when present;
+- the roles (``roles``, and Keycloak's ``realm_access.roles``) must be lists of strings; with
+  ``role=``, a token without that role raises :class:`InsufficientRoleError`.
 
 :func:`require_token` wraps a verifier as a FastAPI dependency: ``Authorization: Bearer …``
 (exactly one header, scheme case-insensitive) → :class:`VerifiedToken`; anything wrong → 401
 with ``WWW-Authenticate: Bearer error="invalid_token"`` or, for too low a level,
-``error="insufficient_user_authentication", acr_values="…"``. Neither the token nor a
+``error="insufficient_user_authentication", acr_values="…"``; a valid token without the
+required role → 403 with ``error="insufficient_scope"`` (RFC 6750 §3.1). Neither the token nor a
 traceback is ever echoed.
 """
 
@@ -54,9 +57,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InsufficientLevelError",
+    "InsufficientRoleError",
     "RelyingParty",
     "TokenVerifier",
     "VerifiedToken",
+    "invalid_token_challenge",
     "require_token",
 ]
 
@@ -83,6 +88,26 @@ class InsufficientLevelError(TokenError):
         return value
 
 
+class InsufficientRoleError(TokenError):
+    """A valid token that does not carry the role an API needs (RFC 6750 ``insufficient_scope``:
+    HTTP 403, logging in again does not help; an administrator must grant the role)."""
+
+    def __init__(self, message: str, *, role: str) -> None:
+        super().__init__(message)
+        self.role = role
+
+    @property
+    def www_authenticate(self) -> str:
+        return (f'Bearer error="insufficient_scope", '
+                f'error_description="{_quoted(str(self))}"')
+
+
+def invalid_token_challenge(error: TokenError, realm: str | None = None) -> str:
+    """The RFC 6750 §3 ``WWW-Authenticate`` value for a refused token."""
+    head = f'Bearer realm="{_quoted(realm)}", ' if realm else "Bearer "
+    return f'{head}error="invalid_token", error_description="{_quoted(str(error))}"'
+
+
 def _quoted(text: str) -> str:
     return text.replace("\\", "").replace('"', "'")
 
@@ -104,6 +129,10 @@ class VerifiedToken:
     scope: tuple[str, ...]
     expires_at: dt.datetime
     claims: Claims = field(repr=False)  # every claim: .get(name), .to_dict()
+    roles: frozenset[str] = frozenset()  # ``roles`` and ``realm_access.roles``
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +147,7 @@ class VerifiedToken:
             "client_id": self.client_id,
             "scope": list(self.scope),
             "expires_at": self.expires_at.isoformat(),
+            "roles": sorted(self.roles),
         }
 
 
@@ -132,6 +162,20 @@ def _strings(value: object, name: str) -> tuple[str, ...]:
     if isinstance(value, tuple) and all(isinstance(v, str) and v for v in value):
         return value
     raise TokenError(f"claim {name} is not a list of strings")
+
+
+def _roles(extra: Mapping[str, Any]) -> frozenset[str]:
+    """The roles a token carries: ``roles`` (kyso) and ``realm_access.roles`` (Keycloak)."""
+    found: set[str] = set()
+    if "roles" in extra:
+        found.update(_strings(extra["roles"], "roles"))
+    if "realm_access" in extra:
+        realm = extra["realm_access"]
+        if not isinstance(realm, Mapping):
+            raise TokenError("claim realm_access is not an object")
+        if "roles" in realm:
+            found.update(_strings(realm["roles"], "realm_access.roles"))
+    return frozenset(found)
 
 
 def _source(keys: KeySet | VerificationKeys | KeySource) -> KeySource:
@@ -183,13 +227,17 @@ class TokenVerifier:
     def verify(self, token: str, *, audience: str, min_level: Level = Level.ONE,
                token_type: TokenType | str = TokenType.ACCESS,
                max_age: dt.timedelta | int | None = None,
-               access_token: str | None = None) -> VerifiedToken:
+               access_token: str | None = None, role: str | None = None) -> VerifiedToken:
         """The verified token, or :class:`TokenError` naming the first problem
-        (:class:`InsufficientLevelError` when only the level or freshness falls short). An ID
-        token carrying ``at_hash`` verifies only with the ``access_token`` it came with."""
+        (:class:`InsufficientLevelError` when only the level or freshness falls short,
+        :class:`InsufficientRoleError` when the token lacks ``role``). An ID token carrying
+        ``at_hash`` verifies only with the ``access_token`` it came with."""
         try:
             result = self._verify(token, audience, Level(min_level), TokenType(token_type),
                                   max_age, access_token)
+            if role is not None and not result.has_role(role):
+                raise InsufficientRoleError(f"the token does not carry the {role} role",
+                                            role=role)
         except TokenError as exc:
             self._record(None, exc, audience)
             raise
@@ -236,6 +284,7 @@ class TokenVerifier:
             raise TokenError("claim client_id is not a non-empty string")
         if token_type is TokenType.ACCESS and client_id is None:
             raise TokenError("access token has no client_id claim (RFC 9068)")
+        roles = _roles(extra)
         auth_time: dt.datetime | None = None
         skew = self._leeway
         if "auth_time" in extra:
@@ -263,7 +312,7 @@ class TokenVerifier:
                              level=level, acr=acr, amr=amr, auth_time=auth_time,
                              audience=claims.audience, client_id=client_id,
                              scope=tuple(scope_claim.split()), expires_at=claims.expires_at,
-                             claims=claims)
+                             claims=claims, roles=roles)
 
     def _record(self, result: VerifiedToken | None, error: TokenError | None,
                 audience: str) -> None:
@@ -307,10 +356,12 @@ def bearer_token(values: list[str]) -> str:
 
 def require_token(verifier: TokenVerifier, *, audience: str, min_level: Level = Level.ONE,
                   max_age: dt.timedelta | int | None = None,
-                  token_type: TokenType | str = TokenType.ACCESS) -> Callable[..., VerifiedToken]:
+                  token_type: TokenType | str = TokenType.ACCESS,
+                  role: str | None = None) -> Callable[..., VerifiedToken]:
     """A FastAPI dependency: ``token: VerifiedToken = Depends(require_token(rp, audience=…,
-    min_level=Level.TWO))``. Refusals are 401 with an RFC 6750 / RFC 9470 ``WWW-Authenticate``
-    challenge; the body names the problem, never the token."""
+    min_level=Level.TWO, role="auditor"))``. Refusals are 401 with an RFC 6750 / RFC 9470
+    ``WWW-Authenticate`` challenge, or 403 ``insufficient_scope`` for a valid token without
+    ``role``; the body names the problem, never the token."""
     from fastapi import HTTPException
     from starlette.requests import Request as RuntimeRequest
 
@@ -325,15 +376,16 @@ def require_token(verifier: TokenVerifier, *, audience: str, min_level: Level = 
         try:
             token = bearer_token(headers)
             return verifier.verify(token, audience=audience, min_level=level, token_type=kind,
-                                   max_age=max_age)
+                                   max_age=max_age, role=role)
+        except InsufficientRoleError as exc:
+            raise HTTPException(403, detail=str(exc),
+                                headers={"WWW-Authenticate": exc.www_authenticate}) from None
         except InsufficientLevelError as exc:
             raise HTTPException(401, detail=str(exc),
                                 headers={"WWW-Authenticate": exc.www_authenticate}) from None
         except TokenError as exc:
-            challenge = (f'Bearer error="invalid_token", '
-                         f'error_description="{_quoted(str(exc))}"')
-            raise HTTPException(401, detail=str(exc),
-                                headers={"WWW-Authenticate": challenge}) from None
+            raise HTTPException(401, detail=str(exc), headers={
+                "WWW-Authenticate": invalid_token_challenge(exc)}) from None
 
     # FastAPI reads the parameter's type to inject the request; with postponed annotations
     # the name "Request" would not resolve in this module's globals.

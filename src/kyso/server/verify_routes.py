@@ -1,13 +1,443 @@
-"""The PDF verification API: ``POST /api/v1/verify`` and ``/api/v1/verify/batch``."""
+"""The PDF verification API: ``POST /api/v1/verify`` and ``/api/v1/verify/batch``.
+
+Public (no token): a backend service verifies a dossier without an account. The answer is the
+JSON report of ``kyso pdf verify --format json`` (schema ``kyso-pdf-verify/1``, see
+docs/verification.md); a signature that fails is a verdict (HTTP 200, ``TOTAL-FAILED``), not an
+HTTP error. HTTP errors are for requests that cannot be verified at all, always JSON
+``{"error", "error_description"}``: 400 (malformed request or multipart body), 413 (larger than
+the limit — refused from ``Content-Length`` before reading, else counted while streaming, so a
+huge body is never held), 415 (neither ``application/pdf`` nor ``multipart/form-data``), 422
+(empty, not a PDF, truncated), 503 (the home has no CA, so there is no trust anchor).
+
+The verifier trusts the home's root CA and uses its published CRLs and its store's revocation
+state (:func:`kyso.signing.setup.build_verifier`); it is rebuilt when the CRL files change (a
+CRL republished by ``/crl/…`` or ``kyso crl publish``) and built late if the CA is created
+after start-up. Verification runs in the thread pool, at most :data:`MAX_CONCURRENT` requests
+at a time per process (others wait; memory stays bounded). Like ``kyso pdf verify``, each
+request records one ``DOCUMENT_VERIFY`` event (file count and verdict, never content).
+
+This module also holds what the JSON APIs (verify, audit) share: :class:`ApiError`,
+:func:`error_response` and :class:`JsonApiRoute` (parameter errors in the same JSON shape).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
+import anyio
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from kyso.audit import Layer, Outcome
+from kyso.context import Kyso
+from kyso.errors import KysoError, PdfInputError
 from kyso.server.options import AppOptions
+from kyso.signing.pdfio import check_header
+from kyso.signing.setup import build_verifier
+from kyso.signing.verdict import REPORT_SCHEMA, FileReport, Indication
+from kyso.signing.verify import PdfVerifier
 
-router = APIRouter()
+__all__ = [
+    "BATCH_SCHEMA",
+    "MAX_BATCH_FILES",
+    "MAX_CONCURRENT",
+    "ApiError",
+    "ErrorBody",
+    "JsonApiRoute",
+    "error_response",
+    "router",
+    "setup",
+]
+
+BATCH_SCHEMA = "kyso-pdf-verify-batch/1"
+MAX_BATCH_FILES = 50
+BATCH_BYTES_FACTOR = 4  # a batch body: at most 4 × the single-PDF limit
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file(s)
+MAX_FIELD_BYTES = 64 * 1024  # a non-file multipart part (ignored)
+MAX_FIELDS = 16
+MAX_CONCURRENT = 16
+MAX_NAME = 255
+NO_STORE = {"Cache-Control": "no-store"}
+PDF = "application/pdf"
+MULTIPART = "multipart/form-data"
+
+
+# --- what the JSON APIs share ----------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Every error of the JSON APIs (as OAuth 2.0 errors are shaped)."""
+
+    error: str
+    error_description: str
+
+
+class ApiError(Exception):
+    """An HTTP error with an :class:`ErrorBody`."""
+
+    def __init__(self, status: int, error: str, description: str,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+        self.headers = dict(headers or {})
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.error, self.description, self.headers)
+
+
+def error_response(status: int, error: str, description: str,
+                   headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description, **extra},
+                        status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
+def _describe(errors: Sequence[Any]) -> str:
+    """One line naming each parameter FastAPI refused: ``query parameter limit: …``."""
+    parts = []
+    for err in errors[:5]:
+        loc = [str(p) for p in err.get("loc", ())]
+        where = f"{loc[0]} parameter {'.'.join(loc[1:])}" if len(loc) > 1 else ".".join(loc)
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+class JsonApiRoute(APIRoute):
+    """A route of the JSON APIs: a parameter that does not fit its declared type answers 422
+    in the APIs' error shape (``error``, ``error_description`` naming the parameter) plus
+    FastAPI's ``detail`` list; an :class:`ApiError` raised anywhere becomes its response. A
+    dependency may set ``request.state.api_refusal(status, error, description)`` to be told of
+    a 422 (the auditor API records it)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = exc.errors()
+                detail = jsonable_encoder([{k: e[k] for k in ("loc", "msg", "type") if k in e}
+                                           for e in errors])
+                description = _describe(errors)
+                hook = getattr(request.state, "api_refusal", None)
+                if hook is not None:  # a route that records refusals (the auditor API)
+                    await run_in_threadpool(hook, 422, "invalid_request", description)
+                return error_response(422, "invalid_request", description, detail=detail)
+            except ApiError as exc:
+                return exc.response()
+
+        return route
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error statuses."""
+    what = {400: "Malformed request", 401: "No token, or the token is not valid",
+            403: "The token lacks the role", 404: "Not found",
+            409: "The stored log does not match its checkpoints (run kyso audit verify)",
+            413: "Body larger than the limit", 415: "Unsupported Content-Type",
+            422: "Not a PDF (empty, no %PDF- header, truncated) or a parameter of the wrong type",
+            503: "Not available on this node (no CA / trust anchor)"}
+    return {s: {"model": ErrorBody, "description": what[s]} for s in statuses}
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def client_host(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+# --- the verifier ----------------------------------------------------------------------------
+
+
+class VerifierHolder:
+    """The home's :class:`PdfVerifier`, rebuilt when the set of published CRL files changes
+    (a stat of a few files per request) and built late if the CA did not exist at start-up.
+    A verifier in use by other threads stays valid while a new one replaces it."""
+
+    def __init__(self, kyso: Kyso) -> None:
+        self.kyso = kyso
+        self._lock = threading.Lock()
+        self._verifier: PdfVerifier | None = None
+        self._stamp: tuple[tuple[str, int, int], ...] | None = None
+
+    def _crl_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        folder = self.kyso.settings.crl_dir
+        try:
+            found = []
+            for path in folder.glob("*.crl"):
+                st = path.stat()
+                found.append((path.name, st.st_mtime_ns, st.st_size))
+        except OSError:
+            return ()
+        return tuple(sorted(found))
+
+    def get(self) -> PdfVerifier:
+        """The current verifier; :class:`ApiError` 503 when the home has no trust anchor."""
+        stamp = self._crl_stamp()
+        with self._lock:
+            if self._verifier is None or stamp != self._stamp:
+                try:
+                    self._verifier = build_verifier(self.kyso.clock, kyso=self.kyso)
+                except KysoError as exc:
+                    raise ApiError(503, "service_unavailable",
+                                   f"PDF verification is not available on this node: {exc}",
+                                   {"Retry-After": "60"}) from None
+                self._stamp = stamp
+            return self._verifier
+
+
+router = APIRouter(tags=["verify"], route_class=JsonApiRoute)
 
 
 def setup(app: FastAPI, options: AppOptions) -> None:
-    """TODO(issue 6): being built in this session."""
+    """Build the home's verifier now (if the home has a CA) and the concurrency limit."""
+    holder = VerifierHolder(app.state.kyso)
+    with contextlib.suppress(ApiError):  # no CA yet: the routes answer 503 until one exists
+        holder.get()
+    app.state.pdf_verifiers = holder
+    app.state.verify_slots = anyio.Semaphore(MAX_CONCURRENT)
+
+
+# --- reading the request ---------------------------------------------------------------------
+
+
+def _too_large(limit: int, what: str = "the body") -> ApiError:
+    return ApiError(413, "payload_too_large",
+                    f"{what} is larger than the limit of {limit} bytes ({limit / 2**20:g} MiB)")
+
+
+def _check_declared(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    if not (declared.isascii() and declared.isdigit()):
+        raise ApiError(400, "invalid_request", "Content-Length is not a number")
+    if int(declared) > limit:
+        raise _too_large(limit)
+
+
+async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The body's chunks; :class:`ApiError` 413 as soon as more than ``limit`` bytes came."""
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise _too_large(limit)
+        yield chunk
+
+
+async def _raw_body(request: Request, limit: int) -> bytes:
+    _check_declared(request, limit)
+    body = bytearray()
+    async for chunk in _limited(request, limit):
+        body.extend(chunk)
+    return bytes(body)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _unsupported(media: str, allowed: str) -> ApiError:
+    got = f"Content-Type {media[:80]!r}" if media else "no Content-Type"
+    return ApiError(415, "unsupported_media_type", f"{got}: send {allowed}")
+
+
+def _name(value: str | None, default: str) -> str:
+    """A part's filename as the report shows it: control characters removed, at most 255."""
+    text = "".join(ch for ch in (value or "") if ch.isprintable())[:MAX_NAME].strip()
+    return text or default
+
+
+async def _files(request: Request, field: str, limit: int, max_files: int
+                 ) -> list[UploadFile]:
+    """The ``field`` file parts of a multipart body of at most ``limit`` bytes, in order
+    (spooled to disk above 1 MiB each). The caller closes them."""
+    _check_declared(request, limit)
+    parser = MultiPartParser(request.headers, _limited(request, limit), max_files=max_files,
+                             max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, "invalid_request", f"malformed multipart body: {exc.message}") \
+            from None
+    parts = form.getlist(field)
+    files = [p for p in parts if isinstance(p, UploadFile)]
+    problem = None
+    if len(files) != len(parts):
+        problem = (f"the {field} part must be a file upload (Content-Disposition with a "
+                   "filename)")
+    elif not files:
+        problem = f"the multipart body has no part named {field}"
+    for key, value in form.multi_items():  # other file parts are ignored
+        if isinstance(value, UploadFile) and (key != field or problem):
+            await value.close()
+    if problem:
+        raise ApiError(400, "invalid_request", problem)
+    return files
+
+
+# --- verification (in the thread pool) --------------------------------------------------------
+
+
+def _read_part(upload: UploadFile, limit: int) -> bytes:
+    upload.file.seek(0)
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(limit, f"file {_name(upload.filename, 'part')!r}")
+    return data
+
+
+def _record(kyso: Kyso, reports: Sequence[FileReport], request: Request) -> None:
+    """One ``DOCUMENT_VERIFY`` event per request, as ``kyso pdf verify`` records per run."""
+    passed = all(r.passed for r in reports)
+    kyso.record(Layer.SIGNING, "DOCUMENT_VERIFY", Outcome.SUCCESS if passed else Outcome.FAILURE,
+                object=f"{len(reports)} file(s)", actor="anonymous",
+                source=client_host(request) or None, request_id=request_id(request),
+                files=len(reports), passed=passed)
+
+
+def _verifier(request: Request) -> PdfVerifier:
+    holder: VerifierHolder = request.app.state.pdf_verifiers
+    return holder.get()
+
+
+def _verify_one(request: Request, verifier: PdfVerifier, data: bytes, name: str) -> FileReport:
+    report = verifier.verify(data, name)
+    _record(request.app.state.kyso, [report], request)
+    return report
+
+
+def _verify_parts(request: Request, verifier: PdfVerifier, uploads: list[UploadFile],
+                  limit: int) -> list[FileReport]:
+    reports = []
+    for i, upload in enumerate(uploads):
+        data = _read_part(upload, limit)
+        reports.append(verifier.verify(data, _name(upload.filename, f"file-{i + 1}")))
+        del data
+    _record(request.app.state.kyso, reports, request)
+    return reports
+
+
+def _check_pdf(data: bytes) -> None:
+    try:
+        check_header(data)
+    except PdfInputError as exc:
+        raise ApiError(422, "not_a_pdf", str(exc)) from None
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+_FILE_REPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema", "file", "indication", "sub_indication", "reasons", "signatures"],
+    "properties": {
+        "schema": {"type": "string", "enum": [REPORT_SCHEMA]},
+        "file": {"type": "string"},
+        "indication": {"type": "string", "enum": [i.value for i in Indication]},
+        "sub_indication": {"type": ["string", "null"]},
+        "error": {"type": ["string", "null"]},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "size": {"type": "integer"},
+        "sha256": {"type": ["string", "null"]},
+        "validation_time": {"type": ["string", "null"]},
+        "signatures": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _pdf_limit(request: Request) -> int:
+    options: AppOptions = request.app.state.options
+    return options.max_pdf_bytes
+
+
+@router.post(
+    "/api/v1/verify",
+    summary="Verify every signature of one PDF",
+    description="The body is the PDF itself (`Content-Type: application/pdf`) or a "
+                "`multipart/form-data` body with one file part named `file`. The answer is the "
+                "`kyso-pdf-verify/1` report: a failed signature is `TOTAL-FAILED` with HTTP 200. "
+                "No token needed.",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        PDF: {"schema": _BINARY},
+        MULTIPART: {"schema": {"type": "object", "required": ["file"],
+                               "properties": {"file": _BINARY}}}}}},
+    responses={200: {"description": "The verification report (any verdict)",
+                     "content": {"application/json": {"schema": _FILE_REPORT_SCHEMA}}},
+               **error_responses(400, 413, 415, 422, 503)},
+)
+async def verify(request: Request) -> Response:
+    limit = _pdf_limit(request)
+    media = _media_type(request)
+    if media not in (PDF, MULTIPART):
+        raise _unsupported(media, f"the PDF as {PDF}, or {MULTIPART} with a part named file")
+    _check_declared(request, limit if media == PDF else limit + MULTIPART_OVERHEAD)
+    verifier = await run_in_threadpool(_verifier, request)  # 503 before reading the body
+    async with request.app.state.verify_slots:
+        if media == PDF:
+            data, name = await _raw_body(request, limit), "-"
+        else:
+            uploads = await _files(request, "file", limit + MULTIPART_OVERHEAD, max_files=1)
+            try:
+                name = _name(uploads[0].filename, "-")
+                data = await run_in_threadpool(_read_part, uploads[0], limit)
+            finally:
+                for upload in uploads:
+                    await upload.close()
+        _check_pdf(data)
+        report = await run_in_threadpool(_verify_one, request, verifier, data, name)
+    return JSONResponse(report.to_dict(), headers=NO_STORE)
+
+
+@router.post(
+    "/api/v1/verify/batch",
+    summary="Verify several PDFs in one request",
+    description=f"A `multipart/form-data` body with up to {MAX_BATCH_FILES} file parts named "
+                f"`files`, each within the PDF size limit, together within {BATCH_BYTES_FACTOR} "
+                "times that limit. The answer lists one `kyso-pdf-verify/1` report per part, in "
+                "the order of the parts, each named by its part's filename; a part that is not "
+                "a PDF gets a `TOTAL-FAILED` / `FORMAT_FAILURE` report. No token needed.",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        MULTIPART: {"schema": {"type": "object", "required": ["files"], "properties": {
+            "files": {"type": "array", "items": _BINARY, "maxItems": MAX_BATCH_FILES}}}}}}},
+    responses={200: {"description": "One report per file, in order",
+                     "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["schema", "passed", "reports"],
+                         "properties": {"schema": {"type": "string", "enum": [BATCH_SCHEMA]},
+                                        "passed": {"type": "boolean"},
+                                        "reports": {"type": "array",
+                                                    "items": _FILE_REPORT_SCHEMA}}}}}},
+               **error_responses(400, 413, 415, 503)},
+)
+async def verify_batch(request: Request) -> Response:
+    limit = _pdf_limit(request)
+    media = _media_type(request)
+    if media != MULTIPART:
+        raise _unsupported(media, f"{MULTIPART} with file parts named files")
+    total = BATCH_BYTES_FACTOR * limit + MULTIPART_OVERHEAD
+    _check_declared(request, total)
+    verifier = await run_in_threadpool(_verifier, request)
+    async with request.app.state.verify_slots:
+        uploads = await _files(request, "files", total, max_files=MAX_BATCH_FILES)
+        try:
+            reports = await run_in_threadpool(_verify_parts, request, verifier, uploads, limit)
+        finally:
+            for upload in uploads:
+                await upload.close()
+    return JSONResponse({"schema": BATCH_SCHEMA, "passed": all(r.passed for r in reports),
+                         "reports": [r.to_dict() for r in reports]}, headers=NO_STORE)
