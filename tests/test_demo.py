@@ -206,6 +206,20 @@ def test_the_citizen_signs_only_after_a_second_fresh_login(demo: Demo) -> None:
     assert verdicts == ["success", "failure"]
 
 
+def test_the_citizen_sets_her_password_and_enrols_her_app_as_herself(demo: Demo) -> None:
+    events = demo.events()
+    citizen = next(e for e in events if e["action"] == "LOGIN")["actor"]  # her pseudonym
+    assert citizen.startswith("psn:")
+    own = [(e["action"], e["details"].get("stage")) for e in events
+           if e["action"] in ("UPDATE_PASSWORD", "UPDATE_CREDENTIAL")]
+    assert own == [("UPDATE_PASSWORD", None), ("UPDATE_CREDENTIAL", "pending"),
+                   ("UPDATE_CREDENTIAL", "active")]
+    assert {e["actor"] for e in events
+            if e["action"] in ("UPDATE_PASSWORD", "UPDATE_CREDENTIAL")} == {citizen}
+    # the CA's acts stay the demo administrator's
+    assert {e["actor"] for e in events if e["action"] == "CERT_CREATION"} == {"admin:kyso-demo"}
+
+
 def test_the_audit_log_verifies_and_holds_no_secret(demo: Demo) -> None:
     kyso = open_kyso(load_settings(home=demo.home, environ=FAST_KDF), clock=FrozenClock(T0))
     try:

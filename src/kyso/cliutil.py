@@ -49,7 +49,9 @@ class App:
     def open(self, *, create: bool) -> Kyso:
         if self._kyso is None:
             db = sqlite_path(self.settings.database_url)
-            if not create and db is not None and not db.exists():
+            # PostgreSQL: the database is shared, but keys and the audit log live in the home.
+            missing = not db.exists() if db is not None else not self.settings.home.is_dir()
+            if not create and missing:
                 raise CANotInitialisedError(
                     f"no CA in {self.settings.home}; create one with `kyso ca init` "
                     "(or point --home / KYSO_HOME at the right directory)")

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from conftest import BASE_URL, CITIZEN, PASSPHRASE, SEAL, STAFF
+from conftest import BASE_URL, CITIZEN, ON_POSTGRES, PASSPHRASE, SEAL, STAFF
 from kyso.audit import read_events
 from kyso.cli import cli, main
 
@@ -66,10 +66,13 @@ class Outcome:
 
 
 @pytest.fixture(autouse=True)
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Passphrases from the environment, no stray KYSO_* settings, outputs in a scratch cwd."""
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str | None) -> None:
+    """Passphrases from the environment, no stray KYSO_* settings, outputs in a scratch cwd; the
+    test's own database when the suite runs on PostgreSQL (conftest ``database_url``)."""
     for name in ("KYSO_HOME", "KYSO_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
+    if database_url is not None:
+        monkeypatch.setenv("KYSO_DATABASE_URL", database_url)
     monkeypatch.setenv("KYSO_CA_PASSPHRASE", PASSPHRASE)
     monkeypatch.setenv("KYSO_P12_PASSPHRASE", P12_PASSPHRASE)
     work = tmp_path / "work"
@@ -193,7 +196,11 @@ def rsa_1024_csr() -> bytes:
 # --- subprocesses -----------------------------------------------------------------------------
 
 def subprocess_env(**extra: str) -> dict[str, str]:
+    """A child's environment: no stray KYSO_* settings but the test's passphrases, fast KDF and,
+    on PostgreSQL, the test's database (KYSO_DATABASE_URL, set by conftest ``database_url``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYSO_")}
+    if ON_POSTGRES and os.environ.get("KYSO_DATABASE_URL"):
+        env["KYSO_DATABASE_URL"] = os.environ["KYSO_DATABASE_URL"]
     env.update({"KYSO_CA_PASSPHRASE": PASSPHRASE, "KYSO_P12_PASSPHRASE": P12_PASSPHRASE,
                 "KYSO_KEY_KDF_ITERATIONS": "2000",
                 "PYTHONWARNINGS": "ignore"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cli_support import (
     audit_lines,
     ca_cert,
@@ -24,7 +26,7 @@ from cli_support import (
 )
 from cryptography import x509
 
-from conftest import PASSPHRASE
+from conftest import ON_POSTGRES, PASSPHRASE
 
 PROCESSES = 4
 PER_PROCESS = 200
@@ -34,7 +36,7 @@ TIMEOUT = 150  # seconds; a hang must fail the test, not stall the suite
 # staff certificates through the library, and print what it did as JSON. Personal IDs are
 # province 019, sex/century digit 0, year 99, then the worker number and a 5-digit counter.
 WORKER = r"""
-import json, sys, time, traceback
+import json, os, sys, time, traceback
 from pathlib import Path
 from kyso.config import load_settings
 from kyso.context import open_kyso
@@ -46,7 +48,8 @@ from kyso.pki.subjects import SubjectRequest
 home, worker, count, passphrase, sync = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
                                          sys.argv[4], Path(sys.argv[5]))
 serials, errors = [], []
-kyso = open_kyso(load_settings(home=home, environ={}), actor=f"admin:worker{worker}")
+kyso = open_kyso(load_settings(home=home, database_url=os.environ.get("KYSO_DATABASE_URL"),
+                               environ={}), actor=f"admin:worker{worker}")
 try:
     ca = CertificateAuthority(kyso, passphrase)
     ca.issuer("staff")  # unlock before the start line
@@ -73,8 +76,18 @@ print(json.dumps({"worker": worker, "serials": serials, "errors": errors}))
 
 
 def db_rows(home: Path) -> list[tuple[str, str, bytes]]:
-    with contextlib.closing(sqlite3.connect(home / "kyso.db")) as conn:
-        return list(conn.execute("SELECT serial, issuer, der FROM certificates"))
+    """Read straight from the database (SQLite file, or the test's PostgreSQL database)."""
+    url = os.environ.get("KYSO_DATABASE_URL") if ON_POSTGRES else None
+    if url is None:
+        with contextlib.closing(sqlite3.connect(home / "kyso.db")) as conn:
+            return list(conn.execute("SELECT serial, issuer, der FROM certificates"))
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return [(r[0], r[1], bytes(r[2])) for r in
+                    conn.exec_driver_sql("SELECT serial, issuer, der FROM certificates")]
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.slow

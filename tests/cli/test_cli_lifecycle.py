@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,8 @@ def test_audit_events_name_a_certificate_by_its_full_serial(ca_home: Path) -> No
     personal ID number; the audit trail must still name such a certificate by its exact serial.
     Certificates are issued (through the library, into the same home) until one has that shape,
     then revoked through the CLI."""
-    kyso = open_kyso(load_settings(home=ca_home, environ={}), actor="admin:test")
+    kyso = open_kyso(load_settings(home=ca_home, database_url=os.environ.get("KYSO_DATABASE_URL"),
+                                   environ={}), actor="admin:test")
     try:
         ca = CertificateAuthority(kyso, PASSPHRASE)
         for _ in range(3000):  # P(no such serial in 3000) < 1e-18

@@ -226,6 +226,31 @@ def test_max_age_forces_a_new_login_once_exceeded(browser: Browser, level2: Citi
     assert 'name="password"' in beyond.text
 
 
+def test_max_age_0_forces_a_new_login_even_in_the_same_second(
+        browser: Browser, level2: Citizen, client_secret: str, clock: FrozenClock) -> None:
+    # OIDC Core §3.1.2.1: max_age=0 is equivalent to prompt=login. The clock does not move:
+    # no time at all has passed since the login, and the password is still asked for.
+    _, challenge = pkce_pair()
+    browser.login(authorize_params(challenge), level2)
+    again = browser.authorize(authorize_params(challenge, max_age="0"))
+    assert again.status_code == 200
+    assert 'name="password"' in again.text
+
+
+def test_max_age_reuses_a_session_only_while_its_login_is_younger_than_max_age(
+        browser: Browser, level2: Citizen, client_secret: str, clock: FrozenClock) -> None:
+    _, challenge = pkce_pair()
+    browser.login(authorize_params(challenge), level2)
+    clock.advance(dt.timedelta(seconds=59))
+    younger = browser.authorize(authorize_params(challenge, max_age="60"))
+    assert younger.status_code == 302
+    assert "code" in query_of(younger.headers["location"])
+    clock.advance(dt.timedelta(seconds=1))  # exactly max_age old: no longer fresh enough
+    exact = browser.authorize(authorize_params(challenge, max_age="60"))
+    assert exact.status_code == 200
+    assert 'name="password"' in exact.text
+
+
 def test_prompt_none_without_session_is_login_required(browser: Browser,
                                                         client_secret: str) -> None:
     _, challenge = pkce_pair()

@@ -4,7 +4,6 @@ Thin: parse → one library call → render. Exit 1 when verification fails."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import re
@@ -22,10 +21,11 @@ from kyso.audit.log import VN
 from kyso.audit.proofs import consistency_bundle, inclusion_bundle, parse_bundle, verify_bundle
 from kyso.audit.reader import EventFilter, select_events
 from kyso.audit.retention import plan_purge, purge, retention_days
-from kyso.audit.segments import Layout, write_state
+from kyso.audit.segments import Layout
 from kyso.audit.signer import (
     checkpoint_due,
     create_checkpoint,
+    record_verification,
     signer_certificates,
     verify_with_store,
 )
@@ -89,7 +89,7 @@ def verify_cmd(app: App, from_seq: int | None, checkpoint_files: tuple[Path, ...
     given = [(str(p), _read_small(p, "checkpoint")) for p in checkpoint_files]
     report = verify_with_store(kyso, checkpoints=given, from_seq=from_seq)
     if from_seq is None:
-        _remember(kyso, report)
+        record_verification(kyso, report)
     if app.json:
         emit_json(report.to_dict())
     else:
@@ -103,15 +103,6 @@ class _Failed(KysoError):
 
     def __init__(self) -> None:
         super().__init__("audit log verification FAILED")
-
-
-def _remember(kyso: Kyso, report: VerifyReport) -> None:
-    """The last full verification, for `kyso policy check` (best effort: a read-only copy
-    of a log can still be verified)."""
-    record = {"time": kyso.now().astimezone(VN).isoformat(), "ok": report.ok,
-              "size": report.size, "root": report.root.hex() if report.root else None}
-    with contextlib.suppress(OSError):
-        write_state(Layout(kyso.settings.audit_dir).verified, record, durable=False)
 
 
 def _render_report(kyso: Kyso, report: VerifyReport) -> None:

@@ -5,10 +5,15 @@ is ``<host of the CA base URL>/kyso/audit``. A checkpoint is signed only over a 
 just verified completely, so a tampered log can never get a fresh signature. Every
 checkpoint is kept under ``checkpoints/<size>.note`` and recorded as an ``AUDIT_CHECKPOINT``
 event (which itself lands in the next checkpoint).
+
+:func:`verify_with_store` verifies the log against those signers; :func:`record_verification`
+keeps the outcome of a full verification in ``verified.json``, where ``kyso policy check``
+reads it (:func:`kyso.policies.facts.read_verification`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from kyso.audit.checkpoint import Checkpoint, key_id, sign_checkpoint, verifier_key
 from kyso.audit.events import Layer, Outcome
-from kyso.audit.segments import Layout
+from kyso.audit.segments import Layout, write_state
 from kyso.audit.verify import VerifyReport, verify_log
+from kyso.clock import VIETNAM
 from kyso.errors import AuditError, CheckpointError
 from kyso.files import atomic_write
 
@@ -169,3 +175,14 @@ def verify_with_store(kyso: Kyso, *, checkpoints: list[tuple[str, bytes]] | None
         trusted, origin = [], None
     return verify_log(kyso.settings.audit_dir, trusted=trusted, origin=origin,
                       checkpoints=checkpoints or [], from_seq=from_seq)
+
+
+def record_verification(kyso: Kyso, report: VerifyReport) -> None:
+    """Keep ``report`` of a full verification (not one ``--from`` a sequence number) as the
+    log's last verification in ``<audit>/verified.json`` (``time`` in Vietnam time, ``ok``,
+    ``size``, ``root``), which ``kyso policy check`` reads. Best effort: a read-only copy of a
+    log can still be verified, so a file that cannot be written is skipped."""
+    record = {"time": kyso.now().astimezone(VIETNAM).isoformat(), "ok": report.ok,
+              "size": report.size, "root": report.root.hex() if report.root else None}
+    with contextlib.suppress(OSError):
+        write_state(Layout(kyso.settings.audit_dir).verified, record, durable=False)

@@ -139,10 +139,13 @@ class Provider:
             cookie, session), set_cookie=new_cookie, client_name=client.name)
 
     def _needs_login(self, request: AuthorizeRequest, session: BrowserSession) -> bool:
+        """A session is reused only while its login is younger than ``max_age``: one exactly
+        ``max_age`` old logs in again, so ``max_age=0`` always does (OIDC Core §3.1.2.1: it is
+        equivalent to ``prompt=login``), even within the second of the last login."""
         if "login" in request.prompt:
             return True
         assert session.auth_time is not None
-        if request.max_age is not None and (self.kyso.now() - session.auth_time) > dt.timedelta(
+        if request.max_age is not None and (self.kyso.now() - session.auth_time) >= dt.timedelta(
                 seconds=request.max_age):
             return True
         level = level_of(session.acr) or Level.ONE

@@ -7,6 +7,8 @@ non-empty). A check that cannot measure falls back to its evidence file when it 
 
 The verdict is the worst status among the mandatory requirements, in the order FAIL, PARTIAL,
 EVIDENCE, PASS; only a mandatory FAIL makes ``kyso policy check`` exit 1.
+
+:func:`record_policy_check` records a report as the ``POLICY_CHECK`` audit event.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kyso.audit import Layer, Outcome
 from kyso.clock import vn_iso
 from kyso.policies.checks import run_check
 from kyso.policies.facts import Evidence, Facts, scan_evidence
 from kyso.policies.loader import load_levels
 from kyso.policies.models import Level, LevelCatalogue, Localised, Requirement, Status
+
+if TYPE_CHECKING:
+    from kyso.context import Kyso
 
 SCHEMA = "kyso-policy-check/1"
 _SEVERITY = (Status.FAIL, Status.PARTIAL, Status.EVIDENCE, Status.PASS)
@@ -135,6 +141,20 @@ def evaluate_level(level: Level, facts: Facts, evidence: Evidence | None) -> Pol
     return PolicyReport(level=level, time=facts.now, items=items,
                         evidence_dir=evidence.dir if evidence else None,
                         notes=_notes(level, facts))
+
+
+def record_policy_check(kyso: Kyso, report: PolicyReport) -> None:
+    """The ``POLICY_CHECK`` event (layer audit) of ``report``: a failure when a mandatory
+    requirement is not met; the level as object; the verdict, the counts per status and the
+    ids of the mandatory requirements not met. :class:`~kyso.errors.AuditError` when the log
+    cannot take it."""
+    counts = report.counts()  # keys avoid "pass", which the audit scrubber redacts
+    kyso.record(Layer.AUDIT, "POLICY_CHECK",
+                Outcome.FAILURE if report.exit_code else Outcome.SUCCESS,
+                object=report.level.name, verdict=report.verdict.value,
+                met=counts[Status.PASS], not_met=counts[Status.FAIL],
+                partly_met=counts[Status.PARTIAL], evidence_needed=counts[Status.EVIDENCE],
+                mandatory_failed=[i.requirement.id for i in report.mandatory_failures])
 
 
 def _item(req: Requirement, facts: Facts, evidence: Evidence | None) -> ItemResult:

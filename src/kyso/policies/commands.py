@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from kyso.audit import Layer, Outcome
 from kyso.cliutil import App, emit_fields, emit_json, emit_table, pass_app
 from kyso.context import Kyso
 from kyso.errors import AuditError, CANotInitialisedError
-from kyso.policies.check import PolicyReport, evaluate
+from kyso.policies.check import PolicyReport, evaluate, record_policy_check
 from kyso.policies.checks import CHECKS
 from kyso.policies.facts import gather_facts
 from kyso.policies.loader import load_levels
@@ -74,9 +73,8 @@ def policy_check(app: App, level: int | None, regime: str | None, evidence_dir: 
                       facts, evidence_dir, catalogue=catalogue)
     audit_error = None
     if kyso is not None:
-        counts = report.counts()  # keys avoid "pass", which the audit scrubber redacts
         try:
-            _record(kyso, report, counts)
+            record_policy_check(kyso, report)
         except AuditError as exc:  # a damaged log must not hide the report that shows it
             audit_error = str(exc)
     if (fmt or ("json" if app.json else "table")) == "json":
@@ -90,15 +88,6 @@ def policy_check(app: App, level: int | None, regime: str | None, evidence_dir: 
         # Not ctx.exit(): kyso.cli.main runs click with standalone_mode=False, which turns
         # ctx.exit(1) into a return value that main() does not pass on.
         raise SystemExit(report.exit_code)
-
-
-def _record(kyso: Kyso, report: PolicyReport, counts: dict[Status, int]) -> None:
-    kyso.record(Layer.AUDIT, "POLICY_CHECK",
-                Outcome.FAILURE if report.exit_code else Outcome.SUCCESS,
-                object=report.level.name, verdict=report.verdict.value,
-                met=counts[Status.PASS], not_met=counts[Status.FAIL],
-                partly_met=counts[Status.PARTIAL], evidence_needed=counts[Status.EVIDENCE],
-                mandatory_failed=[i.requirement.id for i in report.mandatory_failures])
 
 
 def _open(app: App) -> Kyso | None:

@@ -74,7 +74,8 @@ async def jwks(request: Request) -> Response:
 
 # -- authorization and login pages --------------------------------------------------------
 
-@router.api_route(ENDPOINTS["authorization_endpoint"], methods=["GET", "POST"])
+@router.get(ENDPOINTS["authorization_endpoint"], operation_id="authorize_get")
+@router.post(ENDPOINTS["authorization_endpoint"], operation_id="authorize_post")
 async def authorize(request: Request) -> Response:
     try:
         params = query_params(request) if request.method == "GET" else await form_params(request)
@@ -194,7 +195,8 @@ async def token(request: Request) -> Response:
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.api_route(ENDPOINTS["userinfo_endpoint"], methods=["GET", "POST"])
+@router.get(ENDPOINTS["userinfo_endpoint"], operation_id="userinfo_get")
+@router.post(ENDPOINTS["userinfo_endpoint"], operation_id="userinfo_post")
 async def userinfo(request: Request) -> Response:
     try:
         claims: dict[str, Any] = await run_in_threadpool(
@@ -212,7 +214,8 @@ async def userinfo(request: Request) -> Response:
 
 # -- logout -------------------------------------------------------------------------------
 
-@router.api_route(ENDPOINTS["end_session_endpoint"], methods=["GET", "POST"])
+@router.get(ENDPOINTS["end_session_endpoint"], operation_id="end_session_get")
+@router.post(ENDPOINTS["end_session_endpoint"], operation_id="end_session_post")
 async def logout(request: Request) -> Response:
     try:
         params = query_params(request) if request.method == "GET" else await form_params(request)

@@ -4,6 +4,17 @@ SQLite runs in WAL mode; every write transaction starts with ``BEGIN IMMEDIATE``
 queue on the database lock instead of failing half-way, and a transaction that still meets
 "database is locked" after the busy timeout is retried with backoff before the user ever
 sees an error.
+
+PostgreSQL (``postgresql+psycopg://…``, several processes or nodes on one database) gives the
+same guarantee another way: every write transaction runs at ``SERIALIZABLE``, so each
+read-modify-write in a ``work`` function (the next CRL number, a status change, a
+compare-and-set, "is this key already certified?" then ``INSERT``) behaves as if the writers
+had run one after another; the server aborts a transaction that could break that with a
+serialization failure (SQLSTATE 40001) or a deadlock (40P01), and :meth:`Store.write` runs it
+again from the start, exactly as it does for SQLite's "database is locked". Reads run at
+``REPEATABLE READ``, read-only: one consistent snapshot, like a SQLite read transaction.
+Migrations take a transaction-scoped advisory lock, so processes starting together on an empty
+database migrate it once.
 """
 
 from __future__ import annotations
@@ -28,6 +39,17 @@ T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS = 30_000
 _RETRY_SECONDS = 120.0
+# SQLSTATEs after which PostgreSQL rolled the transaction back and running it again is right:
+# serialization_failure, deadlock_detected.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+_MIGRATION_LOCK = 0x6B79736F  # "kyso": pg_advisory_xact_lock key held while migrating
+# Per process: a CLI command needs one or two connections; `kyso serve` runs requests in a
+# thread pool (40 threads by default) that mostly read. 5 + 15 keeps 4 workers × 2 nodes
+# well under PostgreSQL's default max_connections = 100.
+_PG_POOL_SIZE = 5
+_PG_MAX_OVERFLOW = 15
+_PG_POOL_TIMEOUT = 30
+_PG_CONNECT_TIMEOUT = 10
 
 
 def _is_sqlite(url: str) -> bool:
@@ -55,10 +77,19 @@ def _create_private(path: Path) -> None:
 
 
 def _is_busy(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "database is locked" in text or "database is busy" in text or (
-        "could not serialize" in text or "deadlock detected" in text
-    )
+    """A transaction the database refused for contention, which is safe to run again."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES:  # psycopg: SerializationFailure,
+        return True                                          # DeadlockDetected
+    text = str(orig if orig is not None else exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _reason(exc: DBAPIError) -> str:
+    """The driver's message, first line only (PostgreSQL adds DETAIL / HINT lines that may
+    quote row values)."""
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Store:
@@ -67,20 +98,29 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.is_postgresql = engine.dialect.name == "postgresql"
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection for reading: one consistent snapshot until the block ends."""
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect() as plain:
+                conn = plain
+                if self.is_postgresql:
+                    conn = plain.execution_options(isolation_level="REPEATABLE READ",
+                                                   postgresql_readonly=True)
                 yield conn
-        except OperationalError as exc:
-            raise StoreError(f"database read failed: {exc.orig}") from None
+        except (OperationalError, sa.exc.DataError) as exc:
+            raise StoreError(f"database read failed: {_reason(exc)}") from None
 
     def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one write transaction; retry it whole when the database is busy.
+        """Run ``work`` in one write transaction; retry it whole when the database is busy
+        (SQLite's lock, PostgreSQL's serialization failures and deadlocks).
 
         ``work`` must not have side effects outside the transaction (files, audit): do those
-        after it returns.
+        after it returns. Constraint violations (``IntegrityError``) reach the caller, which
+        turns them into its domain's error; lost connections and values the database refuses
+        become :class:`StoreError`.
         """
         deadline = time.monotonic() + _RETRY_SECONDS
         attempt = 0
@@ -88,17 +128,23 @@ class Store:
             try:
                 with self.engine.connect() as plain:
                     conn = plain.execution_options(kyso_write=True)
+                    if self.is_postgresql:
+                        conn = conn.execution_options(isolation_level="SERIALIZABLE")
                     with conn.begin():
                         return work(conn)
             except (OperationalError, DBAPIError) as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    if _is_busy(exc):
-                        raise StoreError(
-                            "database stayed busy for too long; another kyso process holds it"
-                        ) from None
-                    raise
-                attempt += 1
-                time.sleep(min(0.5, 0.01 * 2 ** min(attempt, 6)) * random.random())  # noqa: S311
+                busy = _is_busy(exc)
+                if busy and time.monotonic() <= deadline:
+                    attempt += 1
+                    time.sleep(min(0.5, 0.01 * 2 ** min(attempt, 6)) * random.random())  # noqa: S311
+                    continue
+                if busy:
+                    raise StoreError(
+                        "database stayed busy for too long; another kyso process holds it"
+                    ) from None
+                if isinstance(exc, OperationalError | sa.exc.DataError):
+                    raise StoreError(f"database write failed: {_reason(exc)}") from None
+                raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -133,8 +179,54 @@ def _is_current(store: Store) -> bool:
         return False  # let the write path report it (or migrate it)
 
 
+def _migrate(store: Store, now: dt.datetime) -> None:
+    if not store.is_postgresql:
+        store.write(lambda conn: migrations.upgrade(conn, now))
+        return
+    # READ COMMITTED, not the SERIALIZABLE of other writes: after waiting for the lock, each
+    # statement must see what the process that held it committed (its tables, its versions).
+    with store.engine.connect() as plain:
+        conn = plain.execution_options(isolation_level="READ COMMITTED")
+        with conn.begin():
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            migrations.upgrade(conn, now)
+
+
+def _postgresql_url(url: str) -> sa.URL:
+    """Parse a PostgreSQL URL; ``postgresql://`` and ``postgres://`` mean psycopg 3 (the only
+    PostgreSQL driver kyso installs)."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"unusable database URL: {exc}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _create_server_engine(url: str) -> Engine:
+    parsed = _postgresql_url(url)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        if "connect_timeout" not in parsed.query:  # an unreachable server fails, not hangs
+            connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT
+        if "application_name" not in parsed.query:  # pg_stat_activity shows who is connected
+            connect_args["application_name"] = "kyso"
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=_PG_POOL_SIZE,
+                                max_overflow=_PG_MAX_OVERFLOW, pool_timeout=_PG_POOL_TIMEOUT,
+                                connect_args=connect_args)
+    except ImportError as exc:
+        hint = (" (PostgreSQL needs psycopg 3: pip install 'kyso[postgres]')"
+                if parsed.get_backend_name() == "postgresql" else "")
+        raise StoreError(f"unusable database URL: {exc}{hint}") from None
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"unusable database URL: {exc}") from None
+
+
 def open_store(url: str, *, now: Callable[[], dt.datetime]) -> Store:
-    """Open (creating if needed) and migrate the database at ``url``."""
+    """Open (creating if needed) and migrate the database at ``url``: SQLite
+    (``sqlite:///path``) or PostgreSQL (``postgresql+psycopg://user:password@host/db``)."""
     if _is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
@@ -149,15 +241,16 @@ def open_store(url: str, *, now: Callable[[], dt.datetime]) -> Store:
                                       max_overflow=4)
         _configure_sqlite(engine)
     else:
-        try:
-            engine = sa.create_engine(url, pool_pre_ping=True)
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"unusable database URL: {exc}") from None
+        engine = _create_server_engine(url)
     store = Store(engine)
     try:
         if not _is_current(store):  # the common case takes no write lock at start-up
-            store.write(lambda conn: migrations.upgrade(conn, now()))
+            _migrate(store, now())
     except sa.exc.DatabaseError as exc:
         engine.dispose()
-        raise StoreError(f"cannot open database: {exc.orig}") from None
+        raise StoreError(f"cannot open database: {_reason(exc)}") from None
+    except StoreError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open database: {str(exc).removeprefix('database write failed: ')}"
+                         ) from None
     return store
