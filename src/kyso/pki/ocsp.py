@@ -99,6 +99,28 @@ def serial_status(kyso: Kyso, ca_name: str, serial: int) -> SerialStatus:
     return SerialStatus(CertStatus.REVOKED, row["revoked_at"], reason)
 
 
+class StatusLookup:
+    """:func:`serial_status` for the responder's hot path: one indexed ``SELECT status`` on the
+    store's :class:`~kyso.store.engine.PointReader` (no pool, no transaction), so a busy
+    responder spends microseconds, not a connection checkout, per request. A revoked or held
+    certificate, rare and needing its time and reason, is read in full by
+    :func:`serial_status`. Both see the latest committed status, whichever process wrote it."""
+
+    def __init__(self, kyso: Kyso, ca_name: str) -> None:
+        self._kyso = kyso
+        self._ca_name = ca_name
+        self._read = kyso.store.point_reader(
+            "SELECT status FROM certificates WHERE serial = ? AND issuer = ?")
+
+    def __call__(self, serial: int) -> SerialStatus:
+        row = self._read(serial_hex(serial), self._ca_name)
+        if row is None:
+            return SerialStatus(CertStatus.UNKNOWN)
+        if row[0] == Status.VALID.value:
+            return SerialStatus(CertStatus.GOOD)
+        return serial_status(self._kyso, self._ca_name, serial)
+
+
 # --- DER, only what a response needs --------------------------------------------------------
 
 def _time(moment: dt.datetime) -> bytes:

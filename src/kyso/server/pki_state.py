@@ -28,7 +28,7 @@ from kyso.pki.authority import (
     list_services,
 )
 from kyso.pki.crl import PUBLICATION_INTERVAL, publish_crl
-from kyso.pki.ocsp import load_responder, serial_status
+from kyso.pki.ocsp import StatusLookup, load_responder
 from kyso.pki.ocsp_cache import CachingResponder, OcspCache
 from kyso.pki.tsa import TimeStampAuthority, load_tsa
 
@@ -230,16 +230,18 @@ class PkiState:
         self.tsa: HeldService[TimeStampAuthority] | None = None
         if passphrase is None:
             return
+        # one status reader (one database connection) per CA, kept across responder renewals
+        self._lookups = {name: StatusLookup(kyso, name) for name in ISSUING_CAS}
         for name in ISSUING_CAS:
-            self.responders[name] = HeldService(kyso, f"ocsp-{name}", partial(self._responder, passphrase,
-                                                                       name),
-                                          lambda r: r.responder.service.certificate)
+            self.responders[name] = HeldService(kyso, f"ocsp-{name}",
+                                                partial(self._responder, passphrase, name),
+                                                lambda r: r.responder.service.certificate)
         self.tsa = HeldService(kyso, "tsa", partial(load_tsa, kyso, passphrase),
-                         lambda t: t.service.certificate)
+                               lambda t: t.service.certificate)
 
     def _responder(self, passphrase: str, name: str) -> CachingResponder:
         return CachingResponder(load_responder(self.kyso, passphrase, name),
-                                partial(serial_status, self.kyso, name), self.cache)
+                                self._lookups[name], self.cache)
 
     def start(self) -> None:
         for responder in self.responders.values():

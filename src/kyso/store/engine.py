@@ -19,9 +19,11 @@ database migrate it once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -99,6 +101,7 @@ class Store:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.is_postgresql = engine.dialect.name == "postgresql"
+        self._readers: list[PointReader] = []
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -112,6 +115,13 @@ class Store:
                 yield conn
         except (OperationalError, sa.exc.DataError) as exc:
             raise StoreError(f"database read failed: {_reason(exc)}") from None
+
+    def point_reader(self, sql: str) -> PointReader:
+        """A reader for one hot single-row ``SELECT`` (``?`` placeholders; see
+        :class:`PointReader`)."""
+        reader = PointReader(self, sql)
+        self._readers.append(reader)
+        return reader
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction; retry it whole when the database is busy
@@ -147,7 +157,64 @@ class Store:
                 raise
 
     def close(self) -> None:
+        for reader in self._readers:
+            reader.close()
         self.engine.dispose()
+
+
+class PointReader:
+    """One hot, parameterised single-row ``SELECT`` on a connection of its own, outside the pool,
+    in autocommit mode and serialised by a lock: no pool checkout and no BEGIN/ROLLBACK per
+    call. Each call is its own statement, so it sees the latest committed data (the OCSP
+    responder reads a certificate's status this way on every request: about 15 µs on SQLite
+    against 300 µs through :meth:`Store.read`). Values come back as the driver gives them (no
+    SQLAlchemy type processing): keep to plain columns. A lost connection is reopened once."""
+
+    def __init__(self, store: Store, sql: str) -> None:
+        self._store = store
+        self._sql = sql if store.engine.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+        self._lock = threading.Lock()
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        engine = self._store.engine
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        conn = engine.dialect.connect(*cargs, **cparams)
+        if self._store.is_sqlite:
+            conn.isolation_level = None
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        else:
+            conn.autocommit = True
+        return conn
+
+    def __call__(self, *params: Any) -> tuple[Any, ...] | None:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None:
+                        self._conn = self._connect()
+                    cursor = self._conn.cursor()
+                    try:
+                        cursor.execute(self._sql, params)
+                        row = cursor.fetchone()
+                    finally:
+                        cursor.close()
+                    return tuple(row) if row is not None else None
+                except Exception as exc:  # the driver's own error types differ per database
+                    self._close_locked()
+                    if attempt == 2:
+                        raise StoreError(f"database read failed: {type(exc).__name__}") from None
+        return None  # not reached
+
+    def _close_locked(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_locked()
 
 
 def _configure_sqlite(engine: Engine) -> None:
