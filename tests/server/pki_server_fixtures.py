@@ -6,15 +6,12 @@ server's own URL as base URL, so the addresses inside its certificates point at 
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
+from live_support import loopback_socket, serving
 from pki_server_support import LivePki, issue_staff, make_app, pem
 from server_support import ISSUER, TestClient
 
@@ -55,40 +52,22 @@ def staff_cert(kyso: Kyso, ca: CertificateAuthority) -> CertificateRecord:
 def live_pki(tmp_path: Path, database_url: str | None) -> Iterator[LivePki]:
     """uvicorn over plain HTTP on a free loopback port, on the real clock; the CA's base URL
     is that server's URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    kyso: Kyso | None = None
-    server: uvicorn.Server | None = None
-    thread: threading.Thread | None = None
-    try:
+    with loopback_socket() as sock:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         kyso = open_kyso(load_settings(home=tmp_path / "home", database_url=database_url,
                                        environ=FAST_KDF),
                          clock=SystemClock(), actor="server", source="server")
-        init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên", province="thai-nguyen",
-                key_type=KeyType.EC_P384, base_url=url)
-        ca = CertificateAuthority(kyso, PASSPHRASE)
-        leaf = issue_staff(kyso, ca)
-        files = {name: tmp_path / f"{name}.pem" for name in ("root", "staff", "services", "leaf")}
-        for name in ("root", "staff", "services"):
-            files[name].write_bytes(pem(ca.certificate(name)))
-        files["leaf"].write_bytes(leaf.pem)
-        app = make_app(kyso)
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                               lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        for _ in range(500):  # wait for start-up (not a timing assertion)
-            if server.started:
-                break
-            time.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield LivePki(url, kyso, ca, leaf, files)
-    finally:
-        if server is not None and thread is not None:
-            server.should_exit = True
-            thread.join(timeout=10)
-        sock.close()
-        if kyso is not None:
+        try:
+            init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên",
+                    province="thai-nguyen", key_type=KeyType.EC_P384, base_url=url)
+            ca = CertificateAuthority(kyso, PASSPHRASE)
+            leaf = issue_staff(kyso, ca)
+            files = {name: tmp_path / f"{name}.pem"
+                     for name in ("root", "staff", "services", "leaf")}
+            for name in ("root", "staff", "services"):
+                files[name].write_bytes(pem(ca.certificate(name)))
+            files["leaf"].write_bytes(leaf.pem)
+            with serving(make_app(kyso), sock):
+                yield LivePki(url, kyso, ca, leaf, files)
+        finally:
             kyso.close()

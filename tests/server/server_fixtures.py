@@ -4,16 +4,12 @@ without importing them."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
-from live_support import LiveServer, make_tls
+from live_support import LiveServer, loopback_socket, make_tls, serving
 from server_support import (
     CLIENT_ID,
     ISSUER,
@@ -83,39 +79,19 @@ def level1(kyso: Kyso) -> Citizen:
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     ca_file, cert_file, key_file = make_tls(tmp_path)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    try:
+    with loopback_socket() as sock:
         issuer = f"https://127.0.0.1:{sock.getsockname()[1]}"
         kyso = open_kyso(load_settings(home=tmp_path / "home", environ=FAST_KDF),
                          clock=SystemClock(), actor="server", source="server")
-    except BaseException:
-        sock.close()
-        raise
-    server: uvicorn.Server | None = None
-    thread: threading.Thread | None = None
-    try:
-        citizen = make_citizen(kyso, LEVEL2, Level.TWO)
-        app = create_app(kyso.settings, kyso=kyso, key_passphrase=KEY_PASSPHRASE, issuer=issuer)
-        provider: Provider = app.state.provider
-        new = provider.clients.add(CLIENT_ID, "Cổng dịch vụ công tỉnh", [REDIRECT_URI],
-                                   post_logout_redirect_uris=[LOGOUT_URI], confidential=True)
-        assert new.secret is not None
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                               ssl_certfile=str(cert_file), ssl_keyfile=str(key_file),
-                                               lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        for _ in range(500):  # wait for start-up (not a timing assertion)
-            if server.started:
-                break
-            time.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield LiveServer(issuer, ca_file, citizen, new.secret)
-    finally:
-        if server is not None and thread is not None:
-            server.should_exit = True
-            thread.join(timeout=10)
-        sock.close()
-        kyso.close()
+        try:
+            citizen = make_citizen(kyso, LEVEL2, Level.TWO)
+            app = create_app(kyso.settings, kyso=kyso, key_passphrase=KEY_PASSPHRASE,
+                             issuer=issuer)
+            provider: Provider = app.state.provider
+            new = provider.clients.add(CLIENT_ID, "Cổng dịch vụ công tỉnh", [REDIRECT_URI],
+                                       post_logout_redirect_uris=[LOGOUT_URI], confidential=True)
+            assert new.secret is not None
+            with serving(app, sock, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)):
+                yield LiveServer(issuer, ca_file, citizen, new.secret)
+        finally:
+            kyso.close()
