@@ -7,11 +7,12 @@ that has a scratch directory also gets a database of its own on that server (see
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import os
-import queue
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,22 +99,53 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class PostgresDatabases:
-    """Fresh databases on the test server: ``take()`` one per test, ``give_back()`` it after."""
+    """Fresh databases on the test server: ``take()`` one per test, ``give_back()`` it after.
+
+    A helper thread keeps ``READY`` copies of the migrated template waiting (a CREATE DATABASE
+    copies the template's files, ~50 ms), so a test rarely waits, and drops finished databases
+    when nothing is waiting to be created."""
+
+    READY = 3
 
     def __init__(self, url: str) -> None:
         self.url = sa.make_url(url)
-        prefix = f"kyso_t{os.getpid()}"
-        self.template = f"{prefix}_template"
-        self._names = (f"{prefix}_{n}" for n in itertools.count(1))
-        self._admin = sa.create_engine(self.url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-        self._ddl(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+        self._prefix = f"kyso_t{os.getpid()}"
+        self.template = f"{self._prefix}_template"
+        self._created = itertools.count(1)  # names made by the helper thread
+        self._empties = itertools.count(1)  # names made by empty(), in the test's thread
+        self._admin = sa.create_engine(self.url, isolation_level="AUTOCOMMIT",
+                                       poolclass=sa.pool.NullPool)
+        self._drop_leftovers()
         self._ddl(f'CREATE DATABASE "{self.template}"')
         open_store(self.url_of(self.template), now=lambda: T0).close()  # migrated once
-        self._jobs: queue.Queue[tuple[str, str, threading.Event | None]] = queue.Queue()
+        self._cond = threading.Condition()
+        self._ready: collections.deque[str] = collections.deque()
+        self._drops: collections.deque[str] = collections.deque()
         self._errors: list[BaseException] = []
+        self._stopping = False
         self._thread = threading.Thread(target=self._work, name="test-databases", daemon=True)
         self._thread.start()
-        self._next = self._schedule()
+
+    def _drop_leftovers(self) -> None:
+        """Databases of earlier runs that died before dropping them (a developer's cluster
+        lives on between runs): kyso_t<pid>_… where no process <pid> runs any more."""
+        with self._admin.connect() as conn:
+            names = conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                 {"p": "kyso\\_t%"}).scalars().all()
+        for name in names:
+            pid = name.removeprefix("kyso_t").split("_")[0]
+            if not pid.isdigit():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+            else:
+                if int(pid) != os.getpid():
+                    continue
+            self._ddl(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def url_of(self, name: str) -> str:
         return self.url.set(database=name).render_as_string(hide_password=False)
@@ -122,49 +154,100 @@ class PostgresDatabases:
         with self._admin.connect() as conn:
             conn.exec_driver_sql(sql)
 
-    def _schedule(self) -> tuple[str, threading.Event]:
-        name, done = next(self._names), threading.Event()
-        self._jobs.put(("create", name, done))
-        return name, done
+    def _next_job(self) -> tuple[str, str] | None:
+        with self._cond:
+            while True:
+                if not self._stopping and not self._errors and len(self._ready) < self.READY:
+                    return "create", f"{self._prefix}_{next(self._created)}"
+                if self._drops:
+                    return "drop", self._drops.popleft()
+                if self._stopping:
+                    return None
+                self._cond.wait()
 
     def _work(self) -> None:
-        while True:
-            kind, name, done = self._jobs.get()
+        # One connection for the whole session, opened by the first job at start-up: a test may
+        # drop the process's effective uid for a moment (tests/audit/test_log.py), and a new
+        # connection to the socket would be refused then; an open one is not affected.
+        conn: sa.Connection | None = None
+        while (job := self._next_job()) is not None:
+            kind, name = job
+            if kind == "drop":
+                conn = self._drop(conn, name)
+                continue
+            sql = f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'
+            for attempt in range(1, 6):
+                try:
+                    conn = conn or self._admin.connect()
+                    conn.exec_driver_sql(sql)
+                    break
+                except sa.exc.OperationalError as exc:  # the connection broke: a new one
+                    if conn is not None:
+                        conn.invalidate()
+                        conn = None
+                    if attempt == 5:
+                        with self._cond:
+                            self._errors.append(exc)
+                            self._cond.notify_all()
+                    time.sleep(0.2 * attempt)
+                except Exception as exc:  # reported by take(); the thread must not die silently
+                    with self._cond:
+                        self._errors.append(exc)
+                        self._cond.notify_all()
+                    break
+            else:
+                continue
+            if not self._errors:
+                with self._cond:  # created while close() ran: drop it too
+                    (self._drops if self._stopping else self._ready).append(name)
+                    self._cond.notify_all()
+        if conn is not None:
+            conn.close()
+
+    def _drop(self, conn: sa.Connection | None, name: str) -> sa.Connection | None:
+        """Drop a finished database: WITH (FORCE) ends connections a test left open; plain DROP
+        when FORCE is not allowed (an autovacuum worker on it belongs to the superuser). A
+        database that cannot be dropped now is left to the next run (:meth:`_drop_leftovers`)."""
+        for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                    f'DROP DATABASE IF EXISTS "{name}"'):
             try:
-                if kind == "create":
-                    self._ddl(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-                elif kind == "drop":
-                    self._ddl(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except Exception as exc:  # reported by take(); a thread must not die silently
-                self._errors.append(exc)
-            finally:
-                if done is not None:
-                    done.set()
-            if kind == "stop":
-                return
+                conn = conn or self._admin.connect()
+                conn.exec_driver_sql(sql)
+                return conn
+            except Exception as exc:  # never end the helper thread over a database left behind
+                if isinstance(exc, sa.exc.OperationalError) and conn is not None:
+                    conn.invalidate()  # the connection broke: the next statement gets a new one
+                    conn = None
+        return conn
 
     def take(self) -> str:
-        name, done = self._next
-        if not done.wait(timeout=120) or self._errors:
-            raise RuntimeError(f"cannot create test database {name}: {self._errors[-1:]}")
-        self._next = self._schedule()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ready or self._errors, timeout=120):
+                raise RuntimeError("no test database was created within 120 s")
+            if self._errors:
+                raise RuntimeError(f"cannot create a test database: {self._errors[0]}")
+            name = self._ready.popleft()
+            self._cond.notify_all()
         return self.url_of(name)
 
     def empty(self) -> str:
         """A database with no tables at all (for migration tests); give it back like the others."""
-        name = next(self._names)
+        name = f"{self._prefix}_empty{next(self._empties)}"
         self._ddl(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.url_of(name)
 
     def give_back(self, url: str) -> None:
-        self._jobs.put(("drop", str(sa.make_url(url).database), None))
+        with self._cond:
+            self._drops.append(str(sa.make_url(url).database))
+            self._cond.notify_all()
 
     def close(self) -> None:
-        name, _done = self._next
-        self._jobs.put(("drop", name, None))
-        stopped = threading.Event()
-        self._jobs.put(("stop", "", stopped))
-        stopped.wait(timeout=120)
+        with self._cond:
+            self._drops.extend(self._ready)
+            self._ready.clear()
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout=300)
         self._ddl(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
         self._admin.dispose()
 

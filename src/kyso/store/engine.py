@@ -177,13 +177,17 @@ class PointReader:
         self._conn: Any = None
 
     def _connect(self) -> Any:
-        engine = self._store.engine
-        cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        conn = engine.dialect.connect(*cargs, **cparams)
+        # A pool connection, detached: it was set up like every other (SQLite's PRAGMAs and
+        # BEGIN handling; PostgreSQL's connect_timeout and application_name) and is ours alone.
+        proxied = self._store.engine.raw_connection()
+        proxied.detach()
+        conn: Any = proxied.dbapi_connection
+        if conn is None:
+            raise StoreError("database read failed: no connection")
         if self._store.is_sqlite:
             conn.isolation_level = None
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         else:
+            conn.rollback()  # the pool's pre-ping may have opened a transaction
             conn.autocommit = True
         return conn
 
