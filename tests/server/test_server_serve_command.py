@@ -189,3 +189,20 @@ def test_serve_with_a_wrong_token_key_passphrase_fails_once_and_clearly(
     assert "Traceback" not in done.stderr
     assert "a-wrong-passphrase!" not in done.stderr
     assert done.stderr.count("kyso: ") == 1, done.stderr
+
+
+def test_ready_on_a_new_home_without_an_audit_log_yet(tmp_path: Path) -> None:
+    from kyso.config import load_settings
+    from kyso.context import open_kyso
+    from kyso.server.health_routes import _checks
+
+    kyso = open_kyso(load_settings(home=tmp_path / "new", environ=FAST_KDF))
+    try:
+        assert not kyso.settings.audit_dir.exists()
+        assert _checks(kyso)["audit_log"] == "ok"
+        kyso.settings.audit_dir.parent.chmod(0o500)
+        if os.geteuid() != 0:  # root writes anyway
+            assert _checks(kyso)["audit_log"].startswith("failed")
+    finally:
+        kyso.settings.audit_dir.parent.chmod(0o700)
+        kyso.close()

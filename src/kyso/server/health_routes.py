@@ -40,7 +40,9 @@ def _checks(kyso: Kyso) -> dict[str, str]:
     except Exception as exc:  # any failure means "not ready"; the type is enough to act on
         checks["database"] = f"failed: {type(exc).__name__}"
     audit_dir = kyso.settings.audit_dir
-    checks["audit_log"] = ("ok" if audit_dir.is_dir() and os.access(audit_dir, os.W_OK | os.X_OK)
+    # a new home has no audit/ yet: the first event creates it in the home
+    usable = audit_dir if audit_dir.exists() else audit_dir.parent
+    checks["audit_log"] = ("ok" if usable.is_dir() and os.access(usable, os.W_OK | os.X_OK)
                            else f"failed: {audit_dir.name}/ is not a writable directory")
     return checks
 
