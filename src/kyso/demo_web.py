@@ -56,7 +56,7 @@ from kyso.errors import AuthnError, KysoError
 from kyso.files import atomic_write
 
 __all__ = ["Browser", "Login", "Portal", "PortalClient", "ProviderServer", "Reply", "log_in",
-           "running_provider"]
+           "loopback_tls_files", "running_provider"]
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_SECONDS = 30  # the server's start-up, not a measurement
@@ -84,7 +84,7 @@ class ProviderServer:
 
 # --- the provider ------------------------------------------------------------------------------
 
-def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+def loopback_tls_files(folder: Path) -> tuple[Path, Path, Path]:
     """A throw-away TLS CA and server certificate for 127.0.0.1: the provider's session cookie
     is a ``__Host-`` Secure cookie, which a browser sends back only over HTTPS. Valid around
     the real time, whatever the kyso clock says: the TLS stack checks it against that."""
@@ -102,6 +102,8 @@ def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
           .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
                          critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                         critical=False)
           .sign(ca_key, hashes.SHA256()))
     server = (base(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)]),
                    key.public_key())
@@ -110,6 +112,8 @@ def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
                   [x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
                              critical=False)
+              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                  ca_key.public_key()), critical=False)
               .sign(ca_key, hashes.SHA256()))
     files = (folder / "ca.pem", folder / "server.pem", folder / "server.key")
     atomic_write(files[0], ca.public_bytes(serialization.Encoding.PEM))
@@ -131,7 +135,7 @@ def running_provider(kyso: Kyso, token_key_passphrase: str,
     from kyso.server.app import create_app
 
     with tempfile.TemporaryDirectory(prefix="kyso-demo-tls.") as folder:
-        ca_file, cert_file, key_file = _tls_files(Path(folder))
+        ca_file, cert_file, key_file = loopback_tls_files(Path(folder))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.bind((LOOPBACK, 0))
