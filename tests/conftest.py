@@ -11,6 +11,7 @@ import collections
 import datetime as dt
 import itertools
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -323,3 +324,12 @@ def audit_text(kyso: Kyso) -> str:
     """The raw text of every audit segment, for checks that nothing secret was written."""
     segments = sorted((kyso.settings.audit_dir / "segments").glob("*.jsonl"))
     return "".join(p.read_text(encoding="utf-8") for p in segments)
+
+
+@pytest.fixture
+def openssl() -> str:
+    """The openssl binary for the external checks (scripts/test installs it)."""
+    path = shutil.which("openssl")
+    if path is None:
+        pytest.skip("openssl is not installed")
+    return path

@@ -4,7 +4,6 @@ accept, nonces, and the unsuccessful answers to requests it cannot serve."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -362,14 +361,6 @@ def test_load_responder_only_for_issuing_cas(kyso: Kyso, ca: CertificateAuthorit
 
 
 # --- OpenSSL -----------------------------------------------------------------------------------
-
-@pytest.fixture
-def openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        pytest.skip("openssl is not installed")
-    return path
-
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, encoding="utf-8", errors="replace",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
@@ -367,14 +366,6 @@ def test_repr_shows_no_key(tsa: TimeStampAuthority) -> None:
 
 
 # --- OpenSSL -----------------------------------------------------------------------------------
-
-@pytest.fixture
-def openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        pytest.skip("openssl is not installed")
-    return path
-
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, encoding="utf-8", errors="replace",

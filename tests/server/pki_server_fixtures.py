@@ -5,7 +5,6 @@ server's own URL as base URL, so the addresses inside its certificates point at 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,14 +21,6 @@ from kyso.context import Kyso, open_kyso
 from kyso.pki.authority import CertificateAuthority, init_ca
 from kyso.pki.keys import KeyType
 from kyso.pki.records import CertificateRecord
-
-
-@pytest.fixture
-def openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        pytest.skip("openssl is not installed")
-    return path
 
 
 @pytest.fixture
