@@ -173,14 +173,14 @@ class Roles:
             return False
 
 
-def check_holder(store: Store, token: VerifiedToken, role: Role | str) -> None:
-    """That the provider still stands behind a verified access token that needs ``role``: the
-    token is one this provider recorded and has not revoked, its client is active, the account
-    exists and is not locked, and it holds ``role`` *now*. :class:`~kyso.authn.rp.
+def check_holder(store: Store, token: VerifiedToken, role: Role | str | None) -> None:
+    """That the provider still stands behind a verified access token (that needs ``role``, if
+    given): the token is one this provider recorded and has not revoked, its client is active,
+    the account exists and is not locked, and it holds ``role`` *now*. :class:`~kyso.authn.rp.
     InsufficientRoleError` when the role was revoked since, :class:`TokenError` otherwise."""
     from kyso.authn.rp import InsufficientRoleError
 
-    wanted = parse_role(role)
+    wanted = None if role is None else parse_role(role)
     t, i, r, c = oidc_tokens.c, identities.c, identity_roles.c, oidc_clients.c
     with store.read() as conn:
         issued = conn.execute(sa.select(t.kind, t.revoked_at, t.subject).where(
@@ -188,7 +188,7 @@ def check_holder(store: Store, token: VerifiedToken, role: Role | str) -> None:
         client = conn.execute(sa.select(c.status).where(
             c.client_id == (token.client_id or ""))).scalar()
         status = conn.execute(sa.select(i.status).where(i.subject == token.subject)).scalar()
-        held = conn.execute(sa.select(r.role).where(
+        held = None if wanted is None else conn.execute(sa.select(r.role).where(
             r.subject == token.subject, r.role == wanted.value)).first()
     if issued is None or issued.kind != "access" or issued.subject != token.subject:
         raise TokenError("the access token is unknown to this provider")
@@ -200,6 +200,6 @@ def check_holder(store: Store, token: VerifiedToken, role: Role | str) -> None:
         raise TokenError("the account no longer exists")
     if status != "active":
         raise TokenError("the account is locked")
-    if held is None:
+    if wanted is not None and held is None:
         raise InsufficientRoleError(f"the account no longer holds the {wanted.value} role",
                                     role=wanted.value)

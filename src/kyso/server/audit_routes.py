@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
@@ -36,27 +35,20 @@ from kyso.audit.proofs import consistency_bundle, inclusion_bundle, verify_bundl
 from kyso.audit.reader import EventFilter, select_events
 from kyso.audit.signer import verify_with_store
 from kyso.authn.oidc import Provider
-from kyso.authn.registry import Level, Registry
-from kyso.authn.roles import Role, check_holder
+from kyso.authn.registry import Level
+from kyso.authn.roles import Role
 from kyso.authn.rp import (
-    InsufficientLevelError,
-    InsufficientRoleError,
     TokenVerifier,
-    bearer_token,
-    invalid_token_challenge,
 )
 from kyso.context import Kyso
 from kyso.errors import (
     AuditError,
     CheckpointError,
-    IdentityError,
     KysoError,
     ProofError,
-    TokenError,
     UsageError,
 )
-from kyso.server.options import AppOptions
-from kyso.server.verify_routes import (
+from kyso.server.api import (
     NO_STORE,
     ApiError,
     JsonApiRoute,
@@ -64,6 +56,8 @@ from kyso.server.verify_routes import (
     error_responses,
     request_id,
 )
+from kyso.server.bearer import BearerPolicy, Caller, Refused, authenticate
+from kyso.server.options import AppOptions
 
 __all__ = ["AUDIENCE", "MAX_PAGE", "MIN_LEVEL", "REALM", "router", "setup"]
 
@@ -92,64 +86,7 @@ def setup(app: FastAPI, options: AppOptions) -> None:
 
 # --- who is asking ----------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Auditor:
-    actor: str  # the pseudonym every event of this person carries
-    client_id: str
-    level: int
-
-    @property
-    def details(self) -> dict[str, Any]:
-        return {"client_id": self.client_id, "level": self.level}
-
-
-class _Refused(ApiError):
-    """A refused caller, with the actor to record (the pseudonym once the token verified)."""
-
-    def __init__(self, status: int, error: str, description: str, challenge: str,
-                 actor: str = "anonymous") -> None:
-        super().__init__(status, error, description, {"WWW-Authenticate": challenge})
-        self.actor = actor
-
-
-def _pseudonym(kyso: Kyso, subject: str) -> str:
-    try:
-        return kyso.pseudonyms.pseudonym(Registry(kyso.store, kyso.clock).by_subject(subject)
-                                         .id_number)
-    except IdentityError:
-        return "unknown"
-
-
-def _authenticate(kyso: Kyso, verifier: TokenVerifier, headers: list[str]) -> Auditor:
-    """The auditor behind the request, or :class:`_Refused` (401 / 403 with a challenge)."""
-    if not headers:  # RFC 6750 §3.1: no credentials, no error code in the challenge
-        raise _Refused(401, "invalid_request", "a bearer access token is required",
-                       f'Bearer realm="{REALM}"')
-    try:
-        token = verifier.verify(bearer_token(headers), audience=AUDIENCE, min_level=MIN_LEVEL)
-    except InsufficientLevelError as exc:
-        raise _Refused(401, "insufficient_user_authentication", str(exc),
-                       exc.www_authenticate) from None
-    except TokenError as exc:
-        raise _invalid(exc) from None
-    actor = _pseudonym(kyso, token.subject)
-    try:
-        if not token.has_role(Role.AUDITOR.value):
-            raise InsufficientRoleError(f"the token does not carry the {Role.AUDITOR.value} role",
-                                        role=Role.AUDITOR.value)
-        check_holder(kyso.store, token, Role.AUDITOR)
-    except InsufficientRoleError as exc:
-        raise _Refused(403, "insufficient_scope", str(exc), exc.www_authenticate,
-                       actor=actor) from None
-    except TokenError as exc:
-        raise _invalid(exc, actor) from None
-    return Auditor(actor, token.client_id or "", int(token.level))
-
-
-def _invalid(exc: TokenError, actor: str = "anonymous") -> _Refused:
-    return _Refused(401, "invalid_token", str(exc), invalid_token_challenge(exc, REALM),
-                    actor=actor)
+POLICY = BearerPolicy(audience=AUDIENCE, realm=REALM, min_level=MIN_LEVEL, role=Role.AUDITOR)
 
 
 # --- one call: authenticate, read, record -----------------------------------------------------
@@ -165,15 +102,15 @@ def _note(request: Request, outcome: Outcome, actor: str, **details: Any) -> Non
                 source=client_host(request) or None, request_id=request_id(request), **details)
 
 
-def _auditor(request: Request) -> Auditor:
+def _auditor(request: Request) -> Caller:
     """The dependency every route has (run in the thread pool, before the parameters are
     checked): the auditor, or a refusal recorded and raised. Later refusals of the request
     (a parameter of the wrong type: 422) are recorded through ``request.state.api_refusal``."""
     kyso: Kyso = request.app.state.kyso
     try:
-        auditor = _authenticate(kyso, request.app.state.auditor_tokens,
-                                request.headers.getlist("authorization"))
-    except _Refused as exc:
+        auditor = authenticate(kyso, request.app.state.auditor_tokens,
+                               request.headers.getlist("authorization"), POLICY)
+    except Refused as exc:
         with contextlib.suppress(AuditError):  # refused either way
             _note(request, Outcome.FAILURE, exc.actor, status=exc.status, error=exc.error,
                   reason=exc.description)
@@ -188,10 +125,10 @@ def _auditor(request: Request) -> Auditor:
     return auditor
 
 
-AuditorDep = Annotated[Auditor, Depends(_auditor)]
+AuditorDep = Annotated[Caller, Depends(_auditor)]
 
 
-def _serve(request: Request, auditor: Auditor, read: Reader) -> Response:
+def _serve(request: Request, auditor: Caller, read: Reader) -> Response:
     """In the thread pool: the read and its ``AUDIT_READ`` event. A read whose event cannot be
     written (the log refuses appends once damaged) is not served: 503."""
     try:

@@ -16,24 +16,18 @@ after start-up. Verification runs in the thread pool, at most :data:`MAX_CONCURR
 at a time per process (others wait; memory stays bounded). Like ``kyso pdf verify``, each
 request records one ``DOCUMENT_VERIFY`` event (file count and verdict, never content).
 
-This module also holds what the JSON APIs (verify, audit) share: :class:`ApiError`,
-:func:`error_response` and :class:`JsonApiRoute` (parameter errors in the same JSON shape).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -41,6 +35,14 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from kyso.audit import Layer, Outcome
 from kyso.context import Kyso
 from kyso.errors import KysoError, PdfInputError
+from kyso.server.api import (
+    NO_STORE,
+    ApiError,
+    JsonApiRoute,
+    client_host,
+    error_responses,
+    request_id,
+)
 from kyso.server.options import AppOptions
 from kyso.signing.pdfio import check_header
 from kyso.signing.setup import build_verifier
@@ -51,10 +53,6 @@ __all__ = [
     "BATCH_SCHEMA",
     "MAX_BATCH_FILES",
     "MAX_CONCURRENT",
-    "ApiError",
-    "ErrorBody",
-    "JsonApiRoute",
-    "error_response",
     "router",
     "setup",
 ]
@@ -67,97 +65,8 @@ MAX_FIELD_BYTES = 64 * 1024  # a non-file multipart part (ignored)
 MAX_FIELDS = 16
 MAX_CONCURRENT = 16
 MAX_NAME = 255
-NO_STORE = {"Cache-Control": "no-store"}
 PDF = "application/pdf"
 MULTIPART = "multipart/form-data"
-
-
-# --- what the JSON APIs share ----------------------------------------------------------------
-
-
-class ErrorBody(BaseModel):
-    """Every error of the JSON APIs (as OAuth 2.0 errors are shaped)."""
-
-    error: str
-    error_description: str
-
-
-class ApiError(Exception):
-    """An HTTP error with an :class:`ErrorBody`."""
-
-    def __init__(self, status: int, error: str, description: str,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
-        self.headers = dict(headers or {})
-
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.error, self.description, self.headers)
-
-
-def error_response(status: int, error: str, description: str,
-                   headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description, **extra},
-                        status_code=status, headers={**NO_STORE, **(headers or {})})
-
-
-def _describe(errors: Sequence[Any]) -> str:
-    """One line naming each parameter FastAPI refused: ``query parameter limit: …``."""
-    parts = []
-    for err in errors[:5]:
-        loc = [str(p) for p in err.get("loc", ())]
-        where = f"{loc[0]} parameter {'.'.join(loc[1:])}" if len(loc) > 1 else ".".join(loc)
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
-class JsonApiRoute(APIRoute):
-    """A route of the JSON APIs: a parameter that does not fit its declared type answers 422
-    in the APIs' error shape (``error``, ``error_description`` naming the parameter) plus
-    FastAPI's ``detail`` list; an :class:`ApiError` raised anywhere becomes its response. A
-    dependency may set ``request.state.api_refusal(status, error, description)`` to be told of
-    a 422 (the auditor API records it)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                errors = exc.errors()
-                detail = jsonable_encoder([{k: e[k] for k in ("loc", "msg", "type") if k in e}
-                                           for e in errors])
-                description = _describe(errors)
-                hook = getattr(request.state, "api_refusal", None)
-                if hook is not None:  # a route that records refusals (the auditor API)
-                    await run_in_threadpool(hook, 422, "invalid_request", description)
-                return error_response(422, "invalid_request", description, detail=detail)
-            except ApiError as exc:
-                return exc.response()
-
-        return route
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the given error statuses."""
-    what = {400: "Malformed request", 401: "No token, or the token is not valid",
-            403: "The token lacks the role", 404: "Not found",
-            409: "The stored log does not match its checkpoints (run kyso audit verify)",
-            413: "Body larger than the limit", 415: "Unsupported Content-Type",
-            422: "Not a PDF (empty, no %PDF- header, truncated) or a parameter of the wrong type",
-            503: "Not available on this node (no CA / trust anchor)"}
-    return {s: {"model": ErrorBody, "description": what[s]} for s in statuses}
-
-
-def request_id(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
-
-
-def client_host(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 # --- the verifier ----------------------------------------------------------------------------
