@@ -4,29 +4,86 @@ traceback."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
-from kyso import __version__, demo_commands
-from kyso.audit import commands as audit_commands
+from kyso import __version__
 from kyso.audit.logging import configure_logging
-from kyso.authn import commands as id_commands
-from kyso.cliutil import App, add_format_option
-from kyso.config import load_settings
 from kyso.errors import KysoError, UsageError
-from kyso.pki import commands as pki_commands
-from kyso.policies import commands as policy_commands
-from kyso.server import commands as server_commands
-from kyso.signing import commands as pdf_commands
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class Entry(NamedTuple):
+    """A top-level command, imported only when it runs: ``kyso cert …`` never loads pyHanko,
+    and ``kyso --version`` / ``--help`` load no domain at all. ``module.register(root)`` adds
+    it (with the module's other top-level commands)."""
+
+    module: str
+    summary: str  # its short help, for ``kyso --help`` (a test keeps it equal to the command's)
+
+
+COMMANDS: dict[str, Entry] = {
+    "ca": Entry("kyso.pki.commands",
+                "Create and inspect the CA hierarchy (root, staff, citizen, services)."),
+    "cert": Entry("kyso.pki.commands",
+                  "Issue, list, revoke, hold, release, renew and rekey certificates."),
+    "crl": Entry("kyso.pki.commands", "Certificate revocation lists."),
+    "profile": Entry("kyso.pki.commands",
+                     "Certificate profiles (data files; site overrides in <home>/profiles/)."),
+    "policy": Entry("kyso.policies.commands",
+                    "Security levels of information systems: list them, show a requirement, "
+                    "check this deployment against a level."),
+    "audit": Entry("kyso.audit.commands", "Inspect and prove the tamper-evident audit log."),
+    "pdf": Entry("kyso.signing.commands", "Sign and verify PDF dossiers (PAdES)."),
+    "id": Entry("kyso.authn.commands",
+                "The VNeID-style e-ID: register citizens (level 1), enrol them at level 2 with "
+                "a chip check, lock and unlock accounts, set up one-time codes, register OpenID "
+                "Connect clients."),
+    "token": Entry("kyso.authn.commands",
+                   "Tokens issued by the e-ID provider, checked the way a relying party must."),
+    "serve": Entry("kyso.server.commands",
+                   "Run the HTTP service: OCSP, CRL, TSA, verify API, auditor API and the e-ID "
+                   "provider."),
+    "demo": Entry("kyso.demo_commands",
+                  "Play the whole scenario: CA, e-ID login, signatures, verification, audit, "
+                  "policy."),
+}
+
+
+class LazyGroup(click.Group):
+    """The root group: each top-level command is imported on first use (see :data:`COMMANDS`)
+    and given ``--format`` like every leaf command."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            from kyso.cliutil import add_format_option
+
+            before = set(self.commands)
+            importlib.import_module(COMMANDS[cmd_name].module).register(self)
+            for name in set(self.commands) - before:
+                add_format_option(self.commands[name])
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name].summary if name in COMMANDS
+                 else self.commands[name].get_short_help_str(200))
+                for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="KYSO_HOME",
               help="kyso home directory (default ~/.kyso, or $KYSO_HOME).")
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text",
@@ -45,19 +102,20 @@ def cli(ctx: click.Context, home: Path | None, output: str, verbose: bool) -> No
           --email an.nv@thainguyen.gov.vn
       kyso cert list --expiring 30d
     """
+    from kyso.cliutil import App
+    from kyso.config import load_settings
+
     app = App(settings=load_settings(home=home), output=output, verbose=verbose)
     ctx.obj = app
     ctx.call_on_close(app.close)
 
 
-pki_commands.register(cli)
-policy_commands.register(cli)
-audit_commands.register(cli)
-pdf_commands.register(cli)
-id_commands.register(cli)
-server_commands.register(cli)
-demo_commands.register(cli)
-add_format_option(cli)
+
+def load_all() -> click.Group:
+    """The root group with every command imported (for tools that walk the tree)."""
+    for name in COMMANDS:
+        cli.get_command(click.Context(cli), name)
+    return cli
 
 
 def main(argv: list[str] | None = None) -> None:

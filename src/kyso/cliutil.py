@@ -75,16 +75,16 @@ def _set_format(ctx: click.Context, _param: click.Parameter, value: str | None) 
         ctx.ensure_object(App).output = value
 
 
-def add_format_option(group: click.Group) -> None:
-    """Give every leaf command ``--format text|json`` (as after the subcommand in step CLI),
-    unless it defines its own."""
-    for command in group.commands.values():
-        if isinstance(command, click.Group):
-            add_format_option(command)
-        elif not any("--format" in getattr(p, "opts", []) for p in command.params):
-            command.params.append(click.Option(
-                ["--format"], type=click.Choice(["text", "json"]), default=None,
-                expose_value=False, callback=_set_format, help="Output format."))
+def add_format_option(command: click.Command) -> None:
+    """Give ``command`` or, for a group, every leaf command below it ``--format text|json``
+    (as after the subcommand in step CLI), unless it defines its own."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_format_option(sub)
+    elif not any("--format" in getattr(p, "opts", []) for p in command.params):
+        command.params.append(click.Option(
+            ["--format"], type=click.Choice(["text", "json"]), default=None,
+            expose_value=False, callback=_set_format, help="Output format."))
 
 def _console() -> Console:
     probe = Console()
