@@ -6,6 +6,7 @@ app; one router per domain, each in its own module with a ``router`` and a
 - :mod:`~kyso.server.pki_routes`: OCSP responders, CRL and CA certificate distribution, TSA;
 - :mod:`~kyso.server.verify_routes`: the PDF verification API;
 - :mod:`~kyso.server.audit_routes`: the auditor's read API;
+- :mod:`~kyso.server.ca_routes`: CA administration (issue, show, revoke, hold, release);
 - :mod:`~kyso.server.health_routes`: liveness and readiness.
 """
 
@@ -25,13 +26,20 @@ from kyso.clock import Clock
 from kyso.config import ENV_TOKEN_KEY_PASSPHRASE, Settings, check_new_passphrase, passphrase_from_env
 from kyso.context import Kyso, open_kyso
 from kyso.errors import ConfigError
-from kyso.server import audit_routes, health_routes, oidc_routes, pki_routes, verify_routes
+from kyso.server import (
+    audit_routes,
+    ca_routes,
+    health_routes,
+    oidc_routes,
+    pki_routes,
+    verify_routes,
+)
 from kyso.server.middleware import RequestContextMiddleware
 from kyso.server.options import DEFAULT_ISSUER, DEFAULT_MAX_PDF_BYTES, AppOptions
 
 __all__ = ["DEFAULT_ISSUER", "AppOptions", "create_app", "load_or_create_keys"]
 
-_DOMAINS = (oidc_routes, pki_routes, verify_routes, audit_routes, health_routes)
+_DOMAINS = (oidc_routes, pki_routes, verify_routes, audit_routes, ca_routes, health_routes)
 
 
 def load_or_create_keys(settings: Settings, clock: Clock, passphrase: str) -> KeySet:

@@ -1,0 +1,601 @@
+"""CA administration over HTTP (``/api/v1/certificates…``), for tokens with the ca-admin role.
+
+Every call needs ``Authorization: Bearer <access token>`` minted by this server's provider for
+the audience :data:`AUDIENCE`, at level 2, carrying the ``ca-admin`` role (``kyso id role grant
+--role ca-admin``); :func:`kyso.server.bearer.authenticate` checks it and asks the store whether
+the provider still stands behind it, exactly as for the auditor API.
+
+- ``POST /api/v1/certificates``: issue from a PKCS#10 request, as ``kyso cert issue --csr``
+  does (:func:`kyso.pki.issuance.issue`: the same profile, subject and key checks, the same
+  ``CERT_CREATION`` events, the record in the store); 201 with the certificate and its chain.
+- ``GET /api/v1/certificates/{serial}``: the record, as ``kyso cert show --format json``.
+- ``POST …/{serial}/revoke`` (``{"reason", "compromised_at"}``), ``…/hold``, ``…/release``:
+  the status changes of :mod:`kyso.pki.lifecycle`, answered as ``kyso cert revoke --format
+  json`` prints them; a change the certificate's status does not allow is a 409 naming it.
+
+The routes are on only on a node started with the CA passphrase (``--ca-passphrase-file``);
+without it they answer 503, like OCSP. Work runs in the thread pool, at most
+:data:`MAX_CONCURRENT` calls at a time per process; a JSON body is at most
+:data:`MAX_BODY_BYTES`.
+
+Admins are audited as the library audits the CLI: the events of an issuance or a status change
+carry the admin's pseudonym as actor, the client's address and the request id. A refused call
+(no or bad token, no role, a body of the wrong shape, a CSR the profile refuses, an unknown
+serial, a status conflict) is one failure event with the action of the operation asked for
+(``CERT_CREATION``, ``CERT_REVOKED``, ``CERT_STATUSCHANGE``, ``CERT_VIEW``), never two; reading a
+record records ``CERT_VIEW`` (it shows a personal ID number to the admin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from kyso.audit import AuditEvent, AuditSink, Layer, Outcome
+from kyso.authn.registry import Level
+from kyso.authn.roles import Role
+from kyso.authn.rp import TokenVerifier
+from kyso.context import Kyso
+from kyso.errors import (
+    AuditError,
+    CANotInitialisedError,
+    CertificateNotFoundError,
+    CSRError,
+    DuplicateKeyError,
+    KeyFileError,
+    KysoError,
+    PassphraseError,
+    RevocationError,
+    StoreError,
+)
+from kyso.pki import issuance, lifecycle
+from kyso.pki.authority import CertificateAuthority
+from kyso.pki.csr import MAX_CSR_BYTES, load_csr
+from kyso.pki.records import CertificateRecord
+from kyso.pki.serials import parse_serial
+from kyso.pki.subjects import SubjectRequest
+from kyso.server.api import (
+    NO_STORE,
+    ApiError,
+    ErrorBody,
+    JsonApiRoute,
+    client_host,
+    error_response,
+    request_id,
+)
+from kyso.server.bearer import BearerPolicy, Caller, Refused, authenticate
+from kyso.server.options import AppOptions
+
+__all__ = ["AUDIENCE", "MAX_BODY_BYTES", "MAX_CONCURRENT", "MIN_LEVEL", "REALM", "CaAdmin",
+           "IssueRequest", "RevokeRequest", "router", "setup"]
+
+AUDIENCE = "kyso-api"
+REALM = "kyso-api"
+MIN_LEVEL = Level.TWO
+MAX_BODY_BYTES = 64 * 1024
+MAX_CONCURRENT = 4  # calls worked on at once per process; the others wait their turn
+JSON = "application/json"
+_NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"  # a profile or CA name
+_SERIAL = r"^[0-9a-fA-F]{1,40}$"
+_CA_LOCKED = ("the server was started without the CA passphrase (--ca-passphrase-file or "
+                  "$KYSO_CA_PASSPHRASE), so CA administration is off on this node")
+_RETRY = {"Retry-After": "60"}
+
+POLICY = BearerPolicy(audience=AUDIENCE, realm=REALM, min_level=MIN_LEVEL, role=Role.CA_ADMIN)
+
+_bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", scheme_name="caAdminToken",
+                     description=f"An access token of this server's provider for the audience "
+                                 f"{AUDIENCE}, level 2, with the ca-admin role.")
+router = APIRouter(prefix="/api/v1/certificates", tags=["ca"], route_class=JsonApiRoute,
+                   dependencies=[Security(_bearer)])
+
+
+# --- request and response bodies ------------------------------------------------------------
+
+SubjectField = Literal["name", "id", "dob", "title", "unit", "email", "tax_code", "budget_code",
+                       "locality", "province", "surname", "given_name"]
+RevokeReason = Literal["unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
+                       "superseded", "cessationOfOperation", "privilegeWithdrawn"]
+
+
+class IssueRequest(BaseModel):
+    """``POST /api/v1/certificates``: what ``kyso cert issue --csr`` takes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    csr: Annotated[str, Field(min_length=1, max_length=MAX_CSR_BYTES,
+                              description="The PKCS#10 request, PEM. Its subject gives the "
+                                          "holder's details the profile takes; its signature "
+                                          "proves possession of the key.")]
+    profile: Annotated[str, Field(pattern=_NAME, description="staff, seal, citizen, …",
+                                  examples=["staff"])]
+    issuer: Annotated[str, Field(pattern=_NAME, description="The issuing CA, when the profile "
+                                 "allows several (default: its first)")] | None = None
+    validity_days: Annotated[int, Field(ge=1, le=36525, description="Default and maximum from "
+                                        "the profile")] | None = None
+    subject: Annotated[dict[SubjectField, Annotated[str, Field(max_length=256)]],
+                       Field(description="Holder details the CSR cannot carry or that complete "
+                                         "it, named as the options of `kyso cert issue` (dob, "
+                                         "province, …); a value that contradicts the CSR is "
+                                         "refused")] | None = None
+
+
+class RevokeRequest(BaseModel):
+    """``POST /api/v1/certificates/{serial}/revoke``: what ``kyso cert revoke`` takes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: Annotated[RevokeReason, Field(description="RFC 5280 reason (certificateHold is "
+                                                      "/hold)")] = "unspecified"
+    compromised_at: Annotated[AwareDatetime, Field(
+        description="The invalidity date (RFC 5280 §5.3.2): when the key is known or "
+                    "suspected to be compromised; ISO 8601 with an offset, not in the "
+                    "future")] | None = None
+
+
+class CertificateBody(BaseModel):
+    """A certificate record, as ``kyso cert show --format json`` prints it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serial: str
+    issuer: str
+    profile: str
+    subject: str = Field(description="RFC 4514, personal ID numbers masked")
+    common_name: str
+    holder: str | None = Field(description="The masked ID number or the tax code")
+    email: str | None
+    key_type: str
+    not_before: str
+    not_after: str
+    status: str = Field(description="valid, revoked, on_hold, or expired")
+    revoked_at: str | None
+    revocation_reason: str | None
+    invalidity_date: str | None
+    replaces: str | None
+    sha256: str
+
+
+class IssuedBody(CertificateBody):
+    certificate: str = Field(description="The certificate, PEM")
+    chain: list[str] = Field(description="The issuing CA's certificate, then up to the root, PEM")
+    warnings: list[str] = Field(description="E.g. CSR extensions the profile drops")
+
+
+class ShownBody(CertificateBody):
+    pem: str = Field(description="The certificate, PEM")
+
+
+class ChangedBody(CertificateBody):
+    old_status: str = Field(description="The status before this change")
+
+
+# --- the state of the routes --------------------------------------------------------------
+
+
+class CaAdmin:
+    """What the routes share (``app.state.ca_admin``): the token verifier, the CA unlocked on
+    first use with the node's CA passphrase, and the concurrency limit."""
+
+    def __init__(self, kyso: Kyso, passphrase: str | None, tokens: TokenVerifier) -> None:
+        self.kyso, self.tokens = kyso, tokens
+        self._passphrase = passphrase
+        self._ca: CertificateAuthority | None = None
+        self._lock = threading.Lock()
+        self.slots = anyio.Semaphore(MAX_CONCURRENT)
+
+    def check(self) -> str:
+        """The CA passphrase, or 503: CA administration is off on this node."""
+        if self._passphrase is None:
+            raise _Refusal(503, "service_unavailable", _CA_LOCKED, headers=_RETRY)
+        return self._passphrase
+
+    def authority(self) -> CertificateAuthority:
+        """The CA (built late if ``kyso ca init`` ran after start-up), or 503."""
+        passphrase = self.check()
+        with self._lock:
+            if self._ca is None:
+                try:
+                    self._ca = CertificateAuthority(self.kyso, passphrase)
+                except KysoError as exc:
+                    raise _unavailable(exc) from None
+            return self._ca
+
+
+def setup(app: FastAPI, options: AppOptions) -> None:
+    """A token verifier over the provider's own keys; the CA is unlocked on first use."""
+    kyso: Kyso = app.state.kyso
+    with contextlib.suppress(KysoError):  # loaded once, shared by every request's context
+        kyso.profiles.names()
+    provider = app.state.provider
+    app.state.ca_admin = CaAdmin(kyso, options.ca_passphrase,
+                                 TokenVerifier(provider.issuer, provider.keys, kyso.clock))
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+class _Refusal(ApiError):
+    """An :class:`ApiError` with extra body fields; ``recorded`` when the library has recorded
+    the failure event already (then it is not recorded twice)."""
+
+    def __init__(self, status: int, error: str, description: str, *, recorded: bool = False,
+                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(status, error, description, headers)
+        self.recorded = recorded
+        self.extra = extra
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.error, self.description, self.headers,
+                              **self.extra)
+
+
+def _unavailable(exc: KysoError, *, recorded: bool = False) -> _Refusal:
+    if isinstance(exc, CANotInitialisedError):
+        text = "no CA has been created on this server yet (kyso ca init)"
+    elif isinstance(exc, PassphraseError):
+        text = f"{exc}: start the node with the right --ca-passphrase-file"
+    else:
+        text = str(exc)
+    return _Refusal(503, "service_unavailable", text, recorded=recorded, headers=_RETRY)
+
+
+def _refusal_of(exc: KysoError) -> _Refusal:
+    """A library error as an HTTP answer. The library recorded its failure event already."""
+    text = str(exc)
+    if isinstance(exc, CertificateNotFoundError):
+        return _Refusal(404, "not_found", text, recorded=True)
+    if isinstance(exc, RevocationError | DuplicateKeyError):
+        return _Refusal(409, "conflict", text, recorded=True)
+    if isinstance(exc, AuditError):
+        return _Refusal(503, "audit_log_unavailable", f"the audit log refused the event: {text}",
+                        recorded=True, headers=_RETRY)
+    if isinstance(exc, PassphraseError | CANotInitialisedError | KeyFileError | StoreError):
+        return _unavailable(exc, recorded=True)
+    if isinstance(exc, CSRError):
+        return _Refusal(422, "invalid_csr", text, recorded=True)
+    return _Refusal(422, "invalid_request", text, recorded=True)
+
+
+def _note(request: Request, action: str, outcome: Outcome, actor: str, **details: Any) -> None:
+    """One event of this API (a refusal, or a read); its object is the serial in the path."""
+    kyso: Kyso = request.app.state.kyso
+    serial = str(request.path_params.get("serial", ""))[:64]
+    kyso.record(Layer.PKI, action, outcome, object=serial, actor=actor,
+                source=client_host(request) or None, request_id=request_id(request), **details)
+
+
+# --- who is asking ----------------------------------------------------------------------------
+
+
+def _admin(action: str) -> Callable[[Request], Caller]:
+    """The dependency of a route whose events have ``action``: the admin, or a refusal
+    recorded and raised (run in the thread pool, before the parameters are checked). Later
+    refusals of the request are recorded through ``request.state.api_refusal``."""
+
+    def admin(request: Request) -> Caller:
+        kyso: Kyso = request.app.state.kyso
+        state: CaAdmin = request.app.state.ca_admin
+        try:
+            caller = authenticate(kyso, state.tokens, request.headers.getlist("authorization"),
+                                  POLICY)
+        except Refused as exc:
+            with contextlib.suppress(AuditError):  # refused either way
+                _note(request, action, Outcome.FAILURE, exc.actor, status=exc.status,
+                      error=exc.error, reason=exc.description)
+            raise
+
+        def refused(status: int, error: str, description: str) -> None:
+            with contextlib.suppress(AuditError):
+                _note(request, action, Outcome.FAILURE, caller.actor, status=status, error=error,
+                      reason=description, **caller.details)
+
+        request.state.api_refusal = refused
+        return caller
+
+    return admin
+
+
+IssueAdmin = Annotated[Caller, Depends(_admin("CERT_CREATION"))]
+ViewAdmin = Annotated[Caller, Depends(_admin("CERT_VIEW"))]
+RevokeAdmin = Annotated[Caller, Depends(_admin("CERT_REVOKED"))]
+StatusAdmin = Annotated[Caller, Depends(_admin("CERT_STATUSCHANGE"))]
+
+
+class _RequestAudit:
+    """The app's audit sink, stamping this request's id on the events a library call records."""
+
+    def __init__(self, sink: AuditSink, request_id: str) -> None:
+        self._sink, self._request_id = sink, request_id
+
+    def _stamp(self, event: AuditEvent) -> AuditEvent:
+        if event.request_id or not self._request_id:
+            return event
+        return dataclasses.replace(event, request_id=self._request_id)
+
+    def record(self, event: AuditEvent) -> None:
+        self._sink.record(self._stamp(event))
+
+    def record_many(self, events: list[AuditEvent]) -> None:
+        self._sink.record_many([self._stamp(e) for e in events])
+
+
+def _acting(kyso: Kyso, caller: Caller, request: Request) -> Kyso:
+    """The app's context as this admin: the library's events carry the admin's pseudonym, the
+    client's address and the request id (the store, the log and the profiles are shared)."""
+    view = copy.copy(kyso)
+    view.actor = caller.actor
+    view.source = client_host(request) or kyso.source
+    view.audit = _RequestAudit(kyso.audit, request_id(request))
+    return view
+
+
+# --- one call: body, work in the thread pool, answer ----------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+Operation = Callable[[Kyso, CaAdmin], Response]
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, "payload_too_large",
+                    f"the body is larger than the limit of {MAX_BODY_BYTES} bytes "
+                    f"({MAX_BODY_BYTES // 1024} KiB)")
+
+
+async def _read_json(request: Request) -> bytes:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != JSON:
+        got = f"Content-Type {media[:80]!r}" if media else "no Content-Type"
+        raise ApiError(415, "unsupported_media_type", f"{got}: send the request as {JSON}")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise ApiError(400, "invalid_request", "Content-Length is not a number")
+        if int(declared) > MAX_BODY_BYTES:
+            raise _too_large()  # before reading anything
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return bytes(body)
+
+
+def _parse(model: type[M], data: bytes) -> M:
+    """The body as ``model``: 400 if it is not JSON, 422 naming each field that does not fit
+    (in the shape of a parameter of the wrong type)."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        broken = next((e for e in errors if e["type"] == "json_invalid"), None)
+        if broken is not None:
+            raise ApiError(400, "invalid_request",
+                           "the body is not valid JSON: "
+                           + broken["msg"].removeprefix("Invalid JSON: ")) from None
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]
+                                     ) from None
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    try:
+        return _parse(model, await _read_json(request))
+    except ApiError as exc:  # a wrong shape (422) is recorded by the route class
+        await run_in_threadpool(request.state.api_refusal, exc.status, exc.error,
+                                exc.description)
+        raise
+
+
+def _serve(request: Request, caller: Caller, operation: Operation) -> Response:
+    """In the thread pool: the operation as this admin; a refusal the library has not recorded
+    is recorded here."""
+    state: CaAdmin = request.app.state.ca_admin
+    try:
+        return operation(_acting(request.app.state.kyso, caller, request), state)
+    except ApiError as exc:
+        if not getattr(exc, "recorded", False):
+            request.state.api_refusal(exc.status, exc.error, exc.description)
+        raise
+
+
+async def _run(request: Request, caller: Caller, operation: Operation) -> Response:
+    state: CaAdmin = request.app.state.ca_admin
+    async with state.slots:
+        return await run_in_threadpool(_serve, request, caller, operation)
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _json(body: dict[str, Any], status: int = 200, **headers: str) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **headers})
+
+
+def _serial(text: str) -> str:
+    return parse_serial(text)  # the path pattern lets only hex through
+
+
+def _record(kyso: Kyso, serial: str) -> CertificateRecord:
+    try:
+        return issuance.get_record(kyso, serial)[0]
+    except CertificateNotFoundError as exc:
+        raise _Refusal(404, "not_found", str(exc)) from None
+    except KysoError as exc:
+        raise _unavailable(exc) from None
+
+
+def _conflict(kyso: Kyso, serial: str, exc: RevocationError) -> _Refusal:
+    """409 naming the certificate's current status (read after the refusal)."""
+    try:
+        current = issuance.get_record(kyso, serial)[0]
+    except KysoError:
+        return _Refusal(409, "conflict", str(exc), recorded=True)
+    return _Refusal(409, "conflict", str(exc), recorded=True,
+                    certificate_status=current.status.value,
+                    revocation_reason=(current.revocation_reason.value
+                                       if current.revocation_reason else None))
+
+
+def _changed(kyso: Kyso, change: lifecycle.StatusChange) -> JSONResponse:
+    return _json({"old_status": change.old_status.value, **change.record.to_dict(kyso.now())})
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+_WHAT = {400: "Not JSON, or a Content-Length that is not a number",
+         401: "No token, or the token is not valid (or too low a level)",
+         403: "The token lacks the ca-admin role",
+         404: "No certificate with this serial",
+         409: "The certificate's status does not allow this change (the body names it as "
+              "certificate_status), or the key was certified already",
+         413: f"Body larger than {MAX_BODY_BYTES // 1024} KiB",
+         415: "Not application/json",
+         422: "A field of the wrong type or shape, a CSR that does not parse or verify, or a "
+              "request the profile refuses (unknown profile or CA, subject, key, validity)",
+         503: "CA administration is off on this node (no CA passphrase, no CA), or the audit "
+              "log refuses new entries"}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorBody, "description": _WHAT[s]} for s in statuses}
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {
+        JSON: {"schema": model.model_json_schema()}}}}
+
+
+SerialPath = Annotated[str, Path(pattern=_SERIAL, max_length=40,
+                                 description="The certificate's serial number, hex")]
+
+
+@router.post(
+    "", status_code=201, summary="Issue a certificate from a CSR",
+    description="What `kyso cert issue --csr` does: the profile decides the certificate; the "
+                "CSR gives the key (its signature must verify) and the holder's details the "
+                "profile takes; `subject` may add details a CSR cannot carry. The certificate "
+                "is stored and `CERT_CREATION` recorded with the admin as actor. Nothing is "
+                "issued when anything is refused.",
+    openapi_extra=_json_body(IssueRequest),
+    responses={201: {"model": IssuedBody, "description": "Issued; `Location` names its record",
+                     "headers": {"Location": {"schema": {"type": "string"},
+                                              "description": "/api/v1/certificates/{serial}"}}},
+               **_errors(400, 401, 403, 409, 413, 415, 422, 503)})
+async def issue_certificate(request: Request, admin: IssueAdmin) -> Response:
+    body = await _body(request, IssueRequest)
+
+    def work(kyso: Kyso, state: CaAdmin) -> Response:
+        ca = state.authority()
+        try:
+            csr = load_csr(body.csr.encode("utf-8"))
+        except CSRError as exc:
+            raise _Refusal(422, "invalid_csr", str(exc)) from None
+        try:
+            issued = issuance.issue(kyso, ca, body.profile, SubjectRequest.of(**(body.subject or {})),
+                                    csr=csr, days=body.validity_days, issuer=body.issuer)
+        except KysoError as exc:
+            raise _refusal_of(exc) from None
+        record = issued.record
+        return _json({**record.to_dict(kyso.now()), "certificate": record.pem.decode("ascii"),
+                      "chain": [_pem(c) for c in issued.chain],
+                      "warnings": list(issued.warnings)},
+                     201, Location=f"{router.prefix}/{record.serial}")
+
+    return await _run(request, admin, work)
+
+
+@router.get(
+    "/{serial}", summary="One certificate's record",
+    description="As `kyso cert show --format json`: subject (ID numbers masked), profile, "
+                "issuer, validity, status with the revocation time and reason, and the PEM. "
+                "Each read records `CERT_VIEW`.",
+    responses={200: {"model": ShownBody, "description": "The record"},
+               **_errors(401, 403, 404, 422, 503)})
+async def show_certificate(request: Request, admin: ViewAdmin, serial: SerialPath) -> Response:
+    def work(kyso: Kyso, state: CaAdmin) -> Response:
+        state.check()
+        record = _record(kyso, _serial(serial))
+        try:
+            kyso.record(Layer.PKI, "CERT_VIEW", Outcome.SUCCESS, object=record.serial,
+                        **admin.details)
+        except AuditError as exc:
+            raise _Refusal(503, "audit_log_unavailable", f"this read cannot be recorded, so it "
+                           f"is not served: {exc}", recorded=True, headers=_RETRY) from None
+        return _json({**record.to_dict(kyso.now()), "pem": record.pem.decode("ascii")})
+
+    return await _run(request, admin, work)
+
+
+def _status_change(serial: str, change: Callable[[Kyso, str], lifecycle.StatusChange]
+                   ) -> Operation:
+    def work(kyso: Kyso, state: CaAdmin) -> Response:
+        state.check()
+        canonical = _serial(serial)
+        try:
+            done = change(kyso, canonical)
+        except RevocationError as exc:
+            raise _conflict(kyso, canonical, exc) from None
+        except KysoError as exc:
+            raise _refusal_of(exc) from None
+        return _changed(kyso, done)
+
+    return work
+
+
+_CHANGED: dict[int | str, dict[str, Any]] = {
+    200: {"model": ChangedBody, "description": "Changed: `old_status` and the new record"}}
+
+
+@router.post(
+    "/{serial}/revoke", summary="Revoke a certificate (permanent)",
+    description="As `kyso cert revoke`. keyCompromise also revokes the other certificates on "
+                "the same key and bars the key; a certificate revoked for another reason may "
+                "still be moved to keyCompromise (RFC 5280). Revoking again otherwise is a 409 "
+                "naming the current status. Publish a CRL afterwards (OCSP answers at once).",
+    openapi_extra=_json_body(RevokeRequest),
+    responses={**_CHANGED, **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503)})
+async def revoke_certificate(request: Request, admin: RevokeAdmin,
+                             serial: SerialPath) -> Response:
+    body = await _body(request, RevokeRequest)
+
+    def revoke(kyso: Kyso, canonical: str) -> lifecycle.StatusChange:
+        when = body.compromised_at
+        if when is not None and when > kyso.now():
+            raise _Refusal(422, "invalid_request", "compromised_at is in the future")
+        return lifecycle.revoke(kyso, canonical, reason=body.reason, invalidity_date=when)
+
+    return await _run(request, admin, _status_change(serial, revoke))
+
+
+@router.post(
+    "/{serial}/hold", summary="Put a certificate on hold",
+    description="As `kyso cert hold`: listed as certificateHold until released; only a valid "
+                "certificate can be held (else 409).",
+    responses={**_CHANGED, **_errors(401, 403, 404, 409, 422, 503)})
+async def hold_certificate(request: Request, admin: StatusAdmin, serial: SerialPath) -> Response:
+    return await _run(request, admin, _status_change(serial, lifecycle.hold))
+
+
+@router.post(
+    "/{serial}/release", summary="Release a held certificate",
+    description="As `kyso cert release`: valid again; only a held certificate can be released "
+                "(else 409).",
+    responses={**_CHANGED, **_errors(401, 403, 404, 409, 422, 503)})
+async def release_certificate(request: Request, admin: StatusAdmin,
+                              serial: SerialPath) -> Response:
+    return await _run(request, admin, _status_change(serial, lifecycle.release))
