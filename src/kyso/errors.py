@@ -145,3 +145,41 @@ class AccountLockedError(AuthenticationFailedError):
 
 class TokenError(AuthnError):
     """A token is malformed, forged, expired, oversized or not meant for this audience."""
+
+
+class GatewayError(SigningError):
+    """Base of the signing gateway's refusals (remote signing, CSC API). Messages start with the
+    request parameter they are about (``credentialID``, ``SAD``, ``hashes``…) when there is one."""
+
+
+class GatewayRequestError(GatewayError):
+    """A gateway request is malformed: a hash of the wrong length, an unsupported algorithm,
+    a count that does not match."""
+
+
+class UnknownCredentialError(GatewayError):
+    """No such credential for this caller. Another citizen's credential gets the same answer,
+    so the error never tells whether the identifier exists."""
+
+
+class CredentialExistsError(GatewayError):
+    """The citizen already has an enabled signing credential; ``credential_id`` names it."""
+
+    def __init__(self, message: str, credential_id: str) -> None:
+        super().__init__(message)
+        self.credential_id = credential_id
+
+
+class CredentialSuspendedError(GatewayError):
+    """The credential may not sign now: the e-ID account is locked, the credential suspended,
+    or its certificate on hold, revoked or expired."""
+
+
+class ActivationError(GatewayError):
+    """Signature activation data (SAD) is unknown, expired, already used, or not for this
+    credential, these hashes or this number of signatures."""
+
+
+class StepUpRequiredError(GatewayError):
+    """The login behind the request is not a fresh level-2 step-up (too old, too low, or it has
+    already authorized a signature): log in again with ``prompt=login max_age=0``."""

@@ -12,7 +12,9 @@
   scores, consent time, officer). A citizen **without an account** is registered at level 2
   directly (an officer-attended registration): the account is created from the chip's data,
   without a password (activation sets one), and promoted in the same call.
-- :func:`lock_identity` / :func:`unlock_identity`: Decree 69 grounds (Art. 16).
+- :func:`lock_identity` / :func:`unlock_identity`: Decree 69 grounds (Art. 16). Locking
+  suspends the citizen's remote-signing credentials (certificate hold); unlocking releases the
+  holds the lock placed (:mod:`kyso.signing.gateway.suspension`).
 
 Every decision is one audit event: ``REGISTER`` / ``REGISTER_ERROR``, ``ENROL_LEVEL2`` /
 ``ENROL_LEVEL2_ERROR`` (``step`` names the failing check), ``USER_LOCKED``,
@@ -291,10 +293,13 @@ def lock_identity(kyso: Kyso, id_number: str, ground: LockGround | str, *,
     registry = Registry(kyso.store, kyso.clock)
     current = registry.get(id_number)
     identity = registry.lock(current.subject, ground, by=by or kyso.actor)
+    psn = kyso.pseudonyms.pseudonym(id_number)
     kyso.record(Layer.AUTHN, "USER_LOCKED", Outcome.SUCCESS,
-                object=kyso.pseudonyms.pseudonym(id_number), actor=by or kyso.actor,
+                object=psn, actor=by or kyso.actor,
                 id_hint=current.masked_id, ground=ground.value, ground_vi=ground.label_vi,
                 previous_status=current.status.value)
+    _signing_follows(kyso, identity.subject, locked=True, by=by or kyso.actor, holder=psn,
+                     ground=ground.value)
     return identity
 
 
@@ -314,7 +319,22 @@ def unlock_identity(kyso: Kyso, id_number: str, *, by: str | None = None) -> Ide
         raise
     kyso.record(Layer.AUTHN, "USER_UNLOCKED", Outcome.SUCCESS, object=psn, actor=by or kyso.actor,
                 id_hint=current.masked_id, ground=ground)
+    _signing_follows(kyso, identity.subject, locked=False, by=by or kyso.actor, holder=psn,
+                     ground=ground)
     return identity
+
+
+def _signing_follows(kyso: Kyso, subject: str, *, locked: bool, by: str, **details: Any) -> None:
+    """A locked account's signing credentials are suspended (certificate on hold) and resumed
+    on unlock (:mod:`kyso.signing.gateway.suspension`). Imported when used, not at module
+    level: authn stays below signing in the layering (the gateway depends on the e-ID
+    registry, never the reverse), and ``kyso id`` commands do not load the signing modules."""
+    from kyso.signing.gateway import suspension
+
+    if locked:
+        suspension.suspend_for_lock(kyso, subject, by=by, **details)
+    else:
+        suspension.resume_after_unlock(kyso, subject, by=by, **details)
 
 
 def issue_test_chip(kyso: Kyso, passphrase: str, data: ChipPersonalData, face: bytes) -> ChipData:

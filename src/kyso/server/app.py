@@ -7,6 +7,7 @@ app; one router per domain, each in its own module with a ``router`` and a
 - :mod:`~kyso.server.verify_routes`: the PDF verification API;
 - :mod:`~kyso.server.audit_routes`: the auditor's read API;
 - :mod:`~kyso.server.ca_routes`: CA administration (issue, show, revoke, hold, release);
+- :mod:`~kyso.server.csc_routes`: the citizen remote-signing gateway (CSC API, enrolment);
 - :mod:`~kyso.server.health_routes`: liveness and readiness.
 """
 
@@ -29,6 +30,7 @@ from kyso.errors import ConfigError
 from kyso.server import (
     audit_routes,
     ca_routes,
+    csc_routes,
     health_routes,
     oidc_routes,
     pki_routes,
@@ -39,7 +41,8 @@ from kyso.server.options import DEFAULT_ISSUER, DEFAULT_MAX_PDF_BYTES, AppOption
 
 __all__ = ["DEFAULT_ISSUER", "AppOptions", "create_app", "load_or_create_keys"]
 
-_DOMAINS = (oidc_routes, pki_routes, verify_routes, audit_routes, ca_routes, health_routes)
+_DOMAINS = (oidc_routes, pki_routes, verify_routes, audit_routes, ca_routes, csc_routes,
+            health_routes)
 
 
 def load_or_create_keys(settings: Settings, clock: Clock, passphrase: str) -> KeySet:

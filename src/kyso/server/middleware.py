@@ -13,7 +13,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _API_PREFIXES = ("/device/", "/token", "/userinfo", "/jwks", "/.well-known/", "/ocsp/", "/crl/",
-                 "/crt/", "/tsa", "/api/", "/health", "/ready", "/openapi.json")
+                 "/crt/", "/tsa", "/api/", "/csc/", "/health", "/ready", "/openapi.json")
 _COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
 

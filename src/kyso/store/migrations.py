@@ -52,11 +52,17 @@ def _v4_roles(conn: Connection) -> None:
     schema.identity_roles.create(conn, checkfirst=True)
 
 
+def _v5_signing_gateway(conn: Connection) -> None:
+    schema.signing_credentials.create(conn, checkfirst=True)
+    schema.signing_authorizations.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial CA tables", _v1_initial),
     (2, "certified_keys.compromised_at", _v2_key_compromise),
     (3, "e-ID registry, authenticators, devices and OpenID Connect state", _v3_eid),
     (4, "identity roles (auditor, ca-admin)", _v4_roles),
+    (5, "signing gateway credentials and signature activation data", _v5_signing_gateway),
 ]
 LATEST = MIGRATIONS[-1][0]
 
