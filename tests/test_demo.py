@@ -5,6 +5,7 @@ fast KDF settings), and once through the installed ``kyso`` command from a clean
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,9 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from conftest import FAST_KDF, T0
 from kyso.audit.signer import verify_with_store
@@ -85,6 +89,15 @@ def test_the_story_tells_every_step_and_ends_with_the_timings(demo: Demo) -> Non
     for expected in ("xác thực thụ động (passive authentication): TOTAL-PASSED",
                      "acr urn:vn:vneid:loa:2 (level 2), amr pwd otp mfa",
                      "prompt=login, max_age=0, acr_values=urn:vn:vneid:loa:2",
+                     "cổng ký số (the signing gateway) enrolled her signing credential "
+                     f"{demo.result.citizen_credential}",
+                     "(no PKCS#12: the key never leaves the gateway)",
+                     f"credentials/authorize (her step-up token, credential "
+                     f"{demo.result.citizen_credential}, the sha256 hash of the signed "
+                     "attributes) → SAD bound to the hash",
+                     "single use, expires in 300 s",
+                     "signatures/signHash with that SAD → an ECDSA secp256r1 signature by her "
+                     "key inside the gateway",
                      "4-dong-dau.pdf: TOTAL-PASSED — citizen TOTAL-PASSED, official "
                      "TOTAL-PASSED, seal TOTAL-PASSED, DocTimeStamp TOTAL-PASSED",
                      "4-dong-dau-bi-sua.pdf (one byte of the page text changed after signing): "
@@ -104,10 +117,15 @@ def test_the_result_names_the_artifacts_and_the_verdicts(demo: Demo) -> None:
         "TOTAL-PASSED", "urn:vn:vneid:loa:2", "urn:vn:vneid:loa:2")
     assert r.citizen == "033******123"
     assert [c.role for c in r.certificates] == ["staff", "seal", "citizen"]
+    citizen = r.certificates[2]
+    assert citizen.pkcs12 is None  # her key never leaves the gateway
+    assert citizen.credential_id == r.citizen_credential
+    assert r.citizen_credential.startswith("csc-")
     assert [name for name, _ in r.documents] == ["application", "signed-by-citizen", "approved",
                                                  "sealed"]
     for path in [r.trust_anchor, r.chip, r.final_pdf, r.tampered_pdf, r.checkpoint,
-                 *(p for _, p in r.documents), *(c.pkcs12 for c in r.certificates)]:
+                 *(p for _, p in r.documents), *(c.certificate for c in r.certificates),
+                 *(c.pkcs12 for c in r.certificates if c.pkcs12 is not None)]:
         assert path.is_file(), path
         assert path.is_relative_to(r.home), path
     assert r.audit_ok
@@ -117,6 +135,9 @@ def test_the_result_names_the_artifacts_and_the_verdicts(demo: Demo) -> None:
     assert data["final"] == {"file": str(r.final_pdf), "indication": "TOTAL-PASSED"}
     assert data["timings"]["total"] >= data["timings"]["1-ca"] > 0
     assert "secret" not in json.dumps(data["certificates"])
+    assert data["citizen_credential"] == r.citizen_credential
+    assert data["certificates"][2]["pkcs12"] is None
+    assert data["certificates"][2]["credential_id"] == r.citizen_credential
 
 
 # --- the artifacts, judged again ---------------------------------------------------------------------
@@ -170,11 +191,17 @@ def test_the_chip_passes_passive_authentication_and_the_citizen_is_level_2(demo:
         kyso.close()
 
 
-def test_each_pkcs12_opens_with_its_own_passphrase_only(demo: Demo) -> None:
+def test_each_pkcs12_opens_with_its_own_passphrase_only_and_the_citizen_has_none(
+        demo: Demo) -> None:
     secrets = demo.secrets()
-    names = {"staff": "DEMO_STAFF_P12_PASSPHRASE", "seal": "DEMO_SEAL_P12_PASSPHRASE",
-             "citizen": "DEMO_CITIZEN_P12_PASSPHRASE"}
+    names = {"staff": "DEMO_STAFF_P12_PASSPHRASE", "seal": "DEMO_SEAL_P12_PASSPHRASE"}
+    assert not any("CITIZEN_P12" in name for name in secrets)
+    assert not [p for p in demo.home.rglob("*.p12") if p.name not in ("can-bo.p12", "con-dau.p12")]
     for cert in demo.result.certificates:
+        if cert.role == "citizen":
+            assert cert.pkcs12 is None
+            continue
+        assert cert.pkcs12 is not None
         assert cert.pkcs12.stat().st_mode & 0o777 == 0o600
         bundle = load_pkcs12(cert.pkcs12.read_bytes(), secrets[names[cert.role]])
         assert bundle.cert is not None
@@ -195,6 +222,7 @@ def test_the_citizen_signs_only_after_a_second_fresh_login(demo: Demo) -> None:
     assert logins[1] < citizen_sign
     # between the two logins: a code redeemed and the portal's token checks
     assert "CODE_TO_TOKEN" in actions[logins[0]:logins[1]]
+    assert "CSC_CREDENTIAL_ENROL" in actions[logins[0]:logins[1]]  # after the first login
     assert actions[logins[1] - 1] == "LOGIN_PASSWORD"  # the step-up asked for the password
     signed = events[citizen_sign]
     assert signed["actor"] == events[logins[1]]["actor"]  # the citizen's pseudonym
@@ -204,6 +232,58 @@ def test_the_citizen_signs_only_after_a_second_fresh_login(demo: Demo) -> None:
         "citizen", "official", "seal"]
     verdicts = [e["outcome"] for e in events if e["action"] == "DOCUMENT_VERIFY"]
     assert verdicts == ["success", "failure"]
+
+
+def citizen_signature(pdf: Path) -> tuple[bytes, bytes, x509.Certificate]:
+    """The citizen signature of ``pdf``: its DER signed attributes (as signed: a SET), its
+    signature value and its signer's certificate."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    with open(pdf, "rb") as fh:
+        sig = next(s for s in PdfFileReader(fh).embedded_regular_signatures
+                   if s.field_name == "citizen")
+        attrs = sig.signer_info["signed_attrs"].dump()
+        value = sig.signer_info["signature"].native
+        cert = x509.load_der_x509_certificate(sig.signer_cert.dump())
+    return b"\x31" + attrs[1:], value, cert  # [0] IMPLICIT in the CMS, a SET when signed
+
+
+def test_the_citizens_signature_was_made_by_the_key_the_gateway_holds(demo: Demo) -> None:
+    """The hash of the signed attributes in the final dossier is the one hash the gateway
+    authorized and signed for her credential (CSC_AUTHORIZE, CSC_SIGN_HASH), with her step-up
+    token, and the signature verifies with the certificate it enrolled for her."""
+    r = demo.result
+    attrs, value, cert = citizen_signature(r.final_pdf)
+    digest = hashlib.sha256(attrs).hexdigest()
+    events = demo.events()
+    by_action = {e["action"]: e for e in events if e["action"].startswith("CSC_")}
+    assert set(by_action) == {"CSC_CREDENTIAL_ENROL", "CSC_AUTHORIZE", "CSC_SIGN_HASH"}
+    assert [e["action"] for e in events if e["action"].startswith("CSC_")] == [
+        "CSC_CREDENTIAL_ENROL", "CSC_AUTHORIZE", "CSC_SIGN_HASH"]  # one of each
+    enrol, authorize, sign = (by_action[a] for a in ("CSC_CREDENTIAL_ENROL", "CSC_AUTHORIZE",
+                                                     "CSC_SIGN_HASH"))
+    citizen = next(e for e in events if e["action"] == "LOGIN")["actor"]
+    for event in (enrol, authorize, sign):
+        assert event["outcome"] == "success"
+        assert event["object"] == r.citizen_credential
+        assert event["actor"] == citizen
+    assert authorize["details"]["hashes"] == sign["details"]["hashes"] == [digest]
+    assert authorize["details"]["expires_in"] == 300
+    assert authorize["details"]["jti"] == sign["details"]["jti"] != enrol["details"]["jti"]
+    serial = f"{cert.serial_number:x}"
+    assert enrol["details"]["serial"] == sign["details"]["serial"] == serial
+    assert r.certificates[2].serial == serial
+    signed = next(e for e in events if e["action"] == "DOCUMENT_SIGN")
+    assert signed["details"]["signed_digest"] == digest
+    assert signed["details"]["cred_id"] == r.citizen_credential
+    assert signed["details"]["signer_serial"] == serial
+    # an independent check of the signature value over that digest, with her certificate
+    public = cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(value, bytes.fromhex(digest), ec.ECDSA(Prehashed(hashes.SHA256())))
+    enrolled = x509.load_pem_x509_certificate(r.certificates[2].certificate.read_bytes())
+    assert enrolled == cert
+    assert "Citizen CA" in enrolled.issuer.rfc4514_string()
 
 
 def test_the_citizen_sets_her_password_and_enrols_her_app_as_herself(demo: Demo) -> None:
@@ -335,6 +415,8 @@ def test_kyso_demo_runs_from_a_clean_environment_with_production_settings(
     assert "PBKDF2-SHA256 600000 iterations; passwords argon2id owasp" in run.stdout
     assert "weaker than the production defaults" not in run.stdout
     assert "4-dong-dau.pdf: TOTAL-PASSED" in run.stdout
+    assert "single use, expires in 300 s" in run.stdout
+    assert not (home / "demo" / "cong-dan.p12").exists()
     assert "4-dong-dau-bi-sua.pdf (one byte of the page text changed after signing): " \
            "TOTAL-FAILED" in run.stdout
     assert "kyso audit verify: PASS" in run.stdout

@@ -2,16 +2,20 @@
 
 A citizen applies online for a copy of her birth-registration extract at the commune:
 
-1. the province's CA is created; the commune's official (``staff``), the commune People's
-   Committee (``seal``) and the citizen (``citizen``, her key held by the signing service)
-   receive certificates in encrypted PKCS#12 files;
+1. the province's CA is created; the commune's official (``staff``) and the commune People's
+   Committee (``seal``) receive certificates in encrypted PKCS#12 files;
 2. she is enrolled at level 2 with her chip ID card (test CSCA → Document Signer → SOD; passive
    authentication must pass), sets a password and enrols an authenticator app (TOTP);
 3. she logs in to the provincial portal through the running OpenID Connect provider: a real
    uvicorn server on a free loopback port, driven over HTTPS exactly as a browser would
-   (authorize → login form with CSRF → TOTP form → code → token with PKCE S256);
-4. a level-2 step-up (fresh password + TOTP) whose token the signing service checks with
-   :class:`~kyso.authn.rp.TokenVerifier` unlocks her key, which signs the application (B-LT);
+   (authorize → login form with CSRF → TOTP form → code → token with PKCE S256); with that
+   fresh level-2 token the portal enrols her signing credential at the signing gateway the
+   same server runs (the gateway generates and keeps her key; the citizen CA issues her
+   ``citizen`` certificate; no PKCS#12 exists);
+4. a level-2 step-up (fresh password + TOTP, ``prompt=login max_age=0``) gives a token for the
+   portal and the gateway (audience ``kyso-csc``); the gateway authorizes the hash of the
+   application's signed attributes (SAD: that hash only, single use, 300 s) and signs it with
+   her key (CSC ``signHash``), and kyso embeds the signature (B-LT);
 5. the official approves with a visible Decree 30 stamp (B-LT);
 6. the agency seal certifies and locks the dossier (B-LTA);
 7. a backend service holding only the root certificate verifies the dossier (TOTAL-PASSED)
@@ -45,6 +49,7 @@ from kyso.demo_steps import (
     citizen_signs,
     create_ca_and_certificates,
     enrol_citizen,
+    enrol_signing_credential,
     official_approves,
     policy_report,
     provider_ready,
@@ -71,9 +76,9 @@ from kyso.signing.sample import write_sample_pdf
 from kyso.signing.services import LocalServices
 
 __all__ = ["DemoCertificate", "DemoResult", "Phone", "citizen_logs_in", "citizen_signs",
-           "create_ca_and_certificates", "enrol_citizen", "official_approves", "policy_report",
-           "prepare_home", "provider_ready", "run_demo", "seal_certifies", "step_up", "tamper",
-           "verify_audit", "verify_dossier"]
+           "create_ca_and_certificates", "enrol_citizen", "enrol_signing_credential",
+           "official_approves", "policy_report", "prepare_home", "provider_ready", "run_demo",
+           "seal_certifies", "step_up", "tamper", "verify_audit", "verify_dossier"]
 
 MARKER = "demo.json"  # written first: marks the home as the demo's (a later demo may replace it)
 MARKER_TEXT = '{"format": "kyso-demo/1"}\n'
@@ -100,6 +105,7 @@ class DemoResult:
     chip: Path
     passive_auth: str
     citizen: str  # masked ID number
+    citizen_credential: str  # her credential id at the signing gateway
     login_acr: str
     step_up_acr: str
     documents: tuple[tuple[str, Path], ...]  # (stage, file), in the order they were made
@@ -124,6 +130,7 @@ class DemoResult:
             "certificates": [c.to_dict() for c in self.certificates],
             "trust_anchor": str(self.trust_anchor), "chip": str(self.chip),
             "passive_auth": self.passive_auth, "citizen": self.citizen,
+            "citizen_credential": self.citizen_credential,
             "login_acr": self.login_acr, "step_up_acr": self.step_up_acr,
             "documents": {name: str(path) for name, path in self.documents},
             "final": {"file": str(self.final_pdf), "indication": self.final_verdict},
@@ -198,13 +205,14 @@ def run_demo(home: Path, clock: Clock, out: Out) -> DemoResult:
         d.documents.append(("application", application))
 
         d.step(3)
-        with running_provider(kyso, keys.token_keys, PORTAL) as server:
+        with running_provider(kyso, keys.token_keys, PORTAL, ca_passphrase=keys.ca) as server:
             browser, portal = provider_ready(d, server)
-            citizen_logs_in(d, portal, browser, phone)
+            login = citizen_logs_in(d, portal, browser, phone)
+            credential = enrol_signing_credential(d, server, login)
             d.step(4)
-            token = step_up(d, portal, browser, phone)
+            stepped_up = step_up(d, portal, browser, phone)
+            signed = citizen_signs(d, server, stepped_up, application)
             issuer = server.issuer
-        signed = citizen_signs(d, token, application)
         d.step(5)
         approved = official_approves(d, signed)
         d.step(6)
@@ -224,7 +232,8 @@ def run_demo(home: Path, clock: Clock, out: Out) -> DemoResult:
             password_hash=settings.authn.password_hash, issuer=issuer,
             certificates=tuple(d.certificates.values()), trust_anchor=d.facts["root"],
             chip=d.facts["chip"], passive_auth=d.facts["passive_auth"],
-            citizen=d.facts["masked_id"], login_acr=d.facts["login_acr"],
+            citizen=d.facts["masked_id"], citizen_credential=credential.credential_id or "",
+            login_acr=d.facts["login_acr"],
             step_up_acr=d.facts["step_up_acr"], documents=tuple(d.documents), final_pdf=final,
             final_verdict=good.indication.value, tampered_pdf=d.facts["tampered"],
             tampered_verdict=bad.indication.value, audit_ok=True, audit_entries=entries,

@@ -23,10 +23,12 @@ Examples:
   kyso demo --format json > demo.json
 
 \b
-Plays the scenario of the design on the embedded defaults (SQLite): the CA and the staff,
-seal and citizen certificates; a level-2 enrolment with a test chip ID card; a login (ID
-number + password + TOTP) through the e-ID provider, running on a free loopback port over
-HTTPS with a throw-away certificate; a level-2 step-up before the citizen signs; the
+Plays the scenario of the design on the embedded defaults (SQLite): the CA and the staff
+and seal certificates; a level-2 enrolment with a test chip ID card; a login (ID number +
+password + TOTP) through the e-ID provider, running on a free loopback port over HTTPS with
+a throw-away certificate, after which the citizen's signing credential is enrolled at the
+signing gateway the same server runs (her key stays there); a level-2 step-up, then her
+signature through the gateway (CSC API v2: authorize the hash → SAD → signHash); the
 official's stamp; the agency seal; verification of the dossier and of a tampered copy; the
 audit log; the level-3 policy report. Keys and passwords are hashed with the production
 settings unless KYSO_KEY_KDF_ITERATIONS or KYSO_PASSWORD_HASH say otherwise (the story says).

@@ -5,8 +5,11 @@ the steps share. Each step does what the scenario says with the library (the sam
 :meth:`~kyso.demo_story.DemoRun.say`. :func:`kyso.demo.run_demo` plays them in order.
 
 The citizen's own acts (setting her password, enrolling her authenticator app, logging in,
-signing) are recorded with her pseudonym as the audit actor; the CA's and the officials' with
-the demo's administrator.
+registering her signing certificate, signing) are recorded with her pseudonym as the audit
+actor; the CA's and the officials' with the demo's administrator. Her key is generated and
+kept by the signing gateway the running service offers (CSC API v2): the portal enrols it
+with her level-2 login and signs through it with her step-up, using
+:mod:`kyso.signing.csc_client` — the client of ``kyso pdf sign --remote``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pyotp
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from kyso.audit import Layer, Outcome, read_events
 from kyso.audit.signer import create_checkpoint, record_verification, verify_with_store
@@ -33,7 +37,6 @@ from kyso.authn.enrolment import enrol_level2, issue_test_chip
 from kyso.authn.login import LoginService
 from kyso.authn.otp import TotpSettings
 from kyso.authn.registry import Level, Person
-from kyso.authn.rp import VerifiedToken
 from kyso.clock import VIETNAM, Clock, vn_iso
 from kyso.context import Kyso
 from kyso.demo_story import (
@@ -63,14 +66,16 @@ from kyso.policies.check import evaluate, record_policy_check
 from kyso.policies.facts import facts_of
 from kyso.policies.models import Status
 from kyso.signing.appearance import StampRequest, StampStyle
+from kyso.signing.csc_client import CscClient, RemoteKey, remote_signer
 from kyso.signing.setup import build_verifier, check_signer, load_signer, store_lookup
 from kyso.signing.sign import Level as PadesLevel
 from kyso.signing.sign import SignRequest
 from kyso.signing.verdict import FileReport, Indication
 
 __all__ = ["Phone", "citizen_logs_in", "citizen_signs", "create_ca_and_certificates",
-           "enrol_citizen", "official_approves", "policy_report", "provider_ready",
-           "seal_certifies", "step_up", "tamper", "verify_audit", "verify_dossier"]
+           "enrol_citizen", "enrol_signing_credential", "official_approves", "policy_report",
+           "provider_ready", "seal_certifies", "step_up", "tamper", "verify_audit",
+           "verify_dossier"]
 
 
 # --- 1. certificates ---------------------------------------------------------------------------
@@ -90,17 +95,13 @@ def create_ca_and_certificates(d: DemoRun) -> None:
          "cán bộ (the official) {cn}, {title} — staff certificate {serial}"),
         ("seal", "con-dau", SubjectRequest.of(**SEAL), d.secrets.seal_p12,
          "con dấu (the agency seal) {cn}, MST " + SEAL["tax_code"] + " — seal certificate {serial}"),
-        ("citizen", "cong-dan", SubjectRequest.of(name=CITIZEN["full_name"],
-                                                  id=CITIZEN["id_number"]), d.secrets.citizen_p12,
-         "công dân (the citizen) {cn}, {masked} — signing certificate {serial}, its key held "
-         "by the signing service"),
     )
     for role, stem, request, passphrase, text in people:
         issued = _issue(kyso, ca, role, request, d.folder / f"{stem}.p12",
                         d.folder / f"{stem}.crt.pem", passphrase)
         d.certificates[role] = issued
-        d.say(text.format(cn=issued.holder, title=STAFF["title"], serial=issued.serial[:16] + "…",
-                          masked=mask_id(CITIZEN["id_number"]))
+        assert issued.pkcs12 is not None
+        d.say(text.format(cn=issued.holder, title=STAFF["title"], serial=issued.serial[:16] + "…")
               + f" → {d.rel(issued.pkcs12)}")
 
 
@@ -215,19 +216,45 @@ def _log_in(d: DemoRun, portal: Portal, browser: Browser, phone: Phone, **extra:
                   **extra)
 
 
-def citizen_logs_in(d: DemoRun, portal: Portal, browser: Browser, phone: Phone) -> None:
+def citizen_logs_in(d: DemoRun, portal: Portal, browser: Browser, phone: Phone) -> Login:
     login = _log_in(d, portal, browser, phone)
     d.facts["login_acr"] = login.token.acr
     d.say("đăng nhập (login) in the browser: số định danh (ID number) + mật khẩu (password), "
           "then mã xác thực (a TOTP code) → authorization code → tokens")
     d.say(f"the portal checked the tokens: acr {login.token.acr} (level {int(login.token.level)}),"
           f" amr {' '.join(login.token.amr)}")
+    return login
 
 
-def step_up(d: DemoRun, portal: Portal, browser: Browser, phone: Phone) -> VerifiedToken:
-    """A second authorization that must ask again for the password and a code, then the signing
-    service's own check of the new access token: level 2 at least, and a login at most
-    :data:`~kyso.demo_story.SIGNING_MAX_AGE` seconds old.
+def _gateway(server: ProviderServer, login: Login) -> CscClient:
+    """The portal's connection to the signing gateway, with the citizen's access token."""
+    return CscClient(server.issuer, login.access_token, tls=server.tls)
+
+
+def enrol_signing_credential(d: DemoRun, server: ProviderServer, login: Login) -> DemoCertificate:
+    """With her fresh level-2 login, the portal asks the signing gateway to enrol a signing
+    credential for her: the gateway generates the key, keeps it wrapped for her alone, and has
+    the citizen CA issue her certificate. Only the certificate comes back."""
+    enrolled = _gateway(server, login).enrol()
+    cert = enrolled.certificate
+    pem = d.folder / "cong-dan.crt.pem"
+    atomic_write(pem, cert.public_bytes(serialization.Encoding.PEM), exclusive=True)
+    issued = DemoCertificate("citizen", common_name_of(cert), serial_hex(cert.serial_number),
+                             None, pem, enrolled.credential_id)
+    d.certificates["citizen"] = issued
+    issuer = common_name_of(enrolled.chain[0]) if enrolled.chain else "?"
+    d.say(f"cổng ký số (the signing gateway) enrolled her signing credential "
+          f"{enrolled.credential_id}: key generated and kept there, wrapped for her alone")
+    d.say(f"công dân (the citizen) {issued.holder}, {mask_id(CITIZEN['id_number'])} — signing "
+          f"certificate {issued.serial[:16]}… from {issuer} → {d.rel(pem)} (no PKCS#12: the "
+          "key never leaves the gateway)")
+    return issued
+
+
+def step_up(d: DemoRun, portal: Portal, browser: Browser, phone: Phone) -> Login:
+    """A second authorization that must ask again for the password and a code, then the portal's
+    own check of the new access token: level 2 at least, and a login at most
+    :data:`~kyso.demo_story.SIGNING_MAX_AGE` seconds old (the gateway checks it again).
 
     The portal sends what a real portal's step-up sends: ``prompt=login`` (re-authenticate
     now), ``max_age=0`` (which alone forces a login too, OIDC Core §3.1.2.1, and makes
@@ -239,9 +266,10 @@ def step_up(d: DemoRun, portal: Portal, browser: Browser, phone: Phone) -> Verif
     d.facts["step_up_acr"] = token.acr
     d.say(f"xác thực lại (step-up): prompt=login, max_age=0, acr_values={ACR_LEVEL_2} → password "
           "and a new TOTP code again")
-    d.say(f"the signing service accepted the token: acr {token.acr}, login "
-          f"{vn_iso(token.auth_time) if token.auth_time else '?'}, at most {SIGNING_MAX_AGE} s old")
-    return token
+    d.say(f"the portal checked the new token: acr {token.acr}, login "
+          f"{vn_iso(token.auth_time) if token.auth_time else '?'}, at most {SIGNING_MAX_AGE} s "
+          f"old, for the portal and the signing gateway ({' '.join(token.audience)})")
+    return login
 
 
 # --- 4 to 6. signatures --------------------------------------------------------------------------
@@ -251,8 +279,9 @@ def _sign(d: DemoRun, role: str, passphrase: str, src: Path, dst: Path, request:
     """Unlock a holder's PKCS#12, check the certificate (Circular 15/2025), sign ``src`` into
     ``dst`` and record ``DOCUMENT_SIGN``."""
     kyso = d.kyso
-    signer = load_signer(d.certificates[role].pkcs12.read_bytes(), passphrase, kyso.clock,
-                         services=d.services)
+    pkcs12 = d.certificates[role].pkcs12
+    assert pkcs12 is not None  # the staff's and the seal's
+    signer = load_signer(pkcs12.read_bytes(), passphrase, kyso.clock, services=d.services)
     try:
         check_signer(signer.cms.certificate, kyso.now(), store_lookup(kyso))
         result = signer.sign_file(src, dst, request)
@@ -272,18 +301,52 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def citizen_signs(d: DemoRun, token: VerifiedToken, application: Path) -> Path:
-    """The citizen's key, held by the signing service, signs once her step-up token passed.
-    (A later issue moves this behind a remote signing gateway.)"""
+def citizen_signs(d: DemoRun, server: ProviderServer, login: Login, application: Path) -> Path:
+    """The portal signs her application through the signing gateway with her step-up token:
+    kyso builds the PAdES signature, the gateway authorizes the hash of its signed attributes
+    (SAD bound to that hash, single use, at most 300 s) and signs it with her key
+    (``signHash``); the signature is checked against her certificate before it is embedded.
+    The timestamp and the revocation data (B-LT) come from the home's services as for the
+    other signatures."""
+    kyso = d.kyso
+    citizen = d.certificates["citizen"]
+    assert citizen.credential_id is not None
     signed = d.folder / "2-cong-dan-ky.pdf"
-    _sign(d, "citizen", d.secrets.citizen_p12, application, signed,
-          SignRequest(level=PadesLevel.B_LT, field_name="citizen",
-                      reason="Đề nghị cấp bản sao trích lục khai sinh",
-                      location="Xã Phú Đình, tỉnh Thái Nguyên"),
-          stage="signed-by-citizen", actor=d.kyso.pseudonyms.pseudonym(CITIZEN["id_number"]),
-          acr=token.acr, authorised_by="e-ID step-up")
-    d.say(f"đơn đề nghị (the application) signed with her citizen key, PAdES B-LT → "
-          f"{d.rel(signed)}")
+    actor = kyso.pseudonyms.pseudonym(CITIZEN["id_number"])
+    signer = remote_signer(_gateway(server, login), citizen.credential_id, kyso.clock,
+                           services=d.services, description="Đơn đề nghị cấp bản sao trích lục "
+                                                            "khai sinh")
+    request = SignRequest(level=PadesLevel.B_LT, field_name="citizen",
+                          reason="Đề nghị cấp bản sao trích lục khai sinh",
+                          location="Xã Phú Đình, tỉnh Thái Nguyên")
+    try:
+        check_signer(signer.cms.certificate, kyso.now(), store_lookup(kyso))
+        result = signer.sign_file(application, signed, request)
+    except KysoError as exc:
+        kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.FAILURE, actor=actor,
+                    object=citizen.serial, reason=str(exc), cred_id=citizen.credential_id)
+        raise
+    key = signer.cms.key
+    assert isinstance(key, RemoteKey)
+    (remote,) = key.signatures  # one document, one authorization
+    public = key.public_key()
+    algorithm = (f"ECDSA {public.curve.name}" if isinstance(public, ec.EllipticCurvePublicKey)
+                 else f"RSA-{public.key_size}")
+    kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.SUCCESS, actor=actor,
+                object=result.sha256, input_sha256=_sha256(application), field=result.field_name,
+                level=result.level.value, signer_serial=result.signer_serial,
+                certified=result.certified, visible=result.visible, acr=login.token.acr,
+                authorised_by="e-ID step-up", gateway=key.client.base,
+                cred_id=remote.credential_id, signed_digest=remote.digest)
+    d.documents.append(("signed-by-citizen", signed))
+    d.facts["citizen_signed_digest"] = remote.digest
+    expiry = f"expires in {remote.expires_in} s" if remote.expires_in else "short-lived"
+    d.say(f"credentials/authorize (her step-up token, credential {remote.credential_id}, the "
+          f"{remote.digest_name} hash of the signed attributes) → SAD bound to the hash "
+          f"{remote.digest[:16]}…, single use, {expiry}")
+    d.say(f"signatures/signHash with that SAD → an {algorithm} signature by her key inside the "
+          f"gateway, checked against her certificate; đơn đề nghị (the application) signed, "
+          f"PAdES B-LT → {d.rel(signed)}")
     return signed
 
 

@@ -19,6 +19,8 @@ from kyso.config import DEFAULT_KEY_KDF_ITERATIONS, Settings
 from kyso.context import Kyso
 from kyso.demo_web import PortalClient
 from kyso.files import atomic_write
+from kyso.signing.gateway import AUDIENCE as SIGNING_AUDIENCE
+from kyso.signing.gateway import FRESH_LOGIN
 from kyso.signing.services import LocalServices
 
 Out = Callable[[str], None]
@@ -34,9 +36,11 @@ SEAL = {"name": "UBND xã Phú Đình", "tax_code": "4600100155", "budget_code":
 CITIZEN = {"id_number": "033301000123", "full_name": "Trần Thị Bình", "birth_date": "2001-05-17",
            "sex": "female", "phone": "0912345678"}
 OFFICER = "CA-TN-0042"
+# The portal's access tokens are for the portal and for the signing gateway it calls for her.
 PORTAL = PortalClient(client_id="dichvucong", name="Cổng dịch vụ công tỉnh Thái Nguyên",
-                      redirect_uri="https://dichvucong.thainguyen.gov.vn/oidc/callback")
-SIGNING_MAX_AGE = 120  # seconds: how fresh the step-up must be for the signing service
+                      redirect_uri="https://dichvucong.thainguyen.gov.vn/oidc/callback",
+                      audiences=("dichvucong", SIGNING_AUDIENCE))
+SIGNING_MAX_AGE = FRESH_LOGIN  # seconds: how fresh the step-up must be for the gateway
 FACE_PORTRAIT = b"\xff\xd8\xff\xe0kyso demo portrait\xff\xd9"  # DG2 placeholder (JPEG markers)
 DOSSIER_TITLE = "Don de nghi cap ban sao trich luc khai sinh"
 
@@ -44,9 +48,10 @@ STEPS = {
     1: ("ca", "Chứng thư số — the province's CA issues the certificates"),
     2: ("enrolment", "Định danh điện tử mức 2 — the citizen is enrolled at level 2 with her chip "
                      "ID card"),
-    3: ("login", "Đăng nhập — she logs in to the provincial portal through the e-ID provider"),
-    4: ("step-up-and-citizen-signature", "Ký đơn — she signs her application after a level-2 "
-                                         "step-up"),
+    3: ("login", "Đăng nhập — she logs in to the provincial portal through the e-ID provider "
+                 "and registers a signing certificate at the signing gateway"),
+    4: ("step-up-and-citizen-signature", "Ký đơn — she signs her application through the "
+                                         "signing gateway after a level-2 step-up"),
     5: ("approval", "Phê duyệt — the official approves the dossier"),
     6: ("seal", "Đóng dấu — the commune People's Committee seals it"),
     7: ("verification", "Kiểm tra — a backend service verifies it with only the root "
@@ -60,15 +65,24 @@ STEPS = {
 
 @dataclass(frozen=True)
 class DemoCertificate:
+    """A certificate the demo made: the staff's and the seal's with their PKCS#12; the
+    citizen's with no PKCS#12 (her key never leaves the signing gateway) and its credential
+    id there."""
+
     role: str  # staff | seal | citizen
     holder: str
     serial: str
-    pkcs12: Path
+    pkcs12: Path | None
     certificate: Path
+    credential_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "holder": self.holder, "serial": self.serial,
-                "pkcs12": str(self.pkcs12), "certificate": str(self.certificate)}
+        data: dict[str, Any] = {"role": self.role, "holder": self.holder, "serial": self.serial,
+                                "pkcs12": str(self.pkcs12) if self.pkcs12 else None,
+                                "certificate": str(self.certificate)}
+        if self.credential_id is not None:
+            data["credential_id"] = self.credential_id
+        return data
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,6 @@ class DemoSecrets:
     token_keys: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     staff_p12: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     seal_p12: str = field(default_factory=lambda: secrets.token_urlsafe(18))
-    citizen_p12: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     @classmethod
     def new(cls, password_policy: str) -> DemoSecrets:
@@ -96,7 +109,6 @@ class DemoSecrets:
         values = {"KYSO_CA_PASSPHRASE": self.ca, "KYSO_TOKEN_KEY_PASSPHRASE": self.token_keys,
                   "DEMO_STAFF_P12_PASSPHRASE": self.staff_p12,
                   "DEMO_SEAL_P12_PASSPHRASE": self.seal_p12,
-                  "DEMO_CITIZEN_P12_PASSPHRASE": self.citizen_p12,
                   "DEMO_CITIZEN_ID": CITIZEN["id_number"],
                   "DEMO_CITIZEN_PASSWORD": self.citizen_password, **extra}
         text = ("# kyso demo: the passphrases of this demo home only (`set -a; . FILE; set +a`)\n"

@@ -3,7 +3,8 @@ library only (used by ``kyso demo``).
 
 - :func:`running_provider` serves the HTTP service (:func:`kyso.server.app.create_app`) with
   uvicorn on a free loopback port, over TLS with a throw-away certificate, and registers the
-  portal as a confidential client.
+  portal as a confidential client whose access tokens are also meant for the signing gateway
+  (audience ``kyso-csc``), which the same service runs.
 - :class:`Browser` is the citizen's browser: it opens the provider's pages and submits their
   forms (hidden CSRF field included), keeps cookies (the session cookie is a ``__Host-``
   Secure cookie, sent back over HTTPS only) and does not follow redirects by itself.
@@ -64,11 +65,13 @@ START_TIMEOUT_SECONDS = 30  # the server's start-up, not a measurement
 
 @dataclass(frozen=True)
 class PortalClient:
-    """How the portal is registered with the provider."""
+    """How the portal is registered with the provider. ``audiences``: who its access tokens
+    are for (the first is the client itself); empty means the client alone."""
 
     client_id: str
     name: str
     redirect_uri: str
+    audiences: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,12 @@ def loopback_tls_files(folder: Path) -> tuple[Path, Path, Path]:
 
 
 @contextlib.contextmanager
-def running_provider(kyso: Kyso, token_key_passphrase: str,
-                     portal: PortalClient) -> Iterator[ProviderServer]:
+def running_provider(kyso: Kyso, token_key_passphrase: str, portal: PortalClient, *,
+                     ca_passphrase: str | None = None) -> Iterator[ProviderServer]:
     """The HTTP service (``create_app``) served by uvicorn over HTTPS on a free loopback port, in
     a background thread, with ``portal`` registered as a confidential client
-    (``CLIENT_REGISTER`` event). Stopped, and its TLS files removed, on leaving."""
+    (``CLIENT_REGISTER`` event). ``ca_passphrase`` unlocks what the signing gateway needs (the
+    citizen CA, its master secret). Stopped, and its TLS files removed, on leaving."""
     import uvicorn
 
     from kyso.server.app import create_app
@@ -141,11 +145,14 @@ def running_provider(kyso: Kyso, token_key_passphrase: str,
             sock.bind((LOOPBACK, 0))
             issuer = f"https://{LOOPBACK}:{sock.getsockname()[1]}"
             app = create_app(kyso.settings, kyso=kyso, key_passphrase=token_key_passphrase,
-                             issuer=issuer)
+                             issuer=issuer, ca_passphrase=ca_passphrase)
+            audiences = list(portal.audiences) or None
             client = app.state.provider.clients.add(portal.client_id, portal.name,
-                                                    [portal.redirect_uri], confidential=True)
+                                                    [portal.redirect_uri], confidential=True,
+                                                    audiences=audiences)
             kyso.record(Layer.AUTHN, "CLIENT_REGISTER", Outcome.SUCCESS, object=portal.client_id,
-                        type="confidential", redirect_uris=[portal.redirect_uri])
+                        type="confidential", redirect_uris=[portal.redirect_uri],
+                        audiences=list(client.client.audiences))
             server = uvicorn.Server(uvicorn.Config(
                 app, log_config=None, access_log=False, lifespan="off", server_header=False,
                 ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)))

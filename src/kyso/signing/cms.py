@@ -5,6 +5,10 @@ pre-encoded (certificates, signer identifier, ESS signing-certificate-v2 attribu
 signature costs one hash, one private-key operation and a few byte joins. The signed
 attributes are exactly what PAdES B-B asks for: content-type, message-digest and
 signing-certificate-v2 (no signing-time attribute; the time goes into the PDF's ``/M``).
+
+The key is either a local private key (:data:`SigningKey`, signed in-process) or a
+:class:`DigestSigner`: a key held elsewhere (a remote signing service) that signs the digest of
+the signed attributes, e.g. :class:`kyso.signing.csc_client.RemoteKey`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -38,8 +43,21 @@ _ECDSA_SIG = {"sha256": "1.2.840.10045.4.3.2", "sha384": "1.2.840.10045.4.3.3",
               "sha512": "1.2.840.10045.4.3.4"}
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 # Given the signature value's digest, return a DER TimeStampToken (a CMS ContentInfo).
 TimestampFn = Callable[[bytes, str], bytes]
+
+
+@runtime_checkable
+class DigestSigner(Protocol):
+    """A key held elsewhere that signs a digest. ``sign_digest`` returns the raw signature
+    value of the CMS: a DER ECDSA-Sig-Value for EC keys, PKCS#1 v1.5 for RSA keys;
+    ``digest_name`` is one of :data:`DIGESTS`. ``public_key`` gives the signature's algorithm
+    and size."""
+
+    def public_key(self) -> PublicKey: ...
+
+    def sign_digest(self, digest: bytes, digest_name: str) -> bytes: ...
 
 
 def digest_algorithm_id(name: str) -> bytes:
@@ -55,16 +73,21 @@ def check_digest(name: str) -> str:
 
 @dataclass(frozen=True)
 class CmsSigner:
-    """An unlocked signing key with its certificate and chain (issuer first)."""
+    """An unlocked signing key (or a :class:`DigestSigner`) with its certificate and chain
+    (issuer first)."""
 
-    key: SigningKey = field(repr=False)
+    key: SigningKey | DigestSigner = field(repr=False)
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...] = ()
     digest: str = "sha256"
     _parts: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        local = isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+        if not local and not isinstance(self.key, DigestSigner):
+            raise SigningError("only RSA and EC signing keys are supported for PDF signatures")
+        public = self.key.public_key()
+        if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise SigningError("only RSA and EC signing keys are supported for PDF signatures")
         check_digest(self.digest)
         cert_der = self.certificate.public_bytes(serialization.Encoding.DER)
@@ -75,14 +98,14 @@ class CmsSigner:
             der.seq(der.seq(der.context(4, issuer)), serial),
         )))
         certs = [cert_der, *(c.public_bytes(serialization.Encoding.DER) for c in self.chain)]
-        sig_oid = (_RSA_SIG if isinstance(self.key, rsa.RSAPrivateKey) else _ECDSA_SIG)[self.digest]
+        is_rsa = isinstance(public, rsa.RSAPublicKey)
+        sig_oid = (_RSA_SIG if is_rsa else _ECDSA_SIG)[self.digest]
         self._parts.update(
             sid=der.seq(issuer, serial),
             ess=der.seq(der.oid(ID_SIGNING_CERTIFICATE_V2), der.set_of([ess])),
             content_type=der.seq(der.oid(ID_CONTENT_TYPE), der.set_of([der.oid(ID_DATA)])),
             certificates=der.context(0, b"".join(sorted(set(certs)))),
-            sig_alg=der.seq(der.oid(sig_oid), der.NULL) if isinstance(self.key, rsa.RSAPrivateKey)
-            else der.seq(der.oid(sig_oid)),
+            sig_alg=der.seq(der.oid(sig_oid), der.NULL) if is_rsa else der.seq(der.oid(sig_oid)),
             digest_alg=digest_algorithm_id(self.digest),
         )
 
@@ -91,16 +114,20 @@ class CmsSigner:
         return DIGESTS[self.digest][1]()
 
     def max_signature_size(self) -> int:
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            return (self.key.key_size + 7) // 8
-        order_bytes = (self.key.curve.key_size + 7) // 8
+        public = self.key.public_key()
+        if isinstance(public, rsa.RSAPublicKey):
+            return (public.key_size + 7) // 8
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        order_bytes = (public.curve.key_size + 7) // 8
         return 2 * (order_bytes + 3) + 3  # SEQUENCE of two INTEGERs, each with a sign byte
 
     def sign_raw(self, data: bytes) -> bytes:
-        algorithm = self.hash_algorithm
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            return self.key.sign(data, padding.PKCS1v15(), algorithm)
-        return self.key.sign(data, ec.ECDSA(algorithm))
+        key = self.key
+        if isinstance(key, rsa.RSAPrivateKey):
+            return key.sign(data, padding.PKCS1v15(), self.hash_algorithm)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(self.hash_algorithm))
+        return key.sign_digest(hashlib.new(self.digest, data).digest(), self.digest)
 
     def signed_data(self, document_digest: bytes, *, timestamp: TimestampFn | None = None,
                     placeholder: bool = False) -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,11 +28,18 @@ from kyso.cliutil import (
 from kyso.clock import SystemClock
 from kyso.config import ENV_P12_PASSPHRASE, load_settings
 from kyso.context import Kyso, open_kyso
-from kyso.errors import KysoError, SigningError, UsageError
+from kyso.errors import ConfigError, KysoError, SigningError, UsageError
 from kyso.files import atomic_output
 from kyso.pki.authority import ca_exists
 from kyso.pki.authority import load_settings as load_ca_settings
 from kyso.signing.appearance import POSITIONS, Box, StampRequest, StampStyle, parse_box
+from kyso.signing.csc_client import (
+    CscClient,
+    RemoteKey,
+    check_service_url,
+    check_token,
+    remote_signer,
+)
 from kyso.signing.http_services import HttpServices
 from kyso.signing.pdfio import IN_MEMORY_MAX, stream_sha256
 from kyso.signing.report import render_text
@@ -41,6 +50,7 @@ from kyso.signing.verdict import FileReport, failed_file
 
 ENV_PDF_PASSWORD = "KYSO_PDF_PASSWORD"  # noqa: S105 - the variable's name
 MAX_INPUT = 512 * 1024 * 1024
+MAX_TOKEN_FILE = 16 * 1024
 
 
 def register(root: click.Group) -> None:
@@ -106,8 +116,7 @@ def _box(ctx: click.Context, param: click.Parameter, value: str | None) -> Box |
 
 def sign_options(f: Any) -> Any:
     options = [
-        click.option("--p12", "p12", required=True,
-                     type=click.Path(dir_okay=False, path_type=Path),
+        click.option("--p12", "p12", type=click.Path(dir_okay=False, path_type=Path),
                      help="The signer's PKCS#12 (passphrase: --p12-passphrase-file, "
                           f"${ENV_P12_PASSPHRASE} or a prompt)."),
         click.option("--p12-passphrase-file", type=click.Path(dir_okay=False, path_type=Path)),
@@ -144,6 +153,102 @@ def sign_options(f: Any) -> Any:
     return f
 
 
+def _remote_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --remote URL that is not https (or http to loopback) is a usage error (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return check_service_url(value)
+    except SigningError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def remote_options(f: Any) -> Any:
+    options = [
+        click.option("--remote", "remote", metavar="URL", callback=_remote_url,
+                     help="Sign through this CSC v2 signing gateway (e.g. a `kyso serve`): the "
+                          "key stays there; instead of --p12."),
+        click.option("--credential", "credential", metavar="ID",
+                     help="The gateway's credential to sign with (--remote)."),
+        click.option("--token-file", "token_file",
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="File holding the access token for --remote (level 2, audience "
+                          "kyso-csc, from a login at most 120 s old); must not be readable "
+                          "by group or others."),
+        click.option("--remote-ca", "remote_ca", type=click.Path(dir_okay=False, exists=True,
+                                                                 path_type=Path),
+                     help="CA certificate(s) (PEM) to trust for an https gateway (default: "
+                          "the system's)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def read_token_file(path: Path) -> str:
+    """The access token in ``path`` (its first line). Refused, without ever showing the token,
+    when the file is missing, readable by group or others, too large or not a JWT."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise ConfigError(f"token file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+    with fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"token file {path} is not a regular file")
+        if os.name == "posix" and info.st_mode & 0o077:
+            raise ConfigError(f"token file {path} is readable by group or others (mode "
+                              f"{stat.S_IMODE(info.st_mode):03o}); it holds a bearer token: "
+                              f"chmod 600 {path}")
+        raw = fh.read(MAX_TOKEN_FILE + 1)
+    if len(raw) > MAX_TOKEN_FILE:
+        raise ConfigError(f"token file {path} is larger than {MAX_TOKEN_FILE // 1024} KiB")
+    try:
+        lines = raw.decode("ascii").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"token file {path} is not ASCII text (an access token is)") from None
+    try:
+        return check_token(lines[0] if lines else "")
+    except SigningError as exc:
+        raise ConfigError(f"token file {path}: {exc}") from None
+
+
+def _check_key_options(o: dict[str, Any]) -> None:
+    """Usage errors about where the key is (--p12 or --remote), before anything is read,
+    unlocked or fetched."""
+    if o.get("remote"):
+        if o.get("p12") or o.get("p12_passphrase_file"):
+            raise UsageError("give --p12 or --remote, not both")
+        if not o.get("credential"):
+            raise UsageError("--remote needs --credential ID (the gateway's credential)")
+        if o.get("token_file") is None:
+            raise UsageError("--remote needs --token-file FILE (a level-2 access token for "
+                             "audience kyso-csc)")
+        return
+    if o.get("credential") or o.get("token_file") or o.get("remote_ca"):
+        raise UsageError("--credential, --token-file and --remote-ca go with --remote")
+    if o["p12"] is None:
+        raise UsageError("give --p12 FILE (the signer's PKCS#12)"
+                         + (" or --remote URL" if "remote" in o else ""))
+
+
+def _remote_client(o: dict[str, Any]) -> CscClient:
+    """The gateway's client: the token file read, the gateway's ``info`` checked."""
+    token = read_token_file(o["token_file"])
+    tls = None
+    if o.get("remote_ca") is not None:
+        try:
+            tls = ssl.create_default_context(cafile=str(o["remote_ca"]))
+        except (ssl.SSLError, OSError, ValueError):
+            raise ConfigError(f"--remote-ca {o['remote_ca']}: not a PEM CA certificate file"
+                              ) from None
+    client = CscClient(o["remote"], token, tls=tls)
+    client.info()  # a wrong URL fails here, named, before any document is touched
+    return client
+
+
 def _request(o: dict[str, Any], field: str | None) -> SignRequest:
     stamp = None
     if o["visible"]:
@@ -167,11 +272,13 @@ def _request(o: dict[str, Any], field: str | None) -> SignRequest:
 
 
 def _signer(app: App, o: dict[str, Any]) -> tuple[PdfSigner, Kyso | None]:
+    _check_key_options(o)
+    if o["tsa_url"] and not o["online"]:
+        raise UsageError("--tsa-url goes with --online")
+    client = _remote_client(o) if o.get("remote") else None
     kyso = _home(app)
     level = Level(o["level"])
     services: TrustServices | None = None
-    if o["tsa_url"] and not o["online"]:
-        raise UsageError("--tsa-url goes with --online")
     if level.timestamped and o["online"]:
         clock = kyso.clock if kyso is not None else SystemClock()
         tsa = o["tsa_url"] or (f"{load_ca_settings(kyso).base_url.rstrip('/')}/tsa"
@@ -184,11 +291,15 @@ def _signer(app: App, o: dict[str, Any]) -> tuple[PdfSigner, Kyso | None]:
             raise SigningError(f"{level.value} needs this home's CA (its TSA and OCSP "
                                f"responders); run in a home made by `kyso ca init`")
         services = LocalServices(kyso, ca_passphrase(o["passphrase_file"]))
-    p12 = _read_input(o["p12"])
-    passphrase = obtain_passphrase(o["p12_passphrase_file"], ENV_P12_PASSPHRASE,
-                                   "PKCS#12 passphrase")
     clock = kyso.clock if kyso is not None else SystemClock()
-    signer = load_signer(p12, passphrase, clock, services=services, digest=o["digest"])
+    if client is not None:
+        signer = remote_signer(client, o["credential"], clock, services=services,
+                               digest=o["digest"])
+    else:
+        p12 = _read_input(o["p12"])
+        passphrase = obtain_passphrase(o["p12_passphrase_file"], ENV_P12_PASSPHRASE,
+                                       "PKCS#12 passphrase")
+        signer = load_signer(p12, passphrase, clock, services=services, digest=o["digest"])
     try:
         check_signer(signer.cms.certificate, clock.now(), store_lookup(kyso) if kyso else None)
     except KysoError as exc:
@@ -218,12 +329,27 @@ def _sign_one(signer: PdfSigner, kyso: Kyso | None, src: Path, dst: Path,
             raise
         input_sha256 = _sha256(source)
     info = result.to_dict()
+    remote = _remote_details(signer)
     if kyso is not None:
+        # (``cred_id``: a key named "credential…" is redacted by the audit log as a secret)
         kyso.record(Layer.SIGNING, "DOCUMENT_SIGN", Outcome.SUCCESS, object=info["sha256"],
                     input_sha256=input_sha256, field=info["field"],
                     level=info["level"], signer_serial=info["signer_serial"],
-                    certified=info["certified"], visible=info["visible"])
-    return {"input": str(src), "output": str(dst), **info}
+                    certified=info["certified"], visible=info["visible"],
+                    **{("cred_id" if k == "credential_id" else k): v for k, v in remote.items()})
+    return {"input": str(src), "output": str(dst), **info, **remote}
+
+
+def _remote_details(signer: PdfSigner) -> dict[str, Any]:
+    """For a gateway-held key: the gateway, the credential and the digest it signed (the
+    hash of the signed attributes, as the gateway's CSC_AUTHORIZE / CSC_SIGN_HASH events
+    record it)."""
+    key = signer.cms.key
+    if not isinstance(key, RemoteKey) or not key.signatures:
+        return {}
+    last = key.signatures[-1]
+    return {"gateway": key.client.base, "credential_id": last.credential_id,
+            "signed_digest": last.digest}
 
 
 def _sha256(source: bytes | BinaryIO) -> str:
@@ -237,9 +363,14 @@ def _sha256(source: bytes | BinaryIO) -> str:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--field", "field_name", help="Signature field (default: the style's name).")
 @sign_options
+@remote_options
 @pass_app
 def sign(app: App, /, input_pdf: Path, output: Path, field_name: str | None, **o: Any) -> None:
     """Sign a PDF (PAdES); the input is never modified, the output is written atomically.
+
+    With --remote the key stays with a signing gateway (CSC API v2): kyso builds the
+    signature and the gateway signs its hash once the access token's fresh level-2 login
+    authorizes exactly that hash.
 
     \b
     Examples:
@@ -247,6 +378,10 @@ def sign(app: App, /, input_pdf: Path, output: Path, field_name: str | None, **o
       kyso pdf sign kq.pdf -o kq-ky.pdf --p12 an.p12 --level B-LTA --visible --image ky.png
       kyso pdf sign kq-ky.pdf -o kq-dau.pdf --p12 xa.p12 --visible --style seal \\
           --position over:official --certify --lock-fields '*'
+      kyso pdf sign don.pdf -o don-ky.pdf --remote https://kyso.thainguyen.gov.vn \\
+          --credential Hk3…Qw --token-file token.txt
+      kyso pdf sign don.pdf -o don-ky.pdf --remote https://kyso.thainguyen.gov.vn \\
+          --credential Hk3…Qw --token-file token.txt --level B-LT --online
     """
     if output.resolve() == input_pdf.resolve():
         raise UsageError("the output must be a new file; the input is never modified")
