@@ -151,6 +151,16 @@ class VerifiedToken:
         }
 
 
+def _max_age(max_age: dt.timedelta | int | None) -> dt.timedelta | None:
+    if isinstance(max_age, bool) or not isinstance(max_age, int | dt.timedelta | None):
+        raise ValueError("max_age must be a number of seconds or a timedelta")
+    if isinstance(max_age, int):
+        max_age = dt.timedelta(seconds=max_age)
+    if max_age is not None and max_age < dt.timedelta(0):
+        raise ValueError("max_age must not be negative")
+    return max_age
+
+
 def _numeric_date(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not (
             0 <= value < _LATEST_TIME):
@@ -259,12 +269,7 @@ class TokenVerifier:
 
     def _verify(self, token: str, audience: str, min_level: Level, token_type: TokenType,
                 max_age: dt.timedelta | int | None, access_token: str | None) -> VerifiedToken:
-        if isinstance(max_age, bool) or not isinstance(max_age, int | dt.timedelta | None):
-            raise ValueError("max_age must be a number of seconds or a timedelta")
-        if isinstance(max_age, int):
-            max_age = dt.timedelta(seconds=max_age)
-        if max_age is not None and max_age < dt.timedelta(0):
-            raise ValueError("max_age must not be negative")
+        _max_age(max_age)  # a programming error, before any token work
         claims = self._claims(token, audience, token_type, access_token)
         extra = claims.extra
 
@@ -293,26 +298,36 @@ class TokenVerifier:
             if auth_time > claims.issued_at + skew:
                 raise TokenError("token auth_time is after the token was issued")
 
+        result = VerifiedToken(token_type=token_type, issuer=claims.issuer,
+                               subject=claims.subject, level=level, acr=acr, amr=amr,
+                               auth_time=auth_time, audience=claims.audience,
+                               client_id=client_id, scope=tuple(scope_claim.split()),
+                               expires_at=claims.expires_at, claims=claims, roles=roles)
+        self.require(result, min_level=min_level, max_age=max_age)
+        return result
+
+    def require(self, token: VerifiedToken, *, min_level: Level = Level.ONE,
+                max_age: dt.timedelta | int | None = None) -> None:
+        """That a verified token's level is at least ``min_level`` and its login at most
+        ``max_age`` old; :class:`InsufficientLevelError` (with the step-up to ask for)
+        otherwise. :meth:`verify` calls it; a caller that wants to know *who* fell short
+        verifies at level 1 first, then asks this."""
+        max_age = _max_age(max_age)
+        level = token.level
         if level < min_level:
             raise InsufficientLevelError(
                 f"token is level {int(level)}; level {int(min_level)} is required",
                 required_acr=acr_for(min_level))
         if max_age is not None:
             seconds = int(max_age.total_seconds())
-            if auth_time is None:
+            if token.auth_time is None:
                 raise InsufficientLevelError("token has no auth_time; a recent login is required",
                                              required_acr=acr_for(max(level, min_level)),
                                              max_age=seconds)
-            if self._clock.now() - auth_time > max_age + skew:
+            if self._clock.now() - token.auth_time > max_age + self._leeway:
                 raise InsufficientLevelError(
                     f"the login is older than {seconds} s; a recent login is required",
                     required_acr=acr_for(max(level, min_level)), max_age=seconds)
-
-        return VerifiedToken(token_type=token_type, issuer=claims.issuer, subject=claims.subject,
-                             level=level, acr=acr, amr=amr, auth_time=auth_time,
-                             audience=claims.audience, client_id=client_id,
-                             scope=tuple(scope_claim.split()), expires_at=claims.expires_at,
-                             claims=claims, roles=roles)
 
     def _record(self, result: VerifiedToken | None, error: TokenError | None,
                 audience: str) -> None:

@@ -86,14 +86,15 @@ def authenticate(kyso: Kyso, verifier: TokenVerifier, headers: list[str],
         raise Refused(401, "invalid_request", "a bearer access token is required",
                       f'Bearer realm="{policy.realm}"')
     try:
-        token = verifier.verify(bearer_token(headers), audience=policy.audience,
-                                min_level=policy.min_level, max_age=policy.max_age)
-    except InsufficientLevelError as exc:
-        raise Refused(401, "insufficient_user_authentication", str(exc),
-                      exc.www_authenticate) from None
+        token = verifier.verify(bearer_token(headers), audience=policy.audience)
     except TokenError as exc:
         raise _invalid(exc, policy.realm) from None
-    actor = pseudonym_of(kyso, token.subject)
+    actor = pseudonym_of(kyso, token.subject)  # a login too weak or too old is still someone
+    try:
+        verifier.require(token, min_level=policy.min_level, max_age=policy.max_age)
+    except InsufficientLevelError as exc:
+        raise Refused(401, "insufficient_user_authentication", str(exc),
+                      exc.www_authenticate, actor=actor) from None
     try:
         if policy.role is not None and not token.has_role(policy.role.value):
             raise InsufficientRoleError(f"the token does not carry the {policy.role.value} role",
