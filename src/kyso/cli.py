@@ -49,8 +49,8 @@ COMMANDS: dict[str, Entry] = {
     "token": Entry("kyso.authn.commands",
                    "Tokens issued by the e-ID provider, checked the way a relying party must."),
     "serve": Entry("kyso.server.commands",
-                   "Run the HTTP service: OCSP, CRL, TSA, verify API, auditor API and the e-ID "
-                   "provider."),
+                   "Run the HTTP service: OCSP, CRL, TSA, verify, CA and auditor APIs, the "
+                   "signing gateway and the e-ID provider."),
     "demo": Entry("kyso.demo_commands",
                   "Play the whole scenario: CA, e-ID login, signatures, verification, audit, "
                   "policy."),

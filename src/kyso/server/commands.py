@@ -65,8 +65,9 @@ def _tls_files(app: App, tls: bool, cert: Path | None, key: Path | None
 
 
 def _ca_passphrase(file: Path | None) -> str | None:
-    """The CA passphrase for the OCSP responders and the TSA: from the file or the environment
-    only (a service does not prompt); None turns those routes off."""
+    """The CA passphrase for the OCSP responders, the TSA, the CA administration API and the
+    signing gateway: from the file or the environment only (a service does not prompt); None
+    turns those routes off."""
     if file is not None:
         return read_passphrase_file(file)
     return passphrase_from_env(ENV_CA_PASSPHRASE)
@@ -85,6 +86,9 @@ Endpoints (docs/api.md; OpenAPI at /openapi.json):
   TSA       POST /tsa (RFC 3161)
   verify    POST /api/v1/verify, /api/v1/verify/batch
   audit     GET /api/v1/audit/… (access token with the auditor role)
+  CA admin  POST /api/v1/certificates, …/{serial}/revoke|hold|release (the ca-admin role)
+  signing   POST /csc/v2/info, credentials/list|info|authorize, signatures/signHash;
+            POST /api/v1/signing/credentials (a citizen's fresh level-2 login)
   e-ID      /.well-known/openid-configuration, /authorize, /token, /userinfo, /jwks, /logout
   health    /health (alive), /ready (database and audit log usable)
 
@@ -92,7 +96,8 @@ Endpoints (docs/api.md; OpenAPI at /openapi.json):
 The token signing keys are created in <home>/secrets/token-keys on first start, encrypted with
 the token key passphrase (--key-passphrase-file, else $KYSO_TOKEN_KEY_PASSPHRASE, else a
 prompt). The CA passphrase (--ca-passphrase-file, else $KYSO_CA_PASSPHRASE; never prompted)
-unlocks the OCSP responders and the TSA; without it they answer 503. Session cookies are
+unlocks the OCSP responders, the TSA, the CA administration API and the signing gateway;
+without it they answer 503. Session cookies are
 __Host- Secure cookies: serve TLS (or run behind a TLS proxy) except on loopback. With
 --workers N the passphrases reach the workers in their environment.""")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -110,7 +115,7 @@ __Host- Secure cookies: serve TLS (or run behind a TLS proxy) except on loopback
               help=f"File whose first line unlocks the token keys (else "
                    f"${ENV_TOKEN_KEY_PASSPHRASE}).")
 @click.option("--ca-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
-              help=f"File whose first line unlocks the OCSP and TSA keys (else "
+              help=f"File whose first line unlocks the CA keys: OCSP, TSA, CA API, gateway (else "
                    f"${ENV_CA_PASSPHRASE}).")
 @click.option("--max-pdf-mb", type=click.IntRange(1, 1024), default=DEFAULT_MAX_PDF_BYTES // 2**20,
               show_default=True, help="Largest PDF the verify API accepts.")
@@ -120,7 +125,8 @@ __Host- Secure cookies: serve TLS (or run behind a TLS proxy) except on loopback
 def serve(app: App, host: str, port: int, workers: int, issuer: str | None, tls: bool,
           tls_cert: Path | None, tls_key: Path | None, key_passphrase_file: Path | None,
           ca_passphrase_file: Path | None, max_pdf_mb: int, log_level: str) -> None:
-    """Run the HTTP service: OCSP, CRL, TSA, verify API, auditor API and the e-ID provider."""
+    """Run the HTTP service: OCSP, CRL, TSA, verify, CA and auditor APIs, the signing gateway
+    and the e-ID provider."""
     import uvicorn  # this command alone needs the server: other commands start faster
 
     from kyso.server.app import create_app

@@ -11,8 +11,8 @@ DEFAULT_MAX_PDF_BYTES = 25 * 2**20
 @dataclass(frozen=True)
 class AppOptions:
     """What the routers need beyond the home: the issuer URL, the CA passphrase (unlocks the
-    OCSP responders and the TSA; without it those routes answer 503), the verify API's body
-    limit."""
+    OCSP responders, the TSA, the CA administration API and the signing gateway; without it
+    those routes answer 503), the verify API's body limit."""
 
     issuer: str = DEFAULT_ISSUER
     ca_passphrase: str | None = field(default=None, repr=False)
