@@ -4,6 +4,7 @@ forgery or malformation refused with a clear CheckpointError."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -13,6 +14,7 @@ from kyso.audit.checkpoint import (
     parse_verifier_key,
     sign_checkpoint,
     sign_note,
+    timestamp_line,
     verifier_key,
     verify_checkpoint,
     verify_note,
@@ -112,3 +114,40 @@ def test_malformed_checkpoint_bodies_are_refused(key: Ed25519PrivateKey, body: b
 def test_malformed_verifier_keys_are_refused(vkey: str) -> None:
     with pytest.raises(CheckpointError):
         parse_verifier_key(vkey)
+
+
+# --- the signing time (Rekor's Timestamp extension line) ----------------------------------------
+
+T0 = dt.datetime(2026, 11, 23, 2, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+def test_the_timestamp_line_gives_the_signing_time_to_the_microsecond(
+        key: Ed25519PrivateKey) -> None:
+    line = timestamp_line(T0)
+    assert line == "Timestamp: 1795399200123456000"
+    checkpoint = Checkpoint(ORIGIN, 42, leaf_hash(b"root"), (line,))
+    signed = sign_checkpoint(checkpoint, NAME, key)
+    assert signed.split(b"\n")[3] == line.encode()
+    parsed = verify_checkpoint(signed, ORIGIN, [(NAME, key.public_key())])
+    assert parsed.signed_at == T0
+    assert _checkpoint().signed_at is None  # checkpoints from before kyso dated them
+
+
+@pytest.mark.parametrize("lines", [
+    ("Timestamp: soon",), ("Timestamp: 01",), ("Timestamp: -5",), ("Timestamp: 1 2",),
+    ("Timestamp: 99999999999999999999",), ("Timestamp: 1", "Timestamp: 2"),
+], ids=["text", "leading-zero", "negative", "two-numbers", "beyond-2286", "twice"])
+def test_a_malformed_timestamp_line_is_refused(key: Ed25519PrivateKey,
+                                               lines: tuple[str, ...]) -> None:
+    signed = sign_checkpoint(Checkpoint(ORIGIN, 42, leaf_hash(b"root"), lines), NAME, key)
+    with pytest.raises(CheckpointError, match="malformed Timestamp"):
+        verify_checkpoint(signed, ORIGIN, [(NAME, key.public_key())])
+
+
+def test_other_extension_lines_are_kept_and_do_not_date_the_checkpoint(
+        key: Ed25519PrivateKey) -> None:
+    checkpoint = Checkpoint(ORIGIN, 42, leaf_hash(b"root"), ("witnessed-by example",))
+    signed = sign_checkpoint(checkpoint, NAME, key)
+    parsed = verify_checkpoint(signed, ORIGIN, [(NAME, key.public_key())])
+    assert parsed == checkpoint
+    assert parsed.signed_at is None

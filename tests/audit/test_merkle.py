@@ -151,6 +151,34 @@ def test_frontier_root_matches_the_recursive_definition(leaves: list[bytes]) -> 
     assert len(frontier.hashes) == bin(len(hashes)).count("1")
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=0, max_value=300).flatmap(
+    lambda n: st.tuples(st.just(n), st.lists(st.integers(min_value=0, max_value=n), max_size=6))))
+def test_extending_a_frontier_in_batches_equals_appending_one_by_one(
+        shape: tuple[int, list[int]]) -> None:
+    total, cuts = shape
+    hashes = [leaf_hash(i.to_bytes(4, "big")) for i in range(total)]
+    one_by_one = Frontier()
+    batched = Frontier()
+    start = 0
+    for cut in [*sorted(cuts), total]:
+        for h in hashes[start:cut]:
+            one_by_one.append(h)
+        batch = hashes[start:cut]
+        batched.extend(batch)
+        assert batch == hashes[start:cut]  # the caller's list is left alone
+        assert batched == one_by_one
+        assert batched.root() == MerkleTree(hashes).root(cut)
+        start = cut
+
+
+def test_root_of_is_the_tree_root_at_every_size_up_to_a_few_powers_of_two() -> None:
+    hashes = [leaf_hash(i.to_bytes(4, "big")) for i in range(1025)]
+    tree = MerkleTree(hashes)
+    for n in (0, 1, 2, 3, 255, 256, 257, 1023, 1024, 1025):
+        assert root_of(hashes[:n]) == tree.root(n)
+
+
 @pytest.mark.parametrize("bad", [b"", b"short", "not bytes", b"\x00" * 33])
 def test_malformed_hashes_are_refused_clearly(bad: Any) -> None:
     good = leaf_hash(b"x")

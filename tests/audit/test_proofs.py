@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import PASSPHRASE, audit_events
+from conftest import PASSPHRASE, T0, audit_events
 from kyso.audit import AuditEvent, AuditLog, Layer, Outcome
-from kyso.audit.checkpoint import Checkpoint, sign_checkpoint
+from kyso.audit.checkpoint import Checkpoint, sign_checkpoint, timestamp_line
 from kyso.audit.merkle import Frontier, MerkleTree, leaf_hash
 from kyso.audit.proofs import (
     AUDIT_SIGNER_POLICY,
@@ -43,6 +44,7 @@ from kyso.audit.retention import plan_purge, purge
 from kyso.audit.segments import Layout, iter_lines, list_segments
 from kyso.audit.signer import CheckpointResult, create_checkpoint, log_origin, signer_certificates
 from kyso.audit.verify import verify_log
+from kyso.clock import VIETNAM, vn_iso
 from kyso.context import Kyso
 from kyso.errors import AuditError, CheckpointError, ProofError
 from kyso.pki.authority import CertificateAuthority, list_authorities, list_services
@@ -90,7 +92,7 @@ def pair(result: CheckpointResult) -> tuple[bytes, Checkpoint]:
 def self_signed_ed25519(name: str = "Kẻ giả mạo") -> x509.Certificate:
     key = Ed25519PrivateKey.generate()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
+    now = T0
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
@@ -153,7 +155,8 @@ def test_bundle_carrying_the_auditors_certificate_but_signed_by_another_key_fail
     signer = signer_of(kyso)
     bundle = inclusion_bundle(kyso.settings.audit_dir, 7, log40.note, log40.checkpoint,
                               signer.cert, signer.chain)
-    other = self_signed_ed25519()
+    key = Ed25519PrivateKey.generate()
+    other = _cert("Ký nhật ký", "Ký nhật ký", key, key, ca=False, policy=True)
     swapped = dict(bundle, signer_certificate=other.public_bytes(Encoding.PEM).decode())
     with pytest.raises(CheckpointError):
         verify_bundle(swapped, other)
@@ -164,22 +167,25 @@ def test_bundle_whose_signer_does_not_chain_to_the_given_root_fails(
     signer = signer_of(kyso)
     bundle = inclusion_bundle(kyso.settings.audit_dir, 7, log40.note, log40.checkpoint,
                               signer.cert, signer.chain)
-    with pytest.raises(ProofError, match="does not chain"):
+    with pytest.raises(ProofError, match=r"is not issued by Gốc khác .*: its chain ends at .*Root "
+                       "CA G1 .*, a root that is not trusted"):
         verify_bundle(bundle, roots=[self_signed_ed25519("Gốc khác")])
     without_chain = dict(bundle, chain=[])
-    with pytest.raises(ProofError, match="does not chain"):
+    with pytest.raises(ProofError, match=r"is not issued by .*Root CA G1 .*\(it does not chain "
+                       r"to a trusted root\)"):
         verify_bundle(without_chain, roots=[signer.root])
 
 
 def _cert(subject: str, issuer: str, key: Ed25519PrivateKey, signer: Ed25519PrivateKey, *,
-          ca: bool, policy: bool = False) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
+          ca: bool, policy: bool = False, valid: tuple[dt.datetime, dt.datetime] | None = None
+          ) -> x509.Certificate:
+    not_before, not_after = valid or (T0 - dt.timedelta(days=30), T0 + dt.timedelta(days=30))
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(days=1))
-               .not_valid_after(now + dt.timedelta(days=1))
+               .not_valid_before(not_before)
+               .not_valid_after(not_after)
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(
                    digital_signature=not ca, content_commitment=False, key_encipherment=False,
@@ -198,7 +204,7 @@ def test_a_tsa_certificate_from_the_same_root_is_not_an_audit_signer(
                               signer.cert, signer.chain)
     tsa = {s.name: s.certificate for s in list_services(kyso)}["tsa"]
     swapped = dict(bundle, signer_certificate=tsa.public_bytes(Encoding.PEM).decode())
-    with pytest.raises(ProofError, match="audit-signer policy"):
+    with pytest.raises(ProofError, match="lacks the audit-signing usage"):
         verify_bundle(swapped, roots=[signer.root])
 
 
@@ -219,6 +225,84 @@ def test_a_chain_through_an_end_entity_certificate_is_refused(
     as_ca = dict(bundle, signer_certificate=ca_leaf.public_bytes(Encoding.PEM).decode(), chain=[])
     with pytest.raises(ProofError, match="is a CA certificate, not an audit signer"):
         verify_bundle(as_ca, roots=[root])
+
+
+def _dated(note: str, key: Ed25519PrivateKey, signed_at: dt.datetime) -> str:
+    """The checkpoint of ``note`` signed again by ``key``, dated ``signed_at``."""
+    origin, size, root = note.split("\n")[:3]
+    checkpoint = Checkpoint(origin, int(size), base64.b64decode(root),
+                            (timestamp_line(signed_at),))
+    return sign_checkpoint(checkpoint, origin, key).decode()
+
+
+def test_a_bundle_signed_while_the_certificate_was_valid_verifies_after_it_expired(
+        kyso: Kyso, log40: CheckpointResult) -> None:
+    signer = signer_of(kyso)
+    bundle = inclusion_bundle(kyso.settings.audit_dir, 7, log40.note, log40.checkpoint,
+                              signer.cert, signer.chain)
+    years_later = signer.cert.not_valid_after_utc + dt.timedelta(days=365)
+    assert verify_bundle(bundle, signer.cert, now=years_later).seq == 7
+    assert verify_bundle(bundle, roots=[signer.root], now=years_later).seq == 7
+
+
+def test_a_bundle_signed_after_the_certificate_expired_is_refused_by_name(
+        kyso: Kyso, log40: CheckpointResult) -> None:
+    signer = signer_of(kyso)
+    bundle = inclusion_bundle(kyso.settings.audit_dir, 7, log40.note, log40.checkpoint,
+                              signer.cert, signer.chain)
+    late = signer.cert.not_valid_after_utc + dt.timedelta(days=1)
+    bundle["checkpoint"] = _dated(bundle["checkpoint"], signer_key(kyso), late)
+    for kwargs in ({"certificate": signer.cert}, {"roots": [signer.root]}):
+        with pytest.raises(CheckpointError, match=re.escape(
+                f"expired on {vn_iso(signer.cert.not_valid_after_utc)}; the checkpoint was "
+                f"signed at {vn_iso(late)}")):
+            verify_bundle(bundle, now=late, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bundle_dated_in_the_future_is_refused(kyso: Kyso, log40: CheckpointResult) -> None:
+    signer = signer_of(kyso)
+    bundle = inclusion_bundle(kyso.settings.audit_dir, 7, log40.note, log40.checkpoint,
+                              signer.cert, signer.chain)
+    bundle["checkpoint"] = _dated(bundle["checkpoint"], signer_key(kyso),
+                                  T0 + dt.timedelta(days=1))
+    assert verify_bundle(bundle, signer.cert).seq == 7  # without a clock, nothing to compare
+    with pytest.raises(CheckpointError, match="after the time of verification"):
+        verify_bundle(bundle, signer.cert, now=T0)
+
+
+def test_a_chain_through_a_ca_expired_when_the_checkpoint_was_signed_is_refused(
+        kyso: Kyso, log40: CheckpointResult) -> None:
+    signer = signer_of(kyso)
+    bundle = inclusion_bundle(kyso.settings.audit_dir, 7, log40.note, log40.checkpoint,
+                              signer.cert, signer.chain)
+    root_key, middle_key, leaf_key = (Ed25519PrivateKey.generate() for _ in range(3))
+    root = _cert("Gốc", "Gốc", root_key, root_key, ca=True)
+    middle = _cert("Dịch vụ", "Gốc", middle_key, root_key, ca=True,
+                   valid=(T0 - dt.timedelta(days=30), T0 - dt.timedelta(days=1)))
+    leaf = _cert("Ký nhật ký", "Dịch vụ", leaf_key, middle_key, ca=False, policy=True)
+    forged = dict(bundle, signer_certificate=leaf.public_bytes(Encoding.PEM).decode(),
+                  chain=[middle.public_bytes(Encoding.PEM).decode()],
+                  checkpoint=_dated(bundle["checkpoint"], leaf_key, T0))
+    with pytest.raises(CheckpointError, match=r"CA certificate Dịch vụ \(serial [0-9a-f]+\) "
+                       "expired on"):
+        verify_bundle(forged, roots=[root])
+    assert verify_bundle(forged, leaf).seq == 7  # pinned, the auditor vouches for the leaf
+
+
+def test_a_checkpoint_backdated_before_the_entry_it_proves_is_refused(
+        kyso: Kyso, ca: CertificateAuthority) -> None:
+    kyso.clock.advance(dt.timedelta(days=10))  # type: ignore[attr-defined]
+    record(kyso, 3)
+    result = create_checkpoint(kyso, PASSPHRASE)
+    signer = signer_of(kyso)
+    seq = result.checkpoint.size - 1
+    bundle = inclusion_bundle(kyso.settings.audit_dir, seq, result.note, result.checkpoint,
+                              signer.cert, signer.chain)
+    assert verify_bundle(bundle, signer.cert).seq == seq
+    bundle["checkpoint"] = _dated(bundle["checkpoint"], signer_key(kyso), T0 + dt.timedelta(days=1))
+    with pytest.raises(CheckpointError, match=f"entry {seq}, which it covers, was written at "
+                       f".*backdated"):
+        verify_bundle(bundle, signer.cert)
 
 
 def test_bundle_checked_against_nothing_is_refused(kyso: Kyso, log40: CheckpointResult) -> None:
@@ -360,7 +444,7 @@ def _fork(kyso: Kyso, tmp_path: Path, events: int) -> tuple[bytes, Checkpoint]:
     assert report.ok
     assert report.root is not None
     origin = log_origin(kyso)
-    checkpoint = Checkpoint(origin, report.size, report.root)
+    checkpoint = Checkpoint(origin, report.size, report.root, (timestamp_line(kyso.now()),))
     return sign_checkpoint(checkpoint, origin, signer_key(kyso)), checkpoint
 
 
@@ -533,26 +617,38 @@ def test_pruned_tree_gives_the_same_proofs_as_the_full_tree(kyso: Kyso, purged: 
         assert log.tree.consistency_proof(m) == full.consistency_proof(m, n)
 
 
-def test_proof_for_a_purged_entry_is_refused_clearly(kyso: Kyso, purged: Purged) -> None:
+def _purge_day(kyso: Kyso) -> str:
+    return f"{kyso.now().astimezone(VIETNAM):%Y-%m-%d}"  # the fixture purged at the clock's now
+
+
+def test_proof_for_a_purged_entry_names_the_seq_and_the_purge_date(kyso: Kyso,
+                                                                   purged: Purged) -> None:
     signer = signer_of(kyso)
-    with pytest.raises(ProofError, match="purged"):
+    with pytest.raises(ProofError) as caught:
         inclusion_bundle(kyso.settings.audit_dir, 2, purged.covering.note,
                          purged.covering.checkpoint, signer.cert)
+    assert str(caught.value) == (
+        f"entry 2 was purged on {_purge_day(kyso)}: entries before seq {purged.cut} are kept "
+        "only as subtree hashes, so it can no longer be proved")
 
 
-def test_tree_before_the_cut_is_refused_clearly(kyso: Kyso, purged: Purged) -> None:
+def test_a_purged_entry_is_named_even_with_a_checkpoint_from_before_the_cut(
+        kyso: Kyso, purged: Purged) -> None:
     signer = signer_of(kyso)
-    with pytest.raises(ProofError, match="purged"):
+    with pytest.raises(ProofError, match=f"^entry 2 was purged on {_purge_day(kyso)}"):
         inclusion_bundle(kyso.settings.audit_dir, 2, purged.before.note, purged.before.checkpoint,
                          signer.cert)
-    with pytest.raises(ProofError, match="purged"):
+    with pytest.raises(ProofError, match=f"size {purged.cut - 1} lies in the purged range "
+                       rf"\(entries before seq {purged.cut} were purged on {_purge_day(kyso)}\)"):
         load_tree(kyso.settings.audit_dir, purged.cut - 1)
 
 
-def test_consistency_from_a_checkpoint_inside_the_purged_range_is_refused_as_purged(
+def test_consistency_from_a_checkpoint_inside_the_purged_range_names_it_and_the_date(
         kyso: Kyso, purged: Purged) -> None:
     signer = signer_of(kyso)
-    with pytest.raises(ProofError, match="purged"):
+    size = purged.before.checkpoint.size
+    with pytest.raises(ProofError, match=f"^the checkpoint of size {size} lies in the purged "
+                       f"range .*purged on {_purge_day(kyso)}"):
         consistency_bundle(kyso.settings.audit_dir, pair(purged.before), pair(purged.covering),
                            signer.cert)
 

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kyso.audit import AuditEvent, AuditLog, Layer, Outcome, iter_entries
+from kyso.audit import scan as scan_module
 from kyso.audit.checkpoint import Checkpoint, sign_checkpoint
 from kyso.audit.entry import GENESIS, encode_entry
 from kyso.audit.merkle import Frontier, leaf_hash, root_of
@@ -494,3 +495,132 @@ def test_from_seq_reports_a_deleted_entry_at_or_after_it(log: Log, from_seq: int
     report = log.verify(from_seq=from_seq)
     assert not report.ok
     assert (report.findings[0].kind, report.findings[0].seq) == (Kind.DELETED, 45)
+
+
+# --- the batched hot path: chunk boundaries, digit boundaries, every header byte -----------------
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_each_tampering_is_named_the_same_when_chunks_cut_through_entries(
+        log: Log, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = case.where(log) if callable(case.where) else case.where
+    case.tamper(log)
+    monkeypatch.setattr(scan_module, "_CHUNK", 997)  # about three entries, cut anywhere
+    report = log.verify()
+    assert not report.ok
+    first = report.findings[0]
+    assert (first.kind, first.seq) == (case.kind, case.seq), report.findings
+    assert first.where.startswith(expected), first.where
+
+
+def _header_positions(line: bytes) -> list[int]:
+    """Byte offsets inside the ``{"seq":N,"prev":"<hex>",`` header worth changing: the
+    constant parts, the first and last digit, the first and last hex digit, the quote and
+    comma after the hash."""
+    width = line.index(b',"prev":"') + 9
+    return [0, 6, 7, width - 10, width - 9, width - 1, width, width + 63, width + 64, width + 65]
+
+
+def _changed(byte: int) -> bytes:
+    if chr(byte).isdigit():
+        return str((int(chr(byte)) + 1) % 10).encode()
+    if chr(byte) in "abcdef":
+        return b"0"
+    return b"x"
+
+
+@pytest.mark.parametrize("chunk", [None, 997])
+@pytest.mark.parametrize("seq", [0, 9, 10, 19, 20, 33, 40, 49])
+def test_any_changed_header_byte_fails_verification(log: Log, seq: int, chunk: int | None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if chunk is not None:
+        monkeypatch.setattr(scan_module, "_CHUNK", chunk)
+    original = log.entry(seq)
+    for pos in _header_positions(original):
+        changed = original[:pos] + _changed(original[pos]) + original[pos + 1:]
+        log.replace(seq, changed)
+        report = log.verify()
+        assert not report.ok, (seq, pos, changed[:100])
+        assert report.findings[0].seq in (seq - 1, seq), (pos, report.findings)
+    log.replace(seq, original)
+    assert log.verify().ok
+
+
+@pytest.fixture
+def long_log(tmp_path: Path) -> Log:
+    """120 entries in one segment: sequence numbers cross 10 and 100 inside one chunk."""
+    directory = tmp_path / "long"
+    writer = AuditLog(directory, AuditSettings(rotate_daily=False), FrozenClock(T0))
+    writer.append([event(i % SEGMENT_DAYS) for i in range(120)])
+    writer.close()
+    return Log(directory, Ed25519PrivateKey.generate())
+
+
+@pytest.mark.parametrize(("tamper", "kind", "seq"), [
+    (modify(99), Kind.MODIFIED, 99),
+    (modify(100), Kind.MODIFIED, 100),
+    (swap(9), Kind.REORDERED, 9),
+    (swap(99), Kind.REORDERED, 99),
+    (delete_line(10), Kind.DELETED, 10),
+    (delete_line(100), Kind.DELETED, 100),
+])
+def test_tampering_where_sequence_numbers_grow_a_digit_is_named(
+        long_log: Log, tamper: Callable[[Log], None], kind: Kind, seq: int) -> None:
+    assert long_log.verify().ok
+    assert long_log.verify().root == root_of(leaves(long_log.dir))
+    tamper(long_log)
+    report = long_log.verify()
+    assert (report.findings[0].kind, report.findings[0].seq) == (kind, seq), report.findings
+
+
+# --- checkpoints the auditor gives ----------------------------------------------------------------
+
+def test_a_given_copy_of_a_checkpoint_the_log_holds_is_counted_once(log: Log) -> None:
+    held = (log.dir / "checkpoints" / f"{CHECKPOINT_SIZE:012d}.note").read_bytes()
+    report = log.verify(checkpoints=[("my-copy.note", held)])
+    assert report.ok
+    checkpoints = next(c for c in report.checks if c.name == "checkpoints")
+    assert checkpoints.detail.startswith("1 signed checkpoint(s) match")
+    other = sign(log.key, EVENTS, root_of(leaves(log.dir)))
+    report = log.verify(checkpoints=[("my-copy.note", held), ("newer.note", other)])
+    assert next(c for c in report.checks if c.name == "checkpoints").detail.startswith(
+        "2 signed checkpoint(s) match")
+
+
+def test_a_given_copy_of_a_bad_checkpoint_is_reported_once(log: Log) -> None:
+    forge_checkpoint(log)
+    held = (log.dir / "checkpoints" / f"{CHECKPOINT_SIZE:012d}.note").read_bytes()
+    report = log.verify(checkpoints=[("my-copy.note", held), ("again.note", held)])
+    assert [f.kind for f in report.findings] == [Kind.FORGED_CHECKPOINT]
+    assert report.findings[0].where == f"checkpoints/{CHECKPOINT_SIZE:012d}.note"
+
+
+def _chunk_of(log: Log, first: int, count: int) -> tuple[list[bytes], bytes, list[bytes]]:
+    lines = [log.entry(seq) for seq in range(first, first + count)]
+    prev = leaf_hash(log.entry(first - 1)).hex().encode() if first else GENESIS.encode()
+    return lines, prev, [leaf_hash(line) for line in lines]
+
+
+@pytest.mark.parametrize(("first", "count"), [(0, 10), (10, 10), (20, 20), (40, 10), (49, 1)])
+def test_the_whole_chunk_header_check_accepts_untouched_entries(log: Log, first: int,
+                                                                 count: int) -> None:
+    lines, prev, hashes = _chunk_of(log, first, count)
+    assert scan_module.heads_match(lines, first, prev, hashes)
+
+
+def test_the_whole_chunk_header_check_rejects_any_changed_header(log: Log) -> None:
+    lines, prev, hashes = _chunk_of(log, 20, 20)
+    assert not scan_module.heads_match(lines, 21, prev, hashes)  # numbers off by one
+    assert not scan_module.heads_match(lines, 20, GENESIS.encode(), hashes)  # wrong first link
+    assert not scan_module.heads_match(lines[:5] + lines[6:], 20, prev,
+                                         hashes[:5] + hashes[6:])  # a line gone
+    for i in (0, 7, 19):
+        for pos in _header_positions(lines[i]):
+            changed = list(lines)
+            changed[i] = lines[i][:pos] + _changed(lines[i][pos]) + lines[i][pos + 1:]
+            assert not scan_module.heads_match(changed, 20, prev, hashes), (i, pos)
+        short = list(lines)
+        short[i] = lines[i][:60]  # a line cut inside its header
+        assert not scan_module.heads_match(short, 20, prev, hashes), i
+    # Numbers growing a digit (9 → 10) are left to the line-by-line check.
+    crossing, before, crossing_hashes = _chunk_of(log, 5, 10)
+    assert not scan_module.heads_match(crossing, 5, before, crossing_hashes)

@@ -476,8 +476,10 @@ def test_purge_dry_run_shows_the_plan_and_removes_nothing(
 
 
 @pytest.mark.slow
-def test_checkpoint_every_signs_again_only_when_new_entries_arrive(
+def test_checkpoint_every_signs_again_once_the_interval_has_passed(
         ca_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle log gets a checkpoint every interval too (the previous one's own event is new),
+    so that its freshness can be judged (CUR-L3-LOG-05); never sooner than the interval."""
     import time
 
     calls = []
@@ -489,10 +491,16 @@ def test_checkpoint_every_signs_again_only_when_new_entries_arrive(
         time.sleep(1.1)
 
     monkeypatch.setattr(audit_commands, "time", SimpleNamespace(sleep=sleep))
+    outcome = audit(capsys, ca_home, "checkpoint", "--every", "3600")
+    assert outcome.code == 130, outcome.text
+    folder = ca_home / "audit" / "checkpoints"
+    assert len(list(folder.glob("*.note"))) == 1  # the interval has not passed
+    calls.clear()
     outcome = audit(capsys, ca_home, "checkpoint", "--every", "1")
     assert outcome.code == 130, outcome.text
-    notes = list((ca_home / "audit" / "checkpoints").glob("*.note"))
-    assert len(notes) == 1, [n.name for n in notes]
+    sizes = sorted(int(n.stem) for n in folder.glob("*.note"))
+    assert len(sizes) == 5, sizes  # one at the start, then one per elapsed interval
+    assert sizes == list(range(sizes[0], sizes[0] + 5))  # each covers the last one's event
 
 
 # --- the secrets scan ---------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from click.testing import CliRunner, Result
 from conftest import BASE_URL, PASSPHRASE, T0
 from kyso.cli import cli, main
 from kyso.config import AuditSettings, AuthnSettings, BackupSettings, SecuritySettings
-from kyso.policies.facts import BackupFact, ClockFact, Facts, KeyFact, Verification
+from kyso.policies.facts import (
+    BackupFact,
+    CheckpointFact,
+    ClockFact,
+    Facts,
+    KeyFact,
+    Verification,
+)
 
 # --- facts of a well-run level-3 deployment -----------------------------------------------------
 
@@ -55,6 +62,7 @@ def good_facts(**changes: Any) -> Facts:
                            same_device=False),
         clock=ClockFact(server="ntp.example.vn", offset_ms=12.5),
         pseudonym_key="ok",
+        checkpoint=CheckpointFact(time=T0 - dt.timedelta(minutes=20), size=120, log_size=121),
     )
     return replace(facts, **changes)
 

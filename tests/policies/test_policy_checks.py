@@ -108,37 +108,67 @@ def test_stale_verification_is_partly_met() -> None:
         is Status.PASS
 
 
-def test_sparse_checkpoints_fail() -> None:
+def test_a_sparse_schedule_is_reported_but_the_age_of_the_checkpoint_decides() -> None:
     facts = with_settings(good_facts(), "audit", checkpoint_interval_seconds=7200)
-    assert check("audit_checkpoints", facts)[0] is Status.FAIL
-
-
-def test_a_recent_checkpoint_meets_the_hourly_requirement() -> None:
-    recent = CheckpointFact(time=T0 - dt.timedelta(minutes=20), size=90, log_size=120)
-    status, _vi, en = check("audit_checkpoints", good_facts(checkpoint=recent))
+    status, vi, en = check("audit_checkpoints", facts)
     assert status is Status.PASS
-    assert "(90 events)" in en
+    assert "scheduled every 7200 s, less often than the required 3600 s" in en
+    assert "lịch đặt mỗi 7200 giây, thưa hơn yêu cầu 3600 giây" in vi
 
 
-def test_an_old_checkpoint_with_newer_events_is_only_partly_met() -> None:
+def test_a_recent_verified_checkpoint_meets_the_hourly_requirement() -> None:
+    recent = CheckpointFact(time=T0 - dt.timedelta(minutes=20), size=90, log_size=120)
+    status, vi, en = check("audit_checkpoints", good_facts(checkpoint=recent))
+    assert status is Status.PASS
+    assert en == ("newest verified signed checkpoint at 2026-11-23T08:40:00+07:00, 20 minutes "
+                  "ago, covers 90 of 120 events; scheduled every 3600 s")
+    assert "20 phút trước, phủ 90/120 sự kiện; lịch đặt mỗi 3600 giây" in vi
+
+
+@pytest.mark.parametrize(("age", "status"), [
+    (dt.timedelta(seconds=3600), Status.PASS),
+    (dt.timedelta(seconds=3601), Status.FAIL),
+    (dt.timedelta(hours=5), Status.FAIL),
+    (dt.timedelta(minutes=-2), Status.PASS),  # clock skew within the allowance
+])
+def test_the_age_of_the_newest_verified_checkpoint_against_the_clock_decides(
+        age: dt.timedelta, status: Status) -> None:
+    cp = CheckpointFact(time=T0 - age, size=120, log_size=121)
+    assert check("audit_checkpoints", good_facts(checkpoint=cp))[0] is status
+
+
+def test_an_old_checkpoint_fails_naming_its_age() -> None:
     old = CheckpointFact(time=T0 - dt.timedelta(hours=5), size=90, log_size=120)
     status, vi, en = check("audit_checkpoints", good_facts(checkpoint=old))
-    assert status is Status.PARTIAL
-    assert "5.0 hours ago, covers only 90 of 120 events" in en
-    assert "90/120" in vi
+    assert status is Status.FAIL
+    assert "5.0 hours ago, older than 3600 s; covers 90 of 120 events" in en
+    assert "đã 5,0 giờ, cũ hơn 3600 giây; phủ 90/120" in vi
 
 
-def test_an_old_checkpoint_of_an_idle_log_passes() -> None:
-    idle = CheckpointFact(time=T0 - dt.timedelta(days=3), size=120, log_size=120)
-    assert check("audit_checkpoints", good_facts(checkpoint=idle))[0] is Status.PASS
+def test_an_old_checkpoint_fails_even_when_the_log_is_idle() -> None:
+    idle = CheckpointFact(time=T0 - dt.timedelta(days=3), size=120, log_size=121)
+    assert check("audit_checkpoints", good_facts(checkpoint=idle))[0] is Status.FAIL
 
 
-def test_events_without_any_checkpoint_are_only_partly_met() -> None:
-    none_yet = CheckpointFact(time=None, log_size=7)
-    status, _vi, en = check("audit_checkpoints", good_facts(checkpoint=none_yet))
-    assert status is Status.PARTIAL
-    assert "run `kyso audit checkpoint`" in en
-    assert check("audit_checkpoints", good_facts(checkpoint=CheckpointFact()))[0] is Status.PASS
+def test_no_verified_checkpoint_fails_naming_why() -> None:
+    for fact in (CheckpointFact(), CheckpointFact(log_size=7)):
+        status, _vi, en = check("audit_checkpoints", good_facts(checkpoint=fact))
+        assert status is Status.FAIL
+        assert en.startswith("no verified signed checkpoint; run `kyso audit checkpoint`")
+    refused = CheckpointFact(log_size=7, refused=1, problem="000000000007.note: checkpoint is "
+                                                              "not signed by a trusted key")
+    status, _vi, en = check("audit_checkpoints", good_facts(checkpoint=refused))
+    assert status is Status.FAIL
+    assert "(000000000007.note: checkpoint is not signed by a trusted key)" in en
+
+
+def test_newer_checkpoints_that_were_refused_are_named_next_to_the_verified_one() -> None:
+    cp = CheckpointFact(time=T0 - dt.timedelta(minutes=5), size=90, log_size=99, refused=1,
+                        problem="000000000098.note: audit-signer certificate … expired on …")
+    status, _vi, en = check("audit_checkpoints", good_facts(checkpoint=cp))
+    assert status is Status.PASS
+    assert en.endswith("; 1 newer checkpoint(s) refused: 000000000098.note: audit-signer "
+                       "certificate … expired on …")
 
 
 # --- clock -------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from policy_support import good_facts, with_settings
 
+from conftest import T0
 from kyso.policies.check import SCHEMA, evaluate
-from kyso.policies.facts import ClockFact
+from kyso.policies.facts import CheckpointFact, ClockFact
 from kyso.policies.loader import load_levels
 from kyso.policies.models import LevelCatalogue, Status
 
@@ -107,7 +108,8 @@ def test_a_mandatory_failure_makes_the_verdict_fail_and_exit_1(catalogue: LevelC
 
 def test_a_failing_recommendation_does_not_fail_the_level(catalogue: LevelCatalogue,
                                                           tmp_path: Path) -> None:
-    facts = with_settings(good_facts(), "audit", checkpoint_interval_seconds=86400)
+    stale = CheckpointFact(time=T0 - dt.timedelta(days=1), size=120, log_size=121)
+    facts = good_facts(checkpoint=stale)
     folder = full_evidence(tmp_path / "evidence", evidence_names(catalogue))
     report = evaluate(3, "current", facts, folder, catalogue=catalogue)
     checkpoints = next(i for i in report.items if i.requirement.check == "audit_checkpoints")

@@ -8,13 +8,19 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from policy_support import Reply, server_reply, sntp_server
 
-from conftest import FAST_KDF, T0
+from conftest import FAST_KDF, PASSPHRASE, T0
+from kyso.audit.checkpoint import Checkpoint, sign_checkpoint, timestamp_line
+from kyso.audit.signer import create_checkpoint, log_origin, signer_certificates
+from kyso.audit.verify import verify_log
 from kyso.clock import FrozenClock
 from kyso.config import load_settings
 from kyso.context import Kyso
-from kyso.pki.authority import CertificateAuthority
+from kyso.pki.authority import CertificateAuthority, list_services
+from kyso.pki.keys import load_private_key
+from kyso.policies.check import evaluate
 from kyso.policies.facts import (
     Evidence,
     effective_retention_days,
@@ -25,6 +31,7 @@ from kyso.policies.facts import (
     sntp_offset_ms,
     split_server,
 )
+from kyso.policies.models import Status
 
 
 def no_ntp(_server: str, _timeout: float) -> float:
@@ -75,6 +82,78 @@ def test_a_missing_home_is_described_without_creating_anything(tmp_path: Path) -
     assert not facts.backups.exists
     assert facts.pseudonym_key == "missing"
     assert not home.exists()
+
+
+# --- the newest verified checkpoint -------------------------------------------------------------
+
+def _checkpoints(kyso: Kyso) -> Path:
+    return kyso.settings.audit_dir / "checkpoints"
+
+
+def test_the_checkpoint_fact_is_the_signed_time_not_the_file_time(
+        kyso: Kyso, ca: CertificateAuthority) -> None:
+    result = create_checkpoint(kyso, PASSPHRASE)
+    os.utime(result.path, (0, 0))  # anyone can touch a file; nobody can move its Timestamp
+    kyso.clock.advance(dt.timedelta(minutes=10))  # type: ignore[attr-defined]
+    fact = facts_of(kyso, probe=no_ntp).checkpoint
+    assert (fact.time, fact.size, fact.refused, fact.problem) == (T0, result.checkpoint.size, 0, "")
+
+
+def test_a_newer_checkpoint_that_does_not_verify_is_skipped_and_named(
+        kyso: Kyso, ca: CertificateAuthority) -> None:
+    create_checkpoint(kyso, PASSPHRASE)
+    kyso.clock.advance(dt.timedelta(minutes=30))  # type: ignore[attr-defined]
+    newer = create_checkpoint(kyso, PASSPHRASE)
+    data = Path(newer.path).read_bytes()
+    Path(newer.path).write_bytes(data.replace(b"Timestamp: 17", b"Timestamp: 18"))  # re-dated
+    fact = facts_of(kyso, probe=no_ntp).checkpoint
+    assert fact.time == T0
+    assert fact.refused == 1
+    assert fact.problem.startswith(f"{Path(newer.path).name}: forged checkpoint")
+
+
+def test_a_checkpoint_signed_after_the_signer_expired_is_not_fresh(
+        kyso: Kyso, ca: CertificateAuthority) -> None:
+    (cert,) = signer_certificates(kyso)
+    kyso.clock.set(cert.not_valid_after_utc + dt.timedelta(days=1))  # type: ignore[attr-defined]
+    info = {s.name: s for s in list_services(kyso)}["audit-signer"]
+    key = load_private_key(info.key_file, PASSPHRASE)
+    assert isinstance(key, Ed25519PrivateKey)
+    report = verify_log(kyso.settings.audit_dir)
+    assert report.root is not None
+    note = sign_checkpoint(Checkpoint(log_origin(kyso), report.size, report.root,
+                                      (timestamp_line(kyso.now()),)), log_origin(kyso), key)
+    _checkpoints(kyso).mkdir(mode=0o700)
+    (_checkpoints(kyso) / f"{report.size:012d}.note").write_bytes(note)
+    fact = facts_of(kyso, probe=no_ntp).checkpoint
+    assert fact.time is None
+    assert "expired on" in fact.problem
+
+
+def test_checkpoints_in_a_home_without_a_ca_cannot_be_verified(kyso: Kyso) -> None:
+    assert facts_of(kyso, probe=no_ntp).checkpoint.problem == ""
+    _checkpoints(kyso).mkdir(parents=True)
+    (_checkpoints(kyso) / "000000000003.note").write_bytes(b"a checkpoint\n")
+    fact = facts_of(kyso, probe=no_ntp).checkpoint
+    assert fact.time is None
+    assert "no CA in this home" in fact.problem
+    bare = gather_facts(kyso.settings, kyso.clock, None, probe=no_ntp).checkpoint
+    assert "no CA database in this home" in bare.problem
+
+
+def test_the_policy_item_follows_the_age_of_the_newest_checkpoint(
+        kyso: Kyso, ca: CertificateAuthority) -> None:
+    create_checkpoint(kyso, PASSPHRASE)
+
+    def status() -> Status:
+        item = evaluate(3, "current", facts_of(kyso, probe=no_ntp))
+        return next(i for i in item.items if i.requirement.id == "CUR-L3-LOG-05").status
+
+    assert status() is Status.PASS
+    kyso.clock.advance(dt.timedelta(hours=1, seconds=1))  # type: ignore[attr-defined]
+    assert status() is Status.FAIL
+    create_checkpoint(kyso, PASSPHRASE)  # what the hourly schedule does, idle log or not
+    assert status() is Status.PASS
 
 
 # --- verified.json -----------------------------------------------------------------------------

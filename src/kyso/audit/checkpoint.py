@@ -5,15 +5,20 @@ Sigstore Rekor v2, so existing tooling can read and witness them.
     <origin>
     <tree size>
     <base64 root hash>
-    [extension lines]
+    Timestamp: <signing time, nanoseconds since 1970-01-01 UTC>
 
     — <key name> base64(key ID[4] || Ed25519 signature[64])
+
+The ``Timestamp:`` extension line is Sigstore Rekor's: the signing time, under the signature,
+against which the signer's certificate is judged (:mod:`kyso.audit.trust`). Checkpoints from
+before kyso wrote it have no extension lines.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Sequence
@@ -23,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from kyso.audit.trust import TrustAnchor, TrustedSigner, as_signers
 from kyso.errors import CheckpointError
 
 ED25519 = 0x01
@@ -31,6 +37,14 @@ MAX_SIGNATURES = 100
 _DASH = "\u2014 "
 _NAME = re.compile(r"[^\s+]+")
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+TIMESTAMP = "Timestamp: "
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MAX_NANOS = 10**19  # beyond year 2286: not a time this log will see
+
+
+def timestamp_line(when: dt.datetime) -> str:
+    """The ``Timestamp: <ns>`` extension line for a checkpoint signed at ``when``."""
+    return f"{TIMESTAMP}{(when - _EPOCH) // dt.timedelta(microseconds=1) * 1000}"
 
 
 def _raw(public_key: Ed25519PublicKey) -> bytes:
@@ -84,6 +98,19 @@ class Checkpoint:
         lines = [self.origin, str(self.size), base64.b64encode(self.root).decode("ascii"),
                  *self.extensions]
         return ("\n".join(lines) + "\n").encode("utf-8")
+
+    @property
+    def signed_at(self) -> dt.datetime | None:
+        """The time of the ``Timestamp:`` line (UTC), or None when there is none."""
+        stamps = [e for e in self.extensions if e.startswith(TIMESTAMP)]
+        if not stamps:
+            return None
+        value = stamps[0][len(TIMESTAMP):]
+        if len(stamps) > 1 or not re.fullmatch(r"0|[1-9][0-9]{0,18}", value) \
+                or int(value) >= _MAX_NANOS:
+            raise CheckpointError("checkpoint has a malformed Timestamp line (one line of "
+                                  "nanoseconds since 1970 is expected)")
+        return _EPOCH + dt.timedelta(microseconds=int(value) // 1000)
 
 
 def _check_line(line: str, what: str) -> None:
@@ -146,25 +173,32 @@ def split_note(data: bytes) -> tuple[bytes, list[NoteSignature]]:
     return text.encode("utf-8"), signatures
 
 
-def verify_note(data: bytes, trusted: Sequence[tuple[str, Ed25519PublicKey]]) -> bytes:
+def verify_note(data: bytes, trusted: Sequence[TrustAnchor]) -> bytes:
     """Return the note text if a trusted key signed it. A signature from a trusted key that
     does not verify rejects the whole note; signatures from unknown keys are ignored."""
+    return _verified_by(data, trusted)[0]
+
+
+def _verified_by(data: bytes, trusted: Sequence[TrustAnchor]
+                 ) -> tuple[bytes, list[TrustedSigner]]:
     text, signatures = split_note(data)
-    known = {(name, key_id(name, key)): key for name, key in trusted}
-    verified = False
+    known: dict[tuple[str, bytes], list[TrustedSigner]] = {}
+    for signer in as_signers(trusted):
+        known.setdefault((signer.name, key_id(signer.name, signer.key)), []).append(signer)
+    verified: list[TrustedSigner] = []
     for sig in signatures:
-        key = known.get((sig.name, sig.key_id))
-        if key is None:
+        signers = known.get((sig.name, sig.key_id), [])
+        if not signers:
             continue
         try:
-            key.verify(sig.signature, text)
+            signers[0].key.verify(sig.signature, text)
         except InvalidSignature:
             raise CheckpointError(f"forged checkpoint: the signature of {sig.name} does not "
                                   "verify") from None
-        verified = True
+        verified += signers
     if not verified:
         raise CheckpointError("checkpoint is not signed by a trusted key")
-    return text
+    return text, verified
 
 
 def parse_checkpoint(text: bytes) -> Checkpoint:
@@ -185,10 +219,27 @@ def parse_checkpoint(text: bytes) -> Checkpoint:
     return Checkpoint(origin, int(size_text), root, tuple(rest))
 
 
-def verify_checkpoint(data: bytes, origin: str,
-                      trusted: Sequence[tuple[str, Ed25519PublicKey]]) -> Checkpoint:
-    """Verify the signature, then parse; the origin must be the expected log's."""
-    checkpoint = parse_checkpoint(verify_note(data, trusted))
+def verify_checkpoint(data: bytes, origin: str, trusted: Sequence[TrustAnchor], *,
+                      now: dt.datetime | None = None) -> Checkpoint:
+    """Verify the signature, then parse; the origin must be the expected log's, and one
+    signer that verified must have been trusted at the checkpoint's signing time
+    (:meth:`TrustedSigner.refusal`; ``now`` judges checkpoints without one)."""
+    text, signers = _verified_by(data, trusted)
+    checkpoint = parse_checkpoint(text)
     if checkpoint.origin != origin:
         raise CheckpointError(f"checkpoint is for log {checkpoint.origin!r}, not {origin!r}")
+    refusal = first_refusal(checkpoint, signers, now)
+    if refusal is not None:
+        raise CheckpointError(f"checkpoint of size {checkpoint.size} is not trusted: {refusal}")
     return checkpoint
+
+
+def first_refusal(checkpoint: Checkpoint, signers: Sequence[TrustedSigner],
+                  now: dt.datetime | None) -> str | None:
+    """None when one of ``signers`` (whose signatures verified) was trusted when
+    ``checkpoint`` was signed, else the first reason it was not."""
+    signed_at = checkpoint.signed_at
+    reasons = [signer.refusal(signed_at, now) for signer in signers]
+    if any(r is None for r in reasons):
+        return None
+    return next(r for r in reasons if r is not None)

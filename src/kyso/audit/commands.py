@@ -16,7 +16,7 @@ import click
 from cryptography import x509
 
 from kyso.audit import export as exporting
-from kyso.audit.checkpoint import Checkpoint, parse_checkpoint, split_note
+from kyso.audit.checkpoint import Checkpoint, parse_checkpoint, split_note, verify_checkpoint
 from kyso.audit.log import VN
 from kyso.audit.proofs import consistency_bundle, inclusion_bundle, parse_bundle, verify_bundle
 from kyso.audit.reader import EventFilter, select_events
@@ -25,8 +25,10 @@ from kyso.audit.segments import Layout
 from kyso.audit.signer import (
     checkpoint_due,
     create_checkpoint,
+    log_origin,
     record_verification,
     signer_certificates,
+    trusted_keys,
     verify_with_store,
 )
 from kyso.audit.verify import Status, VerifyReport
@@ -39,6 +41,7 @@ from kyso.cliutil import (
     pass_app,
     passphrase_file_option,
 )
+from kyso.clock import SystemClock
 from kyso.context import Kyso
 from kyso.errors import AuditError, CheckpointError, ConfigError, KysoError, UsageError
 from kyso.files import atomic_write
@@ -229,10 +232,11 @@ def export_cmd(app: App, fmt: str, output: Path | None, since: str | None, until
 @audit.command("checkpoint", epilog="""\b
 Examples:
   kyso audit checkpoint
-  kyso audit checkpoint --every 3600     # keep signing, hourly, while new entries arrive""")
+  kyso audit checkpoint --every 3600     # keep signing, hourly (idle or not)""")
 @passphrase_file_option
 @click.option("--every", type=click.IntRange(min=1), default=None,
-              help="Keep running: sign a checkpoint every N seconds when there are new entries.")
+              help="Keep running: sign a checkpoint every N seconds (its own event is new each "
+                   "time, so an idle log stays fresh too).")
 @pass_app
 def checkpoint_cmd(app: App, passphrase_file: Path | None, every: int | None) -> None:
     """Verify the log, then sign a C2SP checkpoint with the audit-signer key."""
@@ -240,25 +244,13 @@ def checkpoint_cmd(app: App, passphrase_file: Path | None, every: int | None) ->
     passphrase = ca_passphrase(passphrase_file)
     result = create_checkpoint(kyso, passphrase)
     _render_checkpoint(app, result.to_dict())
-    # The checkpoint's own AUDIT_CHECKPOINT event is not "new activity".
-    last_size, last_time = result.checkpoint.size + result.created, kyso.now()
+    last_time = kyso.now()
     while every is not None:
         time.sleep(1)
-        size = _log_size(kyso)
-        if checkpoint_due(last_time, last_size, size, kyso.now(), every):
+        if checkpoint_due(last_time, kyso.now(), every):
             result = create_checkpoint(kyso, passphrase)
             _render_checkpoint(app, result.to_dict())
-            last_size, last_time = result.checkpoint.size + result.created, kyso.now()
-
-
-def _log_size(kyso: Kyso) -> int:
-    from kyso.audit.segments import read_state
-
-    try:
-        head = read_state(Layout(kyso.settings.audit_dir).head, "head file")
-    except AuditError:
-        return 0
-    return head.size if head else 0
+            last_time = kyso.now()
 
 
 def _render_checkpoint(app: App, data: dict[str, Any]) -> None:
@@ -298,10 +290,25 @@ def _checkpoint_for(kyso: Kyso, ref: str, *, covering: int | None = None
         raise CheckpointError(f"{path}: {exc}") from None
 
 
-def _signer(kyso: Kyso) -> tuple[x509.Certificate, list[x509.Certificate]]:
-    """The current audit-signer certificate and its chain (services CA, root)."""
+def _signer(kyso: Kyso, *notes: bytes) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The audit-signer certificate for a bundle, and its chain (services CA, root): the one
+    whose key signed ``notes`` and that was trusted when each was signed (after a re-key, an
+    older checkpoint needs the older certificate), else the current one."""
     from kyso.pki.authority import list_authorities, list_services
 
+    by_name = {a.name: a for a in list_authorities(kyso)}
+    chain = [by_name[n].certificate for n in ("services", "root") if n in by_name]
+    if notes:
+        now = kyso.now()
+        origin = log_origin(kyso)
+        for signer in reversed(trusted_keys(kyso)):  # the newest certificate first
+            try:
+                for note in notes:
+                    verify_checkpoint(note, origin, [signer], now=now)
+            except CheckpointError:
+                continue
+            assert signer.certificate is not None
+            return signer.certificate, list(signer.chain) or chain
     services = {s.name: s for s in list_services(kyso)}
     if "audit-signer" in services:
         cert = services["audit-signer"].certificate
@@ -310,8 +317,7 @@ def _signer(kyso: Kyso) -> tuple[x509.Certificate, list[x509.Certificate]]:
         if not candidates:
             raise AuditError("this CA has no audit-signer certificate")
         cert = candidates[-1]
-    by_name = {a.name: a for a in list_authorities(kyso)}
-    return cert, [by_name[n].certificate for n in ("services", "root") if n in by_name]
+    return cert, chain
 
 
 def _emit_bundle(app: App, bundle: dict[str, Any], output: Path | None, summary: str) -> None:
@@ -341,9 +347,9 @@ def prove_cmd(app: App, seq: int, ref: str, output: Path | None) -> None:
     """Prove that entry SEQ is in the log signed by a checkpoint (an offline bundle)."""
     kyso = app.kyso
     note, checkpoint = _checkpoint_for(kyso, ref, covering=seq)
-    cert, chain = _signer(kyso)
+    cert, chain = _signer(kyso, note)
     bundle = inclusion_bundle(kyso.settings.audit_dir, seq, note, checkpoint, cert, chain)
-    verify_bundle(bundle, cert)  # never hand out a proof that does not verify
+    verify_bundle(bundle, cert, now=kyso.now())  # never hand out a proof that does not verify
     proof_len = len(bundle["proof"])
     _emit_bundle(app, bundle, output, f"entry {seq} is in the log of size {checkpoint.size} "
                  f"({proof_len} hashes)")
@@ -363,9 +369,9 @@ def consistency_cmd(app: App, old: str, new: str, output: Path | None) -> None:
     OLD and NEW are checkpoint files, tree sizes with a stored checkpoint, or 'latest'."""
     kyso = app.kyso
     old_cp, new_cp = _checkpoint_for(kyso, old), _checkpoint_for(kyso, new)
-    cert, chain = _signer(kyso)
+    cert, chain = _signer(kyso, old_cp[0], new_cp[0])
     bundle = consistency_bundle(kyso.settings.audit_dir, old_cp, new_cp, cert, chain)
-    verify_bundle(bundle, cert)
+    verify_bundle(bundle, cert, now=kyso.now())
     _emit_bundle(app, bundle, output, f"the log of size {old_cp[1].size} is a prefix of the log "
                  f"of size {new_cp[1].size}")
 
@@ -388,7 +394,9 @@ def verify_proof_cmd(app: App, bundle: Path, cert_file: Path | None,
         raise UsageError("give --cert (the audit-signer certificate) or --trust (a root)")
     cert = _load_cert(cert_file) if cert_file else None
     roots = [_load_cert(p) for p in trust_files]
-    result = verify_bundle(parse_bundle(_read_small(bundle, "proof bundle")), cert, roots)
+    # Offline: no kyso home, so the machine's clock judges checkpoints dated in the future.
+    result = verify_bundle(parse_bundle(_read_small(bundle, "proof bundle")), cert, roots,
+                           now=SystemClock().now())
     if app.json:
         emit_json(result.to_dict())
         return

@@ -35,9 +35,33 @@ def _split(n: int) -> int:
 def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
     """MTH over already-hashed leaves (iterative; O(n) hashes, O(log n) memory)."""
     frontier = Frontier()
-    for h in leaf_hashes:
-        frontier.append(h)
+    frontier.extend(leaf_hashes)
     return frontier.root()
+
+
+def extend_frontier(hashes: list[bytes], size: int, leaves: Sequence[bytes]) -> None:
+    """Append ``leaves`` to the frontier ``hashes`` of a tree of ``size`` leaves, in place.
+
+    The same tree as appending them one by one, built a level at a time: at level *j* the
+    new nodes pair up left to right (one list comprehension per level instead of a Python
+    loop per leaf), the frontier's node at that level joins in front when bit *j* of
+    ``size`` is set, and an odd node left over at the right end becomes the new frontier's
+    node of that level."""
+    sha256 = hashlib.sha256
+    one = b"\x01"
+    level = list(leaves)
+    left_over: list[bytes] = []
+    n = size
+    while level:
+        if n & 1:  # the level starts at an odd position: its left sibling is on the frontier
+            level.insert(0, hashes.pop())
+        if len(level) & 1:
+            left_over.append(level.pop())
+        level = [sha256(one + a + b).digest()
+                 for a, b in zip(level[::2], level[1::2], strict=True)]
+        n >>= 1
+    left_over.reverse()
+    hashes += left_over
 
 
 @dataclass
@@ -56,6 +80,12 @@ class Frontier:
             n >>= 1
         self.hashes.append(h)
         self.size += 1
+
+    def extend(self, leaves: Sequence[bytes]) -> None:
+        """Append many leaf hashes at once (see :func:`extend_frontier`)."""
+        size = self.size
+        self.size += len(leaves)
+        extend_frontier(self.hashes, size, leaves)
 
     def root(self) -> bytes:
         if not self.hashes:

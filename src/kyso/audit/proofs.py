@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -43,12 +44,25 @@ from kyso.audit.segments import (
     read_state,
     segments_from,
 )
-from kyso.errors import AuditError, ProofError
+from kyso.audit.trust import (
+    TrustedSigner,
+    TrustError,
+    chain_to_root,
+    check_signer_profile,
+    shipped_usage,
+)
+from kyso.audit.verify import written_after
+from kyso.clock import VIETNAM
+from kyso.errors import AuditError, CheckpointError, ProofError
 
 FORMAT = "kyso-audit-proof/1"
 MAX_BUNDLE_BYTES = 1 << 20
 # The certificate policy of kyso's audit-signer profile (policies/profiles/audit-signer.toml).
 AUDIT_SIGNER_POLICY = "1.3.6.1.4.1.32473.704.1.4.2"
+
+
+class _PurgedLeaf(ProofError):
+    """A proof needed the hash of an entry that was purged."""
 
 
 class _Leaves(Sequence[bytes]):
@@ -65,15 +79,50 @@ class _Leaves(Sequence[bytes]):
         if isinstance(index, slice) or index < 0:
             raise TypeError("only single, non-negative indexes")
         if index < self._base:
-            raise ProofError(f"entry {index} was purged; no proof can reach inside the purged "
-                             "range")
+            raise _PurgedLeaf(f"the proof needs entry {index}, which was purged")
         return self._hashes[index - self._base]
+
+
+@dataclass(frozen=True)
+class Purge:
+    """What ``base.json`` says of the last purge: entries before ``cut`` are gone."""
+
+    cut: int = 0
+    time: dt.datetime | None = None
+
+    def when(self) -> str:
+        return f" on {self.time.astimezone(VIETNAM):%Y-%m-%d}" if self.time else ""
+
+    def entry_gone(self, seq: int) -> ProofError:
+        return ProofError(f"entry {seq} was purged{self.when()}: entries before seq {self.cut} "
+                          "are kept only as subtree hashes, so it can no longer be proved")
+
+    def checkpoint_gone(self, size: int) -> ProofError:
+        return ProofError(f"the checkpoint of size {size} lies in the purged range (entries "
+                          f"before seq {self.cut} were purged{self.when()}); use a checkpoint "
+                          f"of size {self.cut} or more")
+
+
+def read_purge(directory: Path) -> Purge:
+    """The cut and date of the last purge (none: cut 0). The date is the record's ``time``."""
+    layout = Layout(directory)
+    base = read_state(layout.base, "purge record")
+    if base is None:
+        return Purge()
+    when = None
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        raw = json.loads(read_bytes(layout.base)).get("time")
+        when = dt.datetime.fromisoformat(raw) if isinstance(raw, str) else None
+        if when is not None and when.tzinfo is None:
+            when = None
+    return Purge(base.size, when)
 
 
 @dataclass(frozen=True)
 class LogTree:
     tree: MerkleTree
     lines: dict[int, bytes]  # the entries asked for, by seq
+    purge: Purge = Purge()
 
     @property
     def size(self) -> int:
@@ -84,16 +133,15 @@ def load_tree(directory: Path, size: int, want: Sequence[int] = ()) -> LogTree:
     """The Merkle tree of the first ``size`` entries (and the lines of the ``want`` ones)."""
     layout = Layout(directory)
     base = read_state(layout.base, "purge record") or TreeState(0, "0" * 64, ())
-    if size < base.size:
-        raise ProofError(f"entries before seq {base.size} were purged; tree size {size} is "
-                         "gone")
-    hashes: list[bytes] = []
-    lines: dict[int, bytes] = {}
+    purge = read_purge(directory) if base.size else Purge()
     wanted = set(want)
     purged = sorted(s for s in wanted if s < base.size)
     if purged:
-        raise ProofError(f"entry {purged[0]} was purged (entries before seq {base.size} are "
-                         "kept only as subtree hashes); it can no longer be proved")
+        raise purge.entry_gone(purged[0])
+    if size < base.size:
+        raise purge.checkpoint_gone(size)
+    hashes: list[bytes] = []
+    lines: dict[int, bytes] = {}
     for segment in segments_from(list_segments(layout)[0], base.size):
         if len(hashes) + base.size >= size:
             break
@@ -111,7 +159,7 @@ def load_tree(directory: Path, size: int, want: Sequence[int] = ()) -> LogTree:
     if base.size + len(hashes) < size:
         raise ProofError(f"the log has {base.size + len(hashes)} entries, fewer than {size}")
     known = Frontier(base.size, list(base.frontier)).blocks()
-    return LogTree(MerkleTree(_Leaves(base.size, hashes), known), lines)
+    return LogTree(MerkleTree(_Leaves(base.size, hashes), known), lines, purge)
 
 
 def _b64(items: Sequence[bytes]) -> list[str]:
@@ -127,7 +175,7 @@ def inclusion_bundle(directory: Path, seq: int, note: bytes, checkpoint: Checkpo
                      ) -> dict[str, Any]:
     if not 0 <= seq < checkpoint.size:
         raise ProofError(f"seq {seq} is not covered by the checkpoint of size {checkpoint.size}")
-    log = load_tree(directory, checkpoint.size, [seq])
+    log = load_tree(directory, checkpoint.size, [seq])  # a purged seq is named first
     if log.tree.root() != checkpoint.root:
         raise AuditError("the log does not match the checkpoint; run `kyso audit verify`")
     return {
@@ -154,7 +202,10 @@ def consistency_bundle(directory: Path, old: tuple[bytes, Checkpoint],
     log = load_tree(directory, new_cp.size)
     if log.tree.root() != new_cp.root:
         raise AuditError("the log does not match the newer checkpoint; run `kyso audit verify`")
-    proof = log.tree.consistency_proof(old_cp.size) if 0 < old_cp.size < new_cp.size else []
+    try:
+        proof = log.tree.consistency_proof(old_cp.size) if 0 < old_cp.size < new_cp.size else []
+    except _PurgedLeaf:
+        raise log.purge.checkpoint_gone(old_cp.size) from None
     return {
         "format": FORMAT,
         "type": "consistency",
@@ -229,115 +280,71 @@ def _load_pem(text: object, what: str) -> x509.Certificate:
         raise ProofError(f"proof bundle: {what} is not a PEM certificate") from None
 
 
-def signer_key(bundle: Mapping[str, Any], certificate: x509.Certificate | None,
-               roots: Sequence[x509.Certificate]) -> Ed25519PublicKey:
-    """The key to trust: the auditor's own copy of the audit-signer certificate, or else the
-    bundle's certificate once it chains (through the bundle's chain) to one of ``roots``."""
+def bundle_signer(bundle: Mapping[str, Any], certificate: x509.Certificate | None,
+                  roots: Sequence[x509.Certificate]) -> TrustedSigner:
+    """The signer to trust: the auditor's own copy of the audit-signer certificate, or else the
+    bundle's certificate once it chains (through the bundle's chain) to one of ``roots``.
+    Either way it must be an audit-signer certificate (:func:`kyso.audit.trust.
+    check_signer_profile`); its dates are checked against each checkpoint's signing time."""
     embedded = _load_pem(bundle.get("signer_certificate"), "signer_certificate")
+    origin = _field(bundle, "origin", str)
+    pool: list[x509.Certificate] = []
     if certificate is not None:
         if embedded != certificate:
             raise ProofError("the bundle names another audit-signer certificate than the one "
                              "given")
     elif roots:
-        chain = [_load_pem(c, "chain certificate") for c in _field(bundle, "chain", list)]
-        _check_chain(embedded, chain, roots)
+        pool = [_load_pem(c, "chain certificate") for c in _field(bundle, "chain", list)]
     else:
         raise ProofError("give the audit-signer certificate (or a trusted root) to check against")
+    try:
+        chain = chain_to_root(embedded, pool, roots)[1:] if certificate is None else []
+        check_signer_profile(embedded, shipped_usage())
+    except TrustError as exc:
+        raise ProofError(str(exc)) from None
+    except ValueError as exc:  # a certificate cryptography cannot fully read
+        raise ProofError(f"proof bundle: a certificate cannot be read ({exc})") from None
     key = embedded.public_key()
-    if not isinstance(key, Ed25519PublicKey):
-        raise ProofError("the audit-signer certificate does not hold an Ed25519 key")
-    return key
+    assert isinstance(key, Ed25519PublicKey)  # check_signer_profile made sure
+    return TrustedSigner(origin, key, embedded, tuple(chain))
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _check_signer_profile(cert: x509.Certificate) -> None:
-    """A certificate found through a root must be an audit-signer certificate: an end entity
-    for digital signatures under the audit-signer policy (a TSA or staff certificate from
-    the same root does not sign checkpoints)."""
-    name = cert.subject.rfc4514_string()
-    if _is_ca(cert):
-        raise ProofError(f"certificate {name} is a CA certificate, not an audit signer")
-    usage = _key_usage(cert)
-    if usage is None or not usage.digital_signature:
-        raise ProofError(f"certificate {name} is not for digital signatures (key usage)")
-    try:
-        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
-    except x509.ExtensionNotFound:
-        policies = x509.CertificatePolicies([])
-    if AUDIT_SIGNER_POLICY not in {p.policy_identifier.dotted_string for p in policies}:
-        raise ProofError(f"certificate {name} does not carry the audit-signer policy "
-                         f"{AUDIT_SIGNER_POLICY}")
-
-
-def _check_issuer(issuer: x509.Certificate, below: int) -> None:
-    """``issuer`` signs ``below`` CA certificates under it: it must be a CA allowed to sign
-    certificates at that depth."""
-    name = issuer.subject.rfc4514_string()
-    if not _is_ca(issuer):
-        raise ProofError(f"certificate {name} issued another certificate but is not a CA")
-    usage = _key_usage(issuer)
-    if usage is not None and not usage.key_cert_sign:
-        raise ProofError(f"CA certificate {name} may not sign certificates (key usage)")
-    limit = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
-    if limit is not None and below > limit:
-        raise ProofError(f"CA certificate {name} allows {limit} CA certificate(s) below it, "
-                         f"the chain has {below}")
-
-
-def _check_chain(cert: x509.Certificate, chain: Sequence[x509.Certificate],
-                 roots: Sequence[x509.Certificate]) -> None:
-    _check_signer_profile(cert)
-    current = cert
-    pool = list(chain) + list(roots)
-    for depth in range(len(pool) + 1):
-        if current in roots:
-            return
-        issuer = next((c for c in pool if c.subject == current.issuer and c != current), None)
-        if issuer is None:
-            break
-        try:
-            current.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
-            raise ProofError(f"certificate {current.subject.rfc4514_string()} is not signed by "
-                             "its issuer") from None
-        _check_issuer(issuer, depth)
-        current = issuer
-    raise ProofError("the signer certificate does not chain to a trusted root")
+def signer_key(bundle: Mapping[str, Any], certificate: x509.Certificate | None,
+               roots: Sequence[x509.Certificate]) -> Ed25519PublicKey:
+    """The key of :func:`bundle_signer`."""
+    return bundle_signer(bundle, certificate, roots).key
 
 
 def verify_bundle(bundle: Mapping[str, Any], certificate: x509.Certificate | None = None,
-                  roots: Sequence[x509.Certificate] = ()) -> BundleResult:
-    """Check a bundle offline; raise ProofError / CheckpointError naming what is wrong."""
+                  roots: Sequence[x509.Certificate] = (), *, now: dt.datetime | None = None
+                  ) -> BundleResult:
+    """Check a bundle offline; raise ProofError / CheckpointError naming what is wrong.
+
+    The signer certificate must be the auditor's ``certificate``, or chain to one of
+    ``roots``; it must be an audit signer, and it (and the CAs above it) must have been valid
+    and unrevoked when each checkpoint was signed. ``now`` (the verifier's clock) refuses
+    checkpoints dated in the future and judges those without a signing time."""
     origin = _field(bundle, "origin", str)
-    trusted = [(origin, signer_key(bundle, certificate, roots))]
+    trusted = [bundle_signer(bundle, certificate, roots)]
     kind = bundle.get("type")
     if kind == "inclusion":
-        cp = verify_checkpoint(_field(bundle, "checkpoint", str).encode("utf-8"), origin, trusted)
+        cp = verify_checkpoint(_field(bundle, "checkpoint", str).encode("utf-8"), origin, trusted,
+                               now=now)
         seq = _field(bundle, "seq", int)
         entry = _field(bundle, "entry", str).encode("utf-8")
         head = peek(entry)
         if head is None or head[0] != seq:
             raise ProofError(f"the entry in the bundle is not entry {seq}")
         verify_inclusion(seq, cp.size, leaf_hash(entry), _hashes(bundle), cp.root)
+        backdated = written_after(entry, cp, seq)
+        if backdated is not None:
+            raise CheckpointError(f"checkpoint of size {cp.size} is not trusted: {backdated}")
         return BundleResult("inclusion", origin, cp.size, seq=seq, entry=json.loads(entry))
     if kind == "consistency":
         old = verify_checkpoint(_field(bundle, "old_checkpoint", str).encode("utf-8"), origin,
-                                trusted)
+                                trusted, now=now)
         new = verify_checkpoint(_field(bundle, "new_checkpoint", str).encode("utf-8"), origin,
-                                trusted)
+                                trusted, now=now)
         proof = _hashes(bundle)
         if old.size == 0:
             if proof:

@@ -98,36 +98,47 @@ def audit_integrity(facts: Facts, p: Params) -> CheckResult:
 
 
 @register("audit_checkpoints",
-          "Checkpoint ký số được tạo ít nhất mỗi max_interval_seconds giây, và checkpoint mới "
-          "nhất không cũ hơn thế khi nhật ký có sự kiện mới",
-          "Signed checkpoints are made at least every max_interval_seconds seconds, and the "
-          "newest is no older than that while the log has newer events",
+          "Checkpoint ký số mới nhất đã kiểm chứng (chữ ký của audit-signer còn hiệu lực lúc ký) "
+          "không cũ hơn max_interval_seconds giây theo đồng hồ; lịch [audit] "
+          "checkpoint_interval_seconds được nêu để tham khảo",
+          "The newest verified signed checkpoint (signed by an audit signer whose certificate "
+          "was valid when it signed) is no older than max_interval_seconds by the clock; the "
+          "[audit] checkpoint_interval_seconds schedule is reported as context",
           max_interval_seconds=Param(int))
 def audit_checkpoints(facts: Facts, p: Params) -> CheckResult:
     limit = int_param(p, "max_interval_seconds", 3600)
     every = facts.audit.checkpoint_interval_seconds
+    plan_vi, plan_en = f"lịch đặt mỗi {every} giây", f"scheduled every {every} s"
     if every > limit:
-        return result(Status.FAIL, f"checkpoint mỗi {every} giây, thưa hơn {limit} giây",
-                      f"checkpoint every {every} s, less often than every {limit} s")
+        plan_vi += f", thưa hơn yêu cầu {limit} giây"
+        plan_en += f", less often than the required {limit} s"
     cp = facts.checkpoint
     if cp.time is None:
-        if not cp.log_size:
-            return result(Status.PASS, f"checkpoint mỗi {every} giây; nhật ký chưa có sự kiện",
-                          f"checkpoint every {every} s; the log has no events yet")
-        return result(Status.PARTIAL, f"đặt lịch mỗi {every} giây nhưng chưa có checkpoint nào "
-                      f"cho {cp.log_size} sự kiện; chạy `kyso audit checkpoint`",
-                      f"scheduled every {every} s but no checkpoint yet for {cp.log_size} "
-                      "events; run `kyso audit checkpoint`")
+        why = f" ({cp.problem})" if cp.problem else ""
+        return result(Status.FAIL, f"không có checkpoint ký số nào được kiểm chứng{why}; chạy "
+                      f"`kyso audit checkpoint` ({plan_vi})",
+                      f"no verified signed checkpoint{why}; run `kyso audit checkpoint` "
+                      f"({plan_en})")
     when = vn_iso(cp.time)
-    age = (facts.now - cp.time).total_seconds()
-    if age <= limit or (cp.log_size is not None and cp.log_size <= cp.size):
-        return result(Status.PASS, f"checkpoint mới nhất lúc {when} ({cp.size} sự kiện); "
-                      f"lịch mỗi {every} giây", f"newest checkpoint at {when} ({cp.size} events); "
-                      f"scheduled every {every} s")
+    age = max(0.0, (facts.now - cp.time).total_seconds())
+    covers_vi = f"phủ {cp.size}/{cp.log_size} sự kiện" if cp.log_size else f"phủ {cp.size} sự kiện"
+    covers_en = f"covers {cp.size} of {cp.log_size} events" if cp.log_size \
+        else f"covers {cp.size} events"
+    skipped_vi = skipped_en = ""
+    if cp.refused:
+        skipped_vi = f"; {cp.refused} checkpoint mới hơn không được chấp nhận: {cp.problem}"
+        skipped_en = f"; {cp.refused} newer checkpoint(s) refused: {cp.problem}"
+    if age <= limit:
+        minutes = int(age // 60)
+        return result(Status.PASS, f"checkpoint ký số mới nhất đã kiểm chứng lúc {when}, "
+                      f"{minutes} phút trước, {covers_vi}; {plan_vi}{skipped_vi}",
+                      f"newest verified signed checkpoint at {when}, {minutes} minutes ago, "
+                      f"{covers_en}; {plan_en}{skipped_en}")
     hours_vi, hours_en = decimal(age / 3600)
-    return result(Status.PARTIAL, f"checkpoint mới nhất lúc {when}, đã {hours_vi} giờ, chỉ phủ "
-                  f"{cp.size}/{cp.log_size} sự kiện", f"newest checkpoint at {when}, {hours_en} "
-                  f"hours ago, covers only {cp.size} of {cp.log_size} events")
+    return result(Status.FAIL, f"checkpoint ký số mới nhất đã kiểm chứng lúc {when}, đã "
+                  f"{hours_vi} giờ, cũ hơn {limit} giây; {covers_vi}; {plan_vi}{skipped_vi}",
+                  f"newest verified signed checkpoint at {when}, {hours_en} hours ago, older "
+                  f"than {limit} s; {covers_en}; {plan_en}{skipped_en}")
 
 
 # --- time ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """What the automatic checks look at, gathered once from a deployment.
 
 This is the only module of ``kyso.policies`` that touches files, the store or the network: it
-reads the settings, the CA and service certificates, ``<home>/audit/verified.json``, the backup
-folder, the key files, the evidence folder, and asks the NTP server for the clock offset
+reads the settings, the CA and service certificates, ``<home>/audit/verified.json``, the
+newest signed checkpoint that verifies, the backup folder, the key files, the evidence folder,
+and asks the NTP server for the clock offset
 (SNTP, RFC 4330). Everything it finds becomes a frozen :class:`Facts`; the checks in
 :mod:`kyso.policies.checks` are pure functions of it.
 """
@@ -24,10 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from kyso.audit.retention import LEVEL_MIN_DAYS
 from kyso.audit.segments import Layout, read_state
+from kyso.audit.signer import latest_verified_checkpoint
 from kyso.clock import Clock, SystemClock
 from kyso.config import AuditSettings, AuthnSettings, BackupSettings, SecuritySettings, Settings
 from kyso.context import Kyso
-from kyso.errors import AuditError, CANotInitialisedError
+from kyso.errors import AuditError, CANotInitialisedError, KysoError
 from kyso.pki.authority import AuthorityInfo, list_authorities, list_services
 
 VERIFIED_FILE = "verified.json"  # written by `kyso audit verify`
@@ -87,12 +89,16 @@ class BackupFact:
 
 @dataclass(frozen=True)
 class CheckpointFact:
-    """The newest signed checkpoint (``audit/checkpoints/<size>.note``) and how far the log
-    has grown (``audit/head.json``: the writer's claim, good enough to say "nothing new")."""
+    """The newest *verified* signed checkpoint (``audit/checkpoints/<size>.note``: signed by
+    a trusted audit signer whose certificate was valid when it signed,
+    :func:`kyso.audit.signer.latest_verified_checkpoint`) and how far the log has grown
+    (``audit/head.json``: the writer's claim)."""
 
-    time: dt.datetime | None = None  # when the newest checkpoint was written
+    time: dt.datetime | None = None  # its signed time (the Timestamp line); None: none usable
     size: int = 0  # the tree size it covers
     log_size: int | None = None  # None: no head recorded yet (or unreadable)
+    problem: str = ""  # why no (newer) checkpoint could be used
+    refused: int = 0  # newer checkpoint files that did not verify
 
 
 @dataclass(frozen=True)
@@ -177,25 +183,37 @@ def gather_facts(settings: Settings, clock: Clock | None = None, kyso: Kyso | No
         clock=_clock(settings.security.ntp_server, probe or sntp_offset_ms),
         pseudonym_key=_pseudonym_key(settings.pseudonym_key_path),
         password_min_length=PASSWORD_MIN_LENGTHS.get(settings.authn.password_policy, (8, 8)),
-        checkpoint=_checkpoint(Layout(settings.audit_dir)),
+        checkpoint=_checkpoint(Layout(settings.audit_dir), kyso),
     )
 
 
-def _checkpoint(layout: Layout) -> CheckpointFact:
+def _checkpoint(layout: Layout, kyso: Kyso | None) -> CheckpointFact:
+    """The newest checkpoint that verifies, dated by its signed Timestamp line (never by the
+    file's modification time, which anyone can set)."""
     try:
         head = read_state(layout.head, "audit head")
         log_size = head.size if head is not None else None
     except AuditError:
         log_size = None
+    if kyso is None:
+        held = layout.checkpoints.is_dir() and any(layout.checkpoints.glob("*.note"))
+        return CheckpointFact(log_size=log_size, problem=(
+            "no CA database in this home, so no audit signer to verify the checkpoints with"
+            if held else ""))
     try:
-        notes = sorted(p for p in layout.checkpoints.glob("*.note") if p.stem.isdigit())
-        if not notes:
-            return CheckpointFact(log_size=log_size)
-        newest = notes[-1]
-        return CheckpointFact(time=dt.datetime.fromtimestamp(newest.stat().st_mtime, dt.UTC),
-                              size=int(newest.stem), log_size=log_size)
-    except OSError:
-        return CheckpointFact(log_size=log_size)
+        latest = latest_verified_checkpoint(kyso)
+    except KysoError as exc:  # a damaged store or profile: name it, never pass
+        return CheckpointFact(log_size=log_size, problem=str(exc))
+    refused = "; ".join(f"{name}: {reason}" for name, reason in latest.refused[:2])
+    if latest.checkpoint is None:
+        return CheckpointFact(log_size=log_size, problem=refused, refused=len(latest.refused))
+    if latest.signed_at is None:
+        return CheckpointFact(size=latest.checkpoint.size, log_size=log_size,
+                              refused=len(latest.refused),
+                              problem=f"{Path(latest.path or '').name} carries no signing time "
+                                      "(signed before kyso dated checkpoints)")
+    return CheckpointFact(time=latest.signed_at, size=latest.checkpoint.size, log_size=log_size,
+                          problem=refused, refused=len(latest.refused))
 
 
 def _keys(kyso: Kyso) -> tuple[KeyFact, ...]:

@@ -163,9 +163,11 @@ def _checkpoint(kyso: Kyso, ref: str, *, covering: int | None = None
         raise ApiError(404, "not_found", str(exc)) from None
 
 
-def _audit_signer(kyso: Kyso) -> tuple[Any, list[Any]]:
+def _audit_signer(kyso: Kyso, *notes: bytes) -> tuple[Any, list[Any]]:
+    """The audit-signer certificate that signed ``notes`` (after a re-key, an older checkpoint
+    needs the older certificate) and its chain."""
     try:
-        return _signer(kyso)
+        return _signer(kyso, *notes)
     except KysoError as exc:
         raise ApiError(503, "service_unavailable", f"proofs are not available: {exc}") from None
 
@@ -178,7 +180,7 @@ def _bundle(kyso: Kyso, build: Callable[[], dict[str, Any]], cert: Any) -> dict[
     except AuditError as exc:
         raise _log_mismatch(exc) from None
     try:
-        verify_bundle(bundle, cert)  # never hand out a proof that does not verify
+        verify_bundle(bundle, cert, now=kyso.now())  # never hand out one that does not verify
     except KysoError as exc:
         raise _log_mismatch(exc) from None
     return bundle
@@ -288,7 +290,7 @@ async def proof(request: Request, auditor: AuditorDep,
                 seq: Annotated[int, Path(ge=0, le=10**18, description="The entry")]) -> Response:
     def read(kyso: Kyso) -> tuple[Response, dict[str, Any]]:
         note, cp = _checkpoint(kyso, "latest", covering=seq)
-        cert, chain = _audit_signer(kyso)
+        cert, chain = _audit_signer(kyso, note)
         bundle = _bundle(kyso, lambda: inclusion_bundle(kyso.settings.audit_dir, seq, note, cp,
                                                         cert, chain), cert)
         return _json(bundle), {"seq": seq, "tree_size": cp.size}
@@ -313,7 +315,7 @@ async def consistency(
         if old_cp[1].size > new_cp[1].size:
             raise _bad(f"query parameters old and new: the checkpoint of size {old_cp[1].size} "
                        f"is newer than the one of size {new_cp[1].size}")
-        cert, chain = _audit_signer(kyso)
+        cert, chain = _audit_signer(kyso, old_cp[0], new_cp[0])
         bundle = _bundle(kyso, lambda: consistency_bundle(kyso.settings.audit_dir, old_cp,
                                                           new_cp, cert, chain), cert)
         return _json(bundle), {"old": old, "new": new, "old_size": old_cp[1].size,
