@@ -6,7 +6,8 @@ Two ways to run the command line in-process:
 - :func:`run_ok` uses click's ``CliRunner`` against ``kyso.cli.cli`` for commands that must
   succeed, and asserts exit code 0;
 - :func:`run_main` calls ``kyso.cli.main`` — the one place where errors become messages and exit
-  codes — inside ``pytest.raises(SystemExit)`` and captures stdout / stderr with ``capsys``.
+  codes — inside ``pytest.raises(SystemExit)`` and captures stdout / stderr with ``capsys``
+  (from tests/main_support.py, which the signing CLI tests share; re-exported here).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from cryptography.x509.oid import NameOID
 
 from conftest import BASE_URL, CITIZEN, ON_POSTGRES, PASSPHRASE, SEAL, STAFF
 from kyso.audit import read_events
-from kyso.cli import cli, main
+from kyso.cli import cli
+from main_support import Outcome as Outcome
+from main_support import run_main as run_main
 
 P12_PASSPHRASE = "holder-p12-passphrase"
 ORG = "UBND tỉnh Thái Nguyên"
@@ -50,19 +52,6 @@ SEAL_ARGS = ("--profile", "seal", "--name", SEAL["name"], "--tax-code", SEAL["ta
 CITIZEN_ARGS = ("--profile", "citizen", "--name", CITIZEN["name"], "--id", CITIZEN["id"])
 PROFILE_ARGS = {"staff": STAFF_ARGS, "seal": SEAL_ARGS, "citizen": CITIZEN_ARGS}
 PROFILE_ISSUER = {"staff": "staff", "seal": "staff", "citizen": "citizen"}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What ``kyso.cli.main`` did: exit code and captured output."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
 
 
 @pytest.fixture(autouse=True)
@@ -91,17 +80,6 @@ def run_ok(home: Path, *args: str) -> Result:
 
 def run_json(home: Path, *args: str) -> Any:
     return json.loads(run_ok(home, *args).stdout)
-
-
-def run_main(capsys: pytest.CaptureFixture[str], home: Path | None, *args: str) -> Outcome:
-    """Run ``kyso.cli.main`` as the console script does; return exit code and output."""
-    capsys.readouterr()
-    argv = (["--home", str(home)] if home is not None else []) + list(args)
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = exc.value.code
-    return Outcome(0 if code is None else int(code), out, err)
 
 
 def assert_refused(outcome: Outcome, code: int, *needles: str) -> None:

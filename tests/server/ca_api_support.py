@@ -1,6 +1,6 @@
 """Helpers of the CA administration API tests (imported by name): certificate signing requests
-as an admin's tool makes them, an admin's access token through the provider's real login pages,
-and the API calls."""
+as an admin's tool makes them, and the API calls (an admin's access token comes from
+server_support's :func:`access_token`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from server_support import CLIENT_ID, Browser, Citizen, authorize_params, bearer, exchange, pkce_pair
+from server_support import bearer
 
 from conftest import STAFF
 
@@ -45,20 +45,6 @@ def staff_csr(n: int = 0, *, key: ec.EllipticCurvePrivateKey | None = None,
 
 def pem_text(csr: x509.CertificateSigningRequest) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-def admin_token(browser: Browser, citizen: Citizen, secret: str,
-                client_id: str = CLIENT_ID) -> str:
-    """Log ``citizen`` in through the provider's pages (password, then TOTP) with the client
-    ``client_id``; the access token."""
-    browser.client.cookies.clear()
-    verifier, challenge = pkce_pair()
-    result = browser.login(authorize_params(challenge, client_id=client_id), citizen)
-    response = exchange(browser.client, result["code"], verifier, secret=secret,
-                        client_id=client_id)
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
 
 
 def issue(http: httpx.Client, token: str | None, body: Any) -> httpx.Response:

@@ -5,7 +5,6 @@ level 1, another audience), enrolment over HTTP, and CSC request builders."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -13,14 +12,13 @@ from typing import Any
 import httpx
 from server_support import (
     CLIENT_ID,
-    REDIRECT_URI,
+    ApiClients,
     Browser,
     Citizen,
     TestClient,
-    authorize_params,
+    access_token,
     bearer,
-    exchange,
-    pkce_pair,
+    register_api_clients,
 )
 
 from kyso.authn.acr import ACR_LEVEL_2
@@ -28,25 +26,14 @@ from kyso.authn.oidc import Provider
 from kyso.clock import FrozenClock
 from kyso.signing.gateway import AUDIENCE
 
-OTHER_CLIENT = "hotich-portal"  # a relying party whose tokens are for its own audience
 SHA256 = "2.16.840.1.101.3.4.2.1"
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 STEP_UP = {"prompt": "login", "max_age": "0", "acr_values": ACR_LEVEL_2}
 
 
-@dataclass(frozen=True)
-class Clients:
-    csc_secret: str  # CLIENT_ID, audience kyso-csc
-    other_secret: str  # OTHER_CLIENT, its own audience
-
-
-def register_clients(provider: Provider) -> Clients:
-    csc = provider.clients.add(CLIENT_ID, "Ứng dụng ký số", [REDIRECT_URI], audiences=[AUDIENCE],
-                               confidential=True)
-    other = provider.clients.add(OTHER_CLIENT, "Hộ tịch", [REDIRECT_URI], confidential=True)
-    assert csc.secret is not None
-    assert other.secret is not None
-    return Clients(csc.secret, other.secret)
+def register_clients(provider: Provider) -> ApiClients:
+    """The gateway's client (:data:`CLIENT_ID`, audience kyso-csc) and another relying party."""
+    return register_api_clients(provider, AUDIENCE, "Ứng dụng ký số")
 
 
 def mint(browser: Browser, clock: FrozenClock, citizen: Citizen, secret: str, *,
@@ -54,16 +41,8 @@ def mint(browser: Browser, clock: FrozenClock, citizen: Citizen, secret: str, *,
     """Log ``citizen`` in through the provider's pages (with ``prompt=login max_age=0
     acr_values=level 2`` unless ``step_up`` is False); the access token. The clock first moves
     one TOTP step, so the same citizen can log in again (codes are single-use)."""
-    clock.advance(dt.timedelta(seconds=30))
-    browser.client.cookies.clear()
-    verifier, challenge = pkce_pair()
-    extra = STEP_UP if step_up else {}
-    result = browser.login(authorize_params(challenge, client_id=client_id, **extra), citizen)
-    response = exchange(browser.client, result["code"], verifier, secret=secret,
-                        client_id=client_id)
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
+    return access_token(browser, citizen, secret, client_id=client_id, clock=clock,
+                        **(STEP_UP if step_up else {}))
 
 
 def digest(text: str) -> bytes:
@@ -115,9 +94,9 @@ def enrol(http: TestClient, token: str) -> httpx.Response:
 
 
 def enrol_citizen(http: TestClient, browser: Browser, clock: FrozenClock, citizen: Citizen,
-                  clients: Clients) -> Enrolled:
+                  clients: ApiClients) -> Enrolled:
     """``citizen`` enrolled over HTTP with a fresh step-up."""
-    response = enrol(http, mint(browser, clock, citizen, clients.csc_secret))
+    response = enrol(http, mint(browser, clock, citizen, clients.api_secret))
     assert response.status_code == 201, response.text
     body = response.json()
     return Enrolled(body["credentialID"], body["serialNumber"], body["certificate"],

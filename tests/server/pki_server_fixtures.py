@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from live_support import loopback_socket, serving
 from pki_server_support import LivePki, issue_staff, make_app, pem
 from server_support import ISSUER, TestClient
 
-from conftest import FAST_KDF, PASSPHRASE
-from kyso.clock import SystemClock
-from kyso.config import load_settings
-from kyso.context import Kyso, open_kyso
-from kyso.pki.authority import CertificateAuthority, init_ca
-from kyso.pki.keys import KeyType
+from conftest import PASSPHRASE
+from kyso.context import Kyso
+from kyso.pki.authority import CertificateAuthority
 from kyso.pki.records import CertificateRecord
+from loopback_support import loopback_socket, server_home, serving
 
 
 @pytest.fixture
@@ -45,12 +42,7 @@ def live_pki(tmp_path: Path, database_url: str | None) -> Iterator[LivePki]:
     is that server's URL."""
     with loopback_socket() as sock:
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        kyso = open_kyso(load_settings(home=tmp_path / "home", database_url=database_url,
-                                       environ=FAST_KDF),
-                         clock=SystemClock(), actor="server", source="server")
-        try:
-            init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên",
-                    province="thai-nguyen", key_type=KeyType.EC_P384, base_url=url)
+        with server_home(tmp_path / "home", database_url, ca_base_url=url) as kyso:
             ca = CertificateAuthority(kyso, PASSPHRASE)
             leaf = issue_staff(kyso, ca)
             files = {name: tmp_path / f"{name}.pem"
@@ -60,5 +52,3 @@ def live_pki(tmp_path: Path, database_url: str | None) -> Iterator[LivePki]:
             files["leaf"].write_bytes(leaf.pem)
             with serving(make_app(kyso), sock):
                 yield LivePki(url, kyso, ca, leaf, files)
-        finally:
-            kyso.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from live_support import LiveServer, loopback_socket, make_tls, serving
+from live_support import LiveServer, make_tls
 from server_support import (
     CLIENT_ID,
     ISSUER,
@@ -24,13 +24,12 @@ from server_support import (
     make_citizen,
 )
 
-from conftest import FAST_KDF
 from kyso.authn.oidc import Provider
 from kyso.authn.registry import Level
-from kyso.clock import FrozenClock, SystemClock
-from kyso.config import load_settings
-from kyso.context import Kyso, open_kyso
+from kyso.clock import FrozenClock
+from kyso.context import Kyso
 from kyso.server.app import create_app
+from loopback_support import loopback_socket, server_home, serving
 
 
 @pytest.fixture
@@ -79,19 +78,13 @@ def level1(kyso: Kyso) -> Citizen:
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     ca_file, cert_file, key_file = make_tls(tmp_path)
-    with loopback_socket() as sock:
+    with loopback_socket() as sock, server_home(tmp_path / "home") as kyso:
         issuer = f"https://127.0.0.1:{sock.getsockname()[1]}"
-        kyso = open_kyso(load_settings(home=tmp_path / "home", environ=FAST_KDF),
-                         clock=SystemClock(), actor="server", source="server")
-        try:
-            citizen = make_citizen(kyso, LEVEL2, Level.TWO)
-            app = create_app(kyso.settings, kyso=kyso, key_passphrase=KEY_PASSPHRASE,
-                             issuer=issuer)
-            provider: Provider = app.state.provider
-            new = provider.clients.add(CLIENT_ID, "Cổng dịch vụ công tỉnh", [REDIRECT_URI],
-                                       post_logout_redirect_uris=[LOGOUT_URI], confidential=True)
-            assert new.secret is not None
-            with serving(app, sock, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)):
-                yield LiveServer(issuer, ca_file, citizen, new.secret)
-        finally:
-            kyso.close()
+        citizen = make_citizen(kyso, LEVEL2, Level.TWO)
+        app = create_app(kyso.settings, kyso=kyso, key_passphrase=KEY_PASSPHRASE, issuer=issuer)
+        provider: Provider = app.state.provider
+        new = provider.clients.add(CLIENT_ID, "Cổng dịch vụ công tỉnh", [REDIRECT_URI],
+                                   post_logout_redirect_uris=[LOGOUT_URI], confidential=True)
+        assert new.secret is not None
+        with serving(app, sock, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)):
+            yield LiveServer(issuer, ca_file, citizen, new.secret)

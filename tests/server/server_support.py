@@ -1,6 +1,7 @@
 """Helpers shared by the e-ID server tests (imported by name; not a conftest): citizens with a
-password and a TOTP credential, a registered client, the app under test, and a scripted
-browser that walks the login pages."""
+password and a TOTP credential, a registered client, the app under test, a scripted browser
+that walks the login pages, and the tokens such a login gives (:func:`access_token`) for the
+clients of a token-protected API (:func:`register_api_clients`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import httpx
 import pyotp
 
 from kyso.authn.credentials import OtpCredentials
+from kyso.authn.oidc import Provider
 from kyso.authn.otp import TotpVerifier
 from kyso.authn.passwords import PasswordHasher, hash_params
 from kyso.authn.registry import Level, Person, Registry
@@ -36,6 +38,7 @@ ISSUER = "https://testserver"
 REDIRECT_URI = "https://rp.example.gov.vn/callback"
 LOGOUT_URI = "https://rp.example.gov.vn/bye"
 CLIENT_ID = "dichvucong"
+OTHER_CLIENT = "hotich-portal"  # a relying party whose tokens are for its own audience only
 PASSWORD = "Mat-khau-2026!xyz"
 LEVEL2 = {"id_number": "033301000123", "full_name": "Trần Thị Bình", "birth_date": "2001-05-17",
           "sex": "female", "phone": "0912345678"}
@@ -156,3 +159,53 @@ def exchange(client: TestClient, code: str, verifier: str, *, secret: str | None
 
 def bearer(token: str) -> dict[str, Any]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# --- tokens for the token-protected APIs (audit, CA administration, signing gateway) ---------
+
+
+@dataclass(frozen=True)
+class ApiClients:
+    """The relying parties of an API's tests: :data:`CLIENT_ID`, whose tokens are for the API's
+    audience, and :data:`OTHER_CLIENT`, whose tokens are for itself only."""
+
+    api_secret: str = field(repr=False)
+    other_secret: str = field(repr=False)
+
+
+def register_api_clients(provider: Provider, audience: str, name: str) -> ApiClients:
+    """Register both confidential clients (``name``: the API client's display name)."""
+    api = provider.clients.add(CLIENT_ID, name, [REDIRECT_URI], audiences=[audience],
+                               confidential=True)
+    other = provider.clients.add(OTHER_CLIENT, "Hộ tịch", [REDIRECT_URI], confidential=True)
+    assert api.secret is not None
+    assert other.secret is not None
+    return ApiClients(api.secret, other.secret)
+
+
+def token_response(browser: Browser, citizen: Citizen, secret: str, *,
+                   client_id: str = CLIENT_ID, clock: FrozenClock | None = None,
+                   **params: str) -> dict[str, Any]:
+    """``citizen`` logs in through the provider's pages (password, then TOTP) for
+    ``client_id``, with more authorize ``params`` if given (a step-up's ``prompt``, ``max_age``,
+    ``acr_values``); the token response. With ``clock``, it first moves one TOTP step, so that
+    the same citizen can log in again (codes are single-use)."""
+    if clock is not None:
+        clock.advance(dt.timedelta(seconds=30))
+    browser.client.cookies.clear()
+    verifier, challenge = pkce_pair()
+    result = browser.login(authorize_params(challenge, client_id=client_id, **params), citizen)
+    response = exchange(browser.client, result["code"], verifier, secret=secret,
+                        client_id=client_id)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def access_token(browser: Browser, citizen: Citizen, secret: str, *,
+                 client_id: str = CLIENT_ID, clock: FrozenClock | None = None,
+                 **params: str) -> str:
+    """The access token of :func:`token_response`."""
+    token: str = token_response(browser, citizen, secret, client_id=client_id, clock=clock,
+                                **params)["access_token"]
+    return token

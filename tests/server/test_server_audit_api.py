@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,7 +19,8 @@ from server_support import (
     CLIENT_ID,
     ISSUER,
     LEVEL1,
-    REDIRECT_URI,
+    OTHER_CLIENT,
+    ApiClients,
     Browser,
     Citizen,
     TestClient,
@@ -29,6 +29,8 @@ from server_support import (
     exchange,
     make_citizen,
     pkce_pair,
+    register_api_clients,
+    token_response,
 )
 
 from conftest import PASSPHRASE, audit_events, audit_text
@@ -47,23 +49,10 @@ from kyso.server.audit_routes import AUDIENCE, MAX_PAGE
 
 pytest_plugins = ("server_fixtures",)
 
-OTHER_CLIENT = "hotich-portal"  # a client whose tokens are for its own audience only
-
-
-@dataclass(frozen=True)
-class Clients:
-    auditor_secret: str  # CLIENT_ID, audience kyso-api
-    other_secret: str  # OTHER_CLIENT, its default audience
-
 
 @pytest.fixture
-def clients(provider: Provider) -> Clients:
-    auditor = provider.clients.add(CLIENT_ID, "Kiểm toán viên", [REDIRECT_URI],
-                                   audiences=[AUDIENCE], confidential=True)
-    other = provider.clients.add(OTHER_CLIENT, "Hộ tịch", [REDIRECT_URI], confidential=True)
-    assert auditor.secret is not None
-    assert other.secret is not None
-    return Clients(auditor.secret, other.secret)
+def clients(provider: Provider) -> ApiClients:
+    return register_api_clients(provider, AUDIENCE, "Kiểm toán viên")
 
 
 @pytest.fixture
@@ -74,22 +63,14 @@ def auditor(kyso: Kyso, level2: Citizen) -> Citizen:
 
 def tokens_for(browser: Browser, clock: FrozenClock, citizen: Citizen, secret: str,
                client_id: str = CLIENT_ID) -> dict[str, Any]:
-    """Log ``citizen`` in through the provider's pages; the token response. The clock moves on
-    a TOTP step first, so that the same citizen can log in again (codes are single-use)."""
-    clock.advance(dt.timedelta(seconds=30))
-    browser.client.cookies.clear()
-    verifier, challenge = pkce_pair()
-    result = browser.login(authorize_params(challenge, client_id=client_id), citizen)
-    response = exchange(browser.client, result["code"], verifier, secret=secret,
-                        client_id=client_id)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    """A login through the provider's pages, a TOTP step after the last one (codes are
+    single-use); the token response."""
+    return token_response(browser, citizen, secret, client_id=client_id, clock=clock)
 
 
 @pytest.fixture
-def token(browser: Browser, clock: FrozenClock, auditor: Citizen, clients: Clients) -> str:
-    access: str = tokens_for(browser, clock, auditor, clients.auditor_secret)["access_token"]
+def token(browser: Browser, clock: FrozenClock, auditor: Citizen, clients: ApiClients) -> str:
+    access: str = tokens_for(browser, clock, auditor, clients.api_secret)["access_token"]
     return access
 
 
@@ -136,8 +117,8 @@ def reads(kyso: Kyso) -> list[dict[str, Any]]:
 
 def test_an_auditor_gets_roles_in_the_access_token_but_not_in_the_id_token(
         http: TestClient, browser: Browser, clock: FrozenClock, auditor: Citizen,
-        clients: Clients) -> None:
-    body = tokens_for(browser, clock, auditor, clients.auditor_secret)
+        clients: ApiClients) -> None:
+    body = tokens_for(browser, clock, auditor, clients.api_secret)
 
     access = claims_of(body["access_token"], http, AUDIENCE)
     assert access["roles"] == ["auditor"]
@@ -149,8 +130,8 @@ def test_an_auditor_gets_roles_in_the_access_token_but_not_in_the_id_token(
 
 def test_a_citizen_without_roles_gets_no_roles_claim(
         http: TestClient, browser: Browser, clock: FrozenClock, level2: Citizen,
-        clients: Clients) -> None:
-    access = claims_of(tokens_for(browser, clock, level2, clients.auditor_secret)["access_token"],
+        clients: ApiClients) -> None:
+    access = claims_of(tokens_for(browser, clock, level2, clients.api_secret)["access_token"],
                        http, AUDIENCE)
     assert "roles" not in access
     assert "realm_access" not in access
@@ -158,14 +139,14 @@ def test_a_citizen_without_roles_gets_no_roles_claim(
 
 def test_roles_are_sorted_and_current_at_minting(
         http: TestClient, browser: Browser, clock: FrozenClock, kyso: Kyso, auditor: Citizen,
-        clients: Clients) -> None:
+        clients: ApiClients) -> None:
     Roles(kyso).grant(auditor.id_number, Role.CA_ADMIN)
-    both = claims_of(tokens_for(browser, clock, auditor, clients.auditor_secret)["access_token"],
+    both = claims_of(tokens_for(browser, clock, auditor, clients.api_secret)["access_token"],
                      http, AUDIENCE)
     assert both["roles"] == ["auditor", "ca-admin"]
 
     Roles(kyso).revoke(auditor.id_number, Role.AUDITOR)
-    after = claims_of(tokens_for(browser, clock, auditor, clients.auditor_secret)["access_token"],
+    after = claims_of(tokens_for(browser, clock, auditor, clients.api_secret)["access_token"],
                       http, AUDIENCE)
     assert after["roles"] == ["ca-admin"]
 
@@ -199,8 +180,8 @@ def test_a_malformed_token_is_401_invalid_token(http: TestClient, header: str) -
 
 def test_a_level2_citizen_without_the_role_is_403_insufficient_scope(
         http: TestClient, browser: Browser, clock: FrozenClock, kyso: Kyso, level2: Citizen,
-        clients: Clients) -> None:
-    access = tokens_for(browser, clock, level2, clients.auditor_secret)["access_token"]
+        clients: ApiClients) -> None:
+    access = tokens_for(browser, clock, level2, clients.api_secret)["access_token"]
 
     challenge = refused(get(http, "/api/v1/audit/events", access), 403, "insufficient_scope")
     assert 'error="insufficient_scope"' in challenge
@@ -211,7 +192,7 @@ def test_a_level2_citizen_without_the_role_is_403_insufficient_scope(
 
 def test_a_token_for_another_audience_is_401(
         http: TestClient, browser: Browser, clock: FrozenClock, auditor: Citizen,
-        clients: Clients) -> None:
+        clients: ApiClients) -> None:
     other = tokens_for(browser, clock, auditor, clients.other_secret, OTHER_CLIENT)
     assert claims_of(other["access_token"], http, OTHER_CLIENT)["roles"] == ["auditor"]
 
@@ -223,17 +204,17 @@ def test_a_token_for_another_audience_is_401(
 
 def test_the_id_token_is_not_an_access_token(http: TestClient, browser: Browser,
                                              clock: FrozenClock, auditor: Citizen,
-                                             clients: Clients) -> None:
-    id_token = tokens_for(browser, clock, auditor, clients.auditor_secret)["id_token"]
+                                             clients: ApiClients) -> None:
+    id_token = tokens_for(browser, clock, auditor, clients.api_secret)["id_token"]
     refused(get(http, "/api/v1/audit/events", id_token), 401, "invalid_token")
 
 
 def test_a_level1_auditor_is_asked_to_step_up(
         http: TestClient, browser: Browser, clock: FrozenClock, kyso: Kyso,
-        clients: Clients) -> None:
+        clients: ApiClients) -> None:
     citizen = make_citizen(kyso, LEVEL1, Level.ONE)
     Roles(kyso).grant(citizen.id_number, Role.AUDITOR)
-    access = tokens_for(browser, clock, citizen, clients.auditor_secret)["access_token"]
+    access = tokens_for(browser, clock, citizen, clients.api_secret)["access_token"]
 
     challenge = refused(get(http, "/api/v1/audit/events", access), 401,
                         "insufficient_user_authentication")
@@ -260,14 +241,14 @@ def test_locking_the_account_refuses_its_token(http: TestClient, kyso: Kyso, aud
 
 def test_a_token_revoked_by_code_reuse_is_refused(
         http: TestClient, browser: Browser, clock: FrozenClock, auditor: Citizen,
-        clients: Clients) -> None:
+        clients: ApiClients) -> None:
     clock.advance(dt.timedelta(seconds=30))
     verifier, challenge = pkce_pair()
     code = browser.login(authorize_params(challenge), auditor)["code"]
-    first = exchange(http, code, verifier, secret=clients.auditor_secret).json()
+    first = exchange(http, code, verifier, secret=clients.api_secret).json()
     assert get(http, "/api/v1/audit/events", first["access_token"]).status_code == 200
 
-    again = exchange(http, code, verifier, secret=clients.auditor_secret)  # the code replayed
+    again = exchange(http, code, verifier, secret=clients.api_secret)  # the code replayed
     assert again.status_code == 400
     response = get(http, "/api/v1/audit/events", first["access_token"])
     refused(response, 401, "invalid_token")

@@ -10,14 +10,13 @@ import datetime as dt
 import subprocess
 import warnings
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from ca_api_support import API, admin_token, issue, pem_text, revoke, staff_csr, staff_id
+from ca_api_support import API, issue, pem_text, revoke, staff_csr, staff_id
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,12 +29,15 @@ from server_support import (
     ISSUER,
     KEY_PASSPHRASE,
     LEVEL1,
-    REDIRECT_URI,
+    OTHER_CLIENT,
+    ApiClients,
     Browser,
     Citizen,
     TestClient,
+    access_token,
     bearer,
     make_citizen,
+    register_api_clients,
 )
 
 from conftest import BASE_URL, PASSPHRASE, T0, audit_events, audit_text
@@ -51,19 +53,18 @@ from kyso.pki.issuance import get_record
 from kyso.pki.keys import KeyType
 from kyso.pki.lifecycle import REVOKE_REASONS
 from kyso.server.app import create_app
-from kyso.server.ca_routes import (
-    AUDIENCE,
+from kyso.server.ca_models import (
     MAX_BODY_BYTES,
     ChangedBody,
     IssuedBody,
     RevokeReason,
     ShownBody,
 )
+from kyso.server.ca_routes import AUDIENCE
 from kyso.store import schema
 
 pytest_plugins = ("server_fixtures",)
 
-OTHER_CLIENT = "hotich-portal"  # a client whose tokens are for its own audience only
 ACTIONS = ("CERT_CREATION", "CERT_VIEW", "CERT_REVOKED", "CERT_STATUSCHANGE")
 
 
@@ -74,26 +75,16 @@ def app(kyso: Kyso, ca: CertificateAuthority) -> FastAPI:
                       ca_passphrase=PASSPHRASE)
 
 
-@dataclass(frozen=True)
-class Clients:
-    admin_secret: str  # CLIENT_ID, audience kyso-api
-    other_secret: str  # OTHER_CLIENT, its default audience
-
-
 @pytest.fixture
-def clients(provider: Provider) -> Clients:
-    admin = provider.clients.add(CLIENT_ID, "Quản trị CA", [REDIRECT_URI], audiences=[AUDIENCE],
-                                 confidential=True)
-    other = provider.clients.add(OTHER_CLIENT, "Hộ tịch", [REDIRECT_URI], confidential=True)
-    assert admin.secret is not None
-    assert other.secret is not None
-    return Clients(admin.secret, other.secret)
+def clients(provider: Provider) -> ApiClients:
+    return register_api_clients(provider, AUDIENCE, "Quản trị CA")
 
 
 def login(browser: Browser, clock: FrozenClock, citizen: Citizen, secret: str,
           client_id: str = CLIENT_ID) -> str:
-    clock.advance(dt.timedelta(seconds=30))  # a new TOTP step: codes are single-use
-    return admin_token(browser, citizen, secret, client_id)
+    """A login through the provider's pages, a TOTP step after the last one (codes are
+    single-use); the access token."""
+    return access_token(browser, citizen, secret, client_id=client_id, clock=clock)
 
 
 @pytest.fixture
@@ -103,8 +94,8 @@ def admin(kyso: Kyso, level2: Citizen) -> Citizen:
 
 
 @pytest.fixture
-def token(browser: Browser, clock: FrozenClock, admin: Citizen, clients: Clients) -> str:
-    return login(browser, clock, admin, clients.admin_secret)
+def token(browser: Browser, clock: FrozenClock, admin: Citizen, clients: ApiClients) -> str:
+    return login(browser, clock, admin, clients.api_secret)
 
 
 @pytest.fixture
@@ -382,8 +373,8 @@ def test_a_malformed_token_is_401_invalid_token(http: TestClient, header: str) -
 
 def test_a_level2_citizen_without_the_role_is_403(
         http: TestClient, browser: Browser, clock: FrozenClock, kyso: Kyso, level2: Citizen,
-        clients: Clients) -> None:
-    access = login(browser, clock, level2, clients.admin_secret)
+        clients: ApiClients) -> None:
+    access = login(browser, clock, level2, clients.api_secret)
     response = issue(http, access, {"csr": pem_text(staff_csr()), "profile": "staff"})
 
     refused(response, 403, "insufficient_scope")
@@ -394,15 +385,15 @@ def test_a_level2_citizen_without_the_role_is_403(
 
 def test_the_auditor_role_is_not_the_ca_admin_role(
         http: TestClient, browser: Browser, clock: FrozenClock, kyso: Kyso, level2: Citizen,
-        clients: Clients) -> None:
+        clients: ApiClients) -> None:
     Roles(kyso).grant(level2.id_number, Role.AUDITOR)
-    access = login(browser, clock, level2, clients.admin_secret)
+    access = login(browser, clock, level2, clients.api_secret)
     refused(revoke(http, access, "abcdef0123", "superseded"), 403, "insufficient_scope")
 
 
 def test_a_token_for_another_audience_is_401(
         http: TestClient, browser: Browser, clock: FrozenClock, admin: Citizen,
-        clients: Clients) -> None:
+        clients: ApiClients) -> None:
     access = login(browser, clock, admin, clients.other_secret, OTHER_CLIENT)
     response = issue(http, access, {"csr": pem_text(staff_csr()), "profile": "staff"})
     assert "audience" in refused(response, 401, "invalid_token")["error_description"]
@@ -410,10 +401,10 @@ def test_a_token_for_another_audience_is_401(
 
 def test_a_level1_admin_is_asked_to_step_up(
         http: TestClient, browser: Browser, clock: FrozenClock, kyso: Kyso,
-        clients: Clients) -> None:
+        clients: ApiClients) -> None:
     citizen = make_citizen(kyso, LEVEL1, Level.ONE)
     Roles(kyso).grant(citizen.id_number, Role.CA_ADMIN)
-    access = login(browser, clock, citizen, clients.admin_secret)
+    access = login(browser, clock, citizen, clients.api_secret)
 
     response = issue(http, access, {"csr": pem_text(staff_csr()), "profile": "staff"})
     refused(response, 401, "insufficient_user_authentication")
@@ -443,9 +434,7 @@ def test_a_node_without_the_ca_passphrase_answers_503_after_the_token(
     Roles(kyso).grant(level2.id_number, Role.CA_ADMIN)
     app = create_app(kyso.settings, kyso=kyso, key_passphrase=KEY_PASSPHRASE, issuer=ISSUER)
     with TestClient(app, base_url=ISSUER, follow_redirects=False) as http:
-        secret = app.state.provider.clients.add(CLIENT_ID, "Quản trị CA", [REDIRECT_URI],
-                                                audiences=[AUDIENCE], confidential=True).secret
-        assert secret is not None
+        secret = register_api_clients(app.state.provider, AUDIENCE, "Quản trị CA").api_secret
         refused(issue(http, None, {}), 401, "invalid_request")
         access = login(Browser(http, clock), clock, level2, secret)
         for response in (issue(http, access, {"csr": pem_text(staff_csr()), "profile": "staff"}),
@@ -463,9 +452,7 @@ def test_a_ca_created_after_start_up_is_used_without_a_restart(
     app = create_app(kyso.settings, kyso=kyso, key_passphrase=KEY_PASSPHRASE, issuer=ISSUER,
                      ca_passphrase=PASSPHRASE)
     with TestClient(app, base_url=ISSUER, follow_redirects=False) as http:
-        secret = app.state.provider.clients.add(CLIENT_ID, "Quản trị CA", [REDIRECT_URI],
-                                                audiences=[AUDIENCE], confidential=True).secret
-        assert secret is not None
+        secret = register_api_clients(app.state.provider, AUDIENCE, "Quản trị CA").api_secret
         access = login(Browser(http, clock), clock, level2, secret)
         body = {"csr": pem_text(staff_csr(12)), "profile": "staff"}
         early = refused(issue(http, access, body), 503, "service_unavailable")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,24 +17,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509 import ocsp
-from csc_support import (
-    ECDSA_SHA256,
-    OTHER_CLIENT,
-    Clients,
-    Enrolled,
-    authorize_body,
-    digest,
-    enrol,
-    enrol_citizen,
-    mint,
-    post,
-    refused,
-    register_clients,
-    sign_body,
-)
-from fastapi import FastAPI
-from pki_server_support import OCSP_TYPE, make_app, ocsp_request
-from server_support import ISSUER, Browser, Citizen, TestClient
+from csc_support import ECDSA_SHA256, Enrolled, authorize_body, digest, enrol, mint, post, refused, sign_body
+from pki_server_support import OCSP_TYPE, ocsp_request
+from server_support import ISSUER, OTHER_CLIENT, ApiClients, Browser, Citizen, TestClient
 
 from conftest import audit_events, audit_text
 from kyso.authn.enrolment import lock_identity, unlock_identity
@@ -45,7 +29,7 @@ from kyso.context import Kyso
 from kyso.pki.authority import CertificateAuthority
 from kyso.pki.lifecycle import hold
 
-pytest_plugins = ("server_fixtures",)
+pytest_plugins = ("server_fixtures", "csc_fixtures")
 
 VERSIONS = ["v2", "v1"]
 
@@ -71,40 +55,6 @@ def verify(enrolled: Enrolled, values: list[bytes], signatures: list[str]) -> No
 
 def events(kyso: Kyso, action: str) -> list[dict[str, Any]]:
     return [e for e in audit_events(kyso) if e["action"] == action]
-
-
-@pytest.fixture
-def csc_app(kyso: Kyso, ca: CertificateAuthority) -> FastAPI:
-    """The whole app, with the CA passphrase (the gateway and the OCSP responders are on)."""
-    return make_app(kyso)
-
-
-@pytest.fixture
-def csc_http(csc_app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(csc_app, base_url=ISSUER, follow_redirects=False) as client:
-        yield client
-
-
-@pytest.fixture
-def csc_browser(csc_http: TestClient, clock: FrozenClock) -> Browser:
-    return Browser(csc_http, clock)
-
-
-@pytest.fixture
-def clients(csc_app: FastAPI) -> Clients:
-    return register_clients(csc_app.state.provider)
-
-
-@pytest.fixture
-def enrolled(csc_http: TestClient, csc_browser: Browser, clock: FrozenClock, level2: Citizen,
-             clients: Clients) -> Enrolled:
-    return enrol_citizen(csc_http, csc_browser, clock, level2, clients)
-
-
-@pytest.fixture
-def token(csc_browser: Browser, clock: FrozenClock, level2: Citizen, clients: Clients) -> str:
-    """A fresh step-up of the enrolled citizen (``enrolled`` first, if both are used)."""
-    return mint(csc_browser, clock, level2, clients.csc_secret)
 
 
 # --- info, enrolment, list, info ---------------------------------------------------------------
@@ -189,14 +139,14 @@ def test_list_and_info_show_the_callers_credential_with_its_chain(
 
 def test_another_citizens_credential_is_indistinguishable_from_an_unknown_one(
         csc_http: TestClient, csc_browser: Browser, clock: FrozenClock, enrolled: Enrolled,
-        clients: Clients, kyso: Kyso) -> None:
+        clients: ApiClients, kyso: Kyso) -> None:
     from server_support import make_citizen
 
     from kyso.authn.registry import Level
 
     other = make_citizen(kyso, {"id_number": "001099012346", "full_name": "Lê Văn Cường",
                                 "birth_date": "1999-01-01", "sex": "male"}, Level.TWO)
-    theirs = mint(csc_browser, clock, other, clients.csc_secret)
+    theirs = mint(csc_browser, clock, other, clients.api_secret)
     unknown = "csc-" + "A" * 32
     answers = []
     for cid in (enrolled.credential_id, unknown):
@@ -204,10 +154,10 @@ def test_another_citizens_credential_is_indistinguishable_from_an_unknown_one(
             post(csc_http, "credentials/info", {"credentialID": cid}, theirs),
             post(csc_http, "signatures/signHash", sign_body(cid, "x" * 43, [digest("a")]),
                  theirs)])
-    fresh = mint(csc_browser, clock, other, clients.csc_secret)
+    fresh = mint(csc_browser, clock, other, clients.api_secret)
     answers[0].append(post(csc_http, "credentials/authorize",
                            authorize_body(enrolled.credential_id, [digest("a")]), fresh))
-    fresh = mint(csc_browser, clock, other, clients.csc_secret)
+    fresh = mint(csc_browser, clock, other, clients.api_secret)
     answers[1].append(post(csc_http, "credentials/authorize",
                            authorize_body(unknown, [digest("a")]), fresh))
 
@@ -334,8 +284,8 @@ def test_a_token_used_twice_to_authorize_is_refused_asking_for_a_new_login(
 
 def test_a_level1_token_is_refused_everywhere_with_a_level2_challenge(
         csc_http: TestClient, csc_browser: Browser, clock: FrozenClock, level1: Citizen,
-        clients: Clients) -> None:
-    weak = mint(csc_browser, clock, level1, clients.csc_secret, step_up=False)
+        clients: ApiClients) -> None:
+    weak = mint(csc_browser, clock, level1, clients.api_secret, step_up=False)
 
     for path, body in (("/api/v1/signing/credentials", {}),
                        ("credentials/list", {}),
@@ -348,7 +298,7 @@ def test_a_level1_token_is_refused_everywhere_with_a_level2_challenge(
 
 def test_a_token_for_another_audience_is_401_invalid_token(
         csc_http: TestClient, csc_browser: Browser, clock: FrozenClock, level2: Citizen,
-        clients: Clients, enrolled: Enrolled) -> None:
+        clients: ApiClients, enrolled: Enrolled) -> None:
     foreign = mint(csc_browser, clock, level2, clients.other_secret, client_id=OTHER_CLIENT)
 
     for path, body in (("/api/v1/signing/credentials", {}),
@@ -385,7 +335,7 @@ def ocsp_status(http: TestClient, enrolled: Enrolled, ca: CertificateAuthority
 
 def test_a_locked_account_is_refused_its_certificate_is_on_hold_and_unlocking_restores(
         csc_http: TestClient, csc_browser: Browser, clock: FrozenClock, kyso: Kyso,
-        level2: Citizen, clients: Clients, enrolled: Enrolled, token: str,
+        level2: Citizen, clients: ApiClients, enrolled: Enrolled, token: str,
         ca: CertificateAuthority) -> None:
     values = [digest("a")]
     sad = approve(csc_http, token, enrolled.credential_id, values)
@@ -397,7 +347,7 @@ def test_a_locked_account_is_refused_its_certificate_is_on_hold_and_unlocking_re
     held = ocsp_status(csc_http, enrolled, ca)
     unlock_identity(kyso, level2.id_number)
     after = ocsp_status(csc_http, enrolled, ca)
-    again = mint(csc_browser, clock, level2, clients.csc_secret)
+    again = mint(csc_browser, clock, level2, clients.api_secret)
     resumed = post(csc_http, "signatures/signHash", sign_body(enrolled.credential_id, sad,
                                                               values), again)
 

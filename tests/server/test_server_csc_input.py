@@ -6,25 +6,21 @@ Also: no CA passphrase (503), and the OpenAPI description of the operations."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from csc_support import (
-    Clients,
     Enrolled,
     authorize_body,
     b64,
     digest,
     enrol,
-    enrol_citizen,
     mint,
     post,
     refused,
     register_clients,
     sign_body,
 )
-from fastapi import FastAPI
 from pki_server_support import make_app
 from server_support import ISSUER, Browser, Citizen, TestClient, bearer
 
@@ -33,36 +29,10 @@ from kyso.clock import FrozenClock
 from kyso.context import Kyso
 from kyso.pki.authority import CertificateAuthority
 
-pytest_plugins = ("server_fixtures",)
+pytest_plugins = ("server_fixtures", "csc_fixtures")
 
 CID = "csc-" + "B" * 32
 A = digest("a")
-
-
-@pytest.fixture
-def csc_app(kyso: Kyso, ca: CertificateAuthority) -> FastAPI:
-    return make_app(kyso)
-
-
-@pytest.fixture
-def csc_http(csc_app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(csc_app, base_url=ISSUER, follow_redirects=False) as client:
-        yield client
-
-
-@pytest.fixture
-def csc_browser(csc_http: TestClient, clock: FrozenClock) -> Browser:
-    return Browser(csc_http, clock)
-
-
-@pytest.fixture
-def clients(csc_app: FastAPI) -> Clients:
-    return register_clients(csc_app.state.provider)
-
-
-@pytest.fixture
-def token(csc_browser: Browser, clock: FrozenClock, level2: Citizen, clients: Clients) -> str:
-    return mint(csc_browser, clock, level2, clients.csc_secret)
 
 
 def raw(http: TestClient, path: str, content: bytes, token: str,
@@ -135,12 +105,6 @@ def test_a_bad_authorize_body_is_400_naming_the_problem_and_is_audited(
     assert event["actor"] == kyso.pseudonyms.pseudonym(level2.id_number)
     assert event["details"]["reason"].startswith(named)
     assert "123456" not in str(event)
-
-
-@pytest.fixture
-def enrolled(csc_http: TestClient, csc_browser: Browser, clock: FrozenClock, level2: Citizen,
-             clients: Clients) -> Enrolled:
-    return enrol_citizen(csc_http, csc_browser, clock, level2, clients)
 
 
 SIGN_CASES: list[tuple[str, dict[str, Any], str]] = [
@@ -224,7 +188,7 @@ def test_without_the_ca_passphrase_the_routes_that_need_keys_answer_503(
     clients = register_clients(app.state.provider)
     with TestClient(app, base_url=ISSUER, follow_redirects=False) as http:
         browser = Browser(http, clock)
-        token = mint(browser, clock, level2, clients.csc_secret)
+        token = mint(browser, clock, level2, clients.api_secret)
 
         answers = [enrol(http, token),
                    post(http, "credentials/authorize", authorize_body(CID, [A]), token),

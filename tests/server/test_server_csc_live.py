@@ -19,7 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from csc_support import register_clients
-from live_support import loopback_socket, make_tls, serving
+from live_support import make_tls
 from pki_server_support import kyso_cli
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign.fields import SigSeedSubFilter
@@ -44,16 +44,15 @@ from server_support import (
     pkce_pair,
 )
 
-from conftest import FAST_KDF, PASSPHRASE, audit_events
+from conftest import PASSPHRASE, audit_events
 from kyso.authn.acr import ACR_LEVEL_2
 from kyso.authn.registry import Level
 from kyso.clock import SystemClock
-from kyso.config import load_settings
-from kyso.context import Kyso, open_kyso
-from kyso.pki.authority import CertificateAuthority, init_ca
-from kyso.pki.keys import KeyType
+from kyso.context import Kyso
+from kyso.pki.authority import CertificateAuthority
 from kyso.server.app import create_app
 from kyso.signing.sample import sample_pdf
+from loopback_support import loopback_socket, server_home, serving
 
 pytest_plugins = ("server_fixtures",)
 
@@ -78,12 +77,7 @@ def live_gateway(tmp_path: Path, database_url: str | None) -> Iterator[LiveGatew
     with loopback_socket() as tls_sock, loopback_socket() as plain_sock:
         issuer = f"https://127.0.0.1:{tls_sock.getsockname()[1]}"
         pki_url = f"http://127.0.0.1:{plain_sock.getsockname()[1]}"
-        kyso = open_kyso(load_settings(home=tmp_path / "home", database_url=database_url,
-                                       environ=FAST_KDF),
-                         clock=SystemClock(), actor="server", source="server")
-        try:
-            init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên",
-                    province="thai-nguyen", key_type=KeyType.EC_P384, base_url=pki_url)
+        with server_home(tmp_path / "home", database_url, ca_base_url=pki_url) as kyso:
             root = tmp_path / "root.pem"
             root.write_bytes(CertificateAuthority(kyso, PASSPHRASE).certificate("root")
                              .public_bytes(serialization.Encoding.PEM))
@@ -93,10 +87,8 @@ def live_gateway(tmp_path: Path, database_url: str | None) -> Iterator[LiveGatew
             clients = register_clients(app.state.provider)
             with serving(app, plain_sock), serving(app, tls_sock, ssl_certfile=str(cert_file),
                                                    ssl_keyfile=str(key_file)):
-                yield LiveGateway(issuer, pki_url, tls_ca, root, citizen, clients.csc_secret,
+                yield LiveGateway(issuer, pki_url, tls_ca, root, citizen, clients.api_secret,
                                   kyso)
-        finally:
-            kyso.close()
 
 
 def step_up(live: LiveGateway) -> str:
@@ -113,6 +105,16 @@ def step_up(live: LiveGateway) -> str:
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
+
+
+def enrol_over_https(live: LiveGateway, token: str) -> str:
+    """The citizen's credential, enrolled at the gateway with her fresh login; its id."""
+    enrolled = httpx.post(f"{live.issuer}/api/v1/signing/credentials", json={},
+                          headers={"Authorization": f"Bearer {token}"},
+                          verify=live.ssl_context(), timeout=30)
+    assert enrolled.status_code == 201, enrolled.text
+    credential_id: str = enrolled.json()["credentialID"]
+    return credential_id
 
 
 class StepUpAuthorization(CSCAuthorizationManager):
@@ -158,11 +160,7 @@ def test_pyhankos_csc_signer_signs_through_the_running_gateway_and_kyso_verifies
         live_gateway: LiveGateway, tmp_path: Path) -> None:
     live = live_gateway
     token = step_up(live)
-    enrolled = httpx.post(f"{live.issuer}/api/v1/signing/credentials", json={},
-                          headers={"Authorization": f"Bearer {token}"},
-                          verify=live.ssl_context(), timeout=30)
-    assert enrolled.status_code == 201, enrolled.text
-    credential_id = enrolled.json()["credentialID"]
+    credential_id = enrol_over_https(live, token)
     source, signed = tmp_path / "don.pdf", tmp_path / "don-ky.pdf"
     source.write_bytes(sample_pdf(pages=1))
 
@@ -195,18 +193,14 @@ def test_pyhankos_client_is_refused_a_second_approval_with_the_same_login(
         live_gateway: LiveGateway, tmp_path: Path) -> None:
     live = live_gateway
     token = step_up(live)
-    enrolled = httpx.post(f"{live.issuer}/api/v1/signing/credentials", json={},
-                          headers={"Authorization": f"Bearer {token}"},
-                          verify=live.ssl_context(), timeout=30)
-    assert enrolled.status_code == 201, enrolled.text
+    credential_id = enrol_over_https(live, token)
     source = tmp_path / "don.pdf"
     source.write_bytes(sample_pdf(pages=1))
-    asyncio.run(sign_with_pyhanko(live, token, enrolled.json()["credentialID"], source,
-                                  tmp_path / "first.pdf"))
+    asyncio.run(sign_with_pyhanko(live, token, credential_id, source, tmp_path / "first.pdf"))
 
     managers: list[StepUpAuthorization] = []
     with pytest.raises(SigningError):
-        asyncio.run(sign_with_pyhanko(live, token, enrolled.json()["credentialID"], source,
+        asyncio.run(sign_with_pyhanko(live, token, credential_id, source,
                                       tmp_path / "second.pdf", managers))
 
     [(status, answer)] = managers[0].answers

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
 import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,11 +26,19 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from ca_api_support import API, admin_token, pem_text, staff_csr
+from ca_api_support import API, pem_text, staff_csr
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from live_support import make_tls
-from server_support import CLIENT_ID, LEVEL2, REDIRECT_URI, Browser, bearer, make_citizen
+from live_support import KYSO, ServeProcess, free_port, make_tls, start_serve
+from server_support import (
+    CLIENT_ID,
+    LEVEL2,
+    REDIRECT_URI,
+    Browser,
+    access_token,
+    bearer,
+    make_citizen,
+)
 
 from conftest import FAST_KDF, ON_POSTGRES, PASSPHRASE
 from kyso.audit import read_events
@@ -52,7 +57,6 @@ from kyso.store import schema
 pytestmark = [pytest.mark.skipif(not ON_POSTGRES, reason="needs PostgreSQL (KYSO_TEST_DATABASE_URL)"),
               pytest.mark.slow, pytest.mark.external]
 
-KYSO = str(Path(sys.executable).with_name("kyso"))
 TOKEN_PASSPHRASE = "token-key-passphrase-for-two-nodes"
 FIRST = 20  # issued before the revocations start
 MORE = 24  # issued while the revocations run
@@ -63,36 +67,13 @@ REASONS = ("superseded", "affiliationChanged", "cessationOfOperation", "privileg
            "keyCompromise")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Node:
-    name: str
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
 @dataclass
 class Cluster:
     """Two nodes on one home and one database, and what the clients need to reach them."""
 
     kyso: Kyso
     ca: CertificateAuthority
-    nodes: list[Node]
+    nodes: list[ServeProcess]
     trust: ssl.SSLContext
     token: str = field(repr=False)
     admin_pseudonym: str
@@ -103,7 +84,7 @@ class Cluster:
         """This thread's connection to ``node`` (an httpx client is not shared across threads)."""
         clients: dict[int, httpx.Client] = self._local.__dict__.setdefault("clients", {})
         if node not in clients:
-            clients[node] = httpx.Client(base_url=self.nodes[node].url, verify=self.trust,
+            clients[node] = httpx.Client(base_url=self.nodes[node].base, verify=self.trust,
                                          timeout=120, headers=bearer(self.token))
             self._opened.append(clients[node])  # list.append is atomic
         return clients[node]
@@ -123,21 +104,6 @@ class Call:
     serial: str = ""
 
 
-def wait_ready(node: Node, trust: ssl.SSLContext) -> None:
-    deadline = time.monotonic() + 120  # start-up on a loaded machine, not a timing check
-    while time.monotonic() < deadline:
-        if node.proc.poll() is not None:
-            raise AssertionError(f"{node.name} exited {node.proc.returncode}: "
-                                 f"{node.log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"{node.url}/ready", verify=trust, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"{node.name} did not become ready")
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
     """A CA (on the real clock, so the nodes' certificates chain up at once), an admin with the
@@ -146,7 +112,7 @@ def cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
     home = tmp_path / "home"
     kyso = open_kyso(load_settings(home=home, database_url=database_url, environ=FAST_KDF),
                      clock=SystemClock(), actor="admin:test")
-    nodes: list[Node] = []
+    nodes: list[ServeProcess] = []
     try:
         init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên", province="thai-nguyen",
                 key_type=KeyType.EC_P384, base_url="http://pki.thainguyen.gov.vn")
@@ -170,20 +136,16 @@ def cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
         env.update(FAST_KDF, KYSO_HOME=str(home), KYSO_DATABASE_URL=database_url,
                    PYTHONWARNINGS="ignore")
         for n, port in enumerate(ports):
-            log = tmp_path / f"node{n + 1}.log"
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [KYSO, "serve", "--port", str(port), "--issuer", issuer,
-                     "--tls-cert", str(cert), "--tls-key", str(key),
-                     "--key-passphrase-file", str(secrets / "token.pass"),
-                     "--ca-passphrase-file", str(secrets / "ca.pass")],
-                    env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-            nodes.append(Node(f"node{n + 1}", f"https://127.0.0.1:{port}", proc, log))
+            nodes.append(start_serve(
+                port, "--issuer", issuer, "--tls-cert", str(cert), "--tls-key", str(key),
+                "--key-passphrase-file", str(secrets / "token.pass"),
+                "--ca-passphrase-file", str(secrets / "ca.pass"),
+                env=env, scheme="https", log=tmp_path / f"node{n + 1}.log"))
         for node in nodes:
-            wait_ready(node, trust)
+            node.wait_ready(trust, path="/ready", within=120)
 
-        with httpx.Client(base_url=nodes[0].url, verify=trust, timeout=60) as http:
-            token = admin_token(Browser(http, kyso.clock), admin, client.secret)
+        with httpx.Client(base_url=nodes[0].base, verify=trust, timeout=60) as http:
+            token = access_token(Browser(http, kyso.clock), admin, client.secret)
         running = Cluster(kyso, ca, nodes, trust, token, kyso.pseudonyms.pseudonym(admin.id_number))
         try:
             yield running
@@ -346,8 +308,8 @@ def test_two_serve_nodes_on_one_postgres_issue_and_revoke_concurrently_without_l
     # 6. The nodes stop cleanly; the one audit log verifies and agrees with the answers.
     cluster.close()
     for node in cluster.nodes:
-        assert node.stop() in (0, -signal.SIGTERM)
-        log = node.log.read_text(errors="replace")
+        code, log = node.stop()
+        assert code in (0, -signal.SIGTERM)
         assert "Traceback" not in log
         assert '"status": 500' not in log
         assert PASSPHRASE not in log

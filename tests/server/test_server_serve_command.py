@@ -7,30 +7,20 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from live_support import make_tls
+from live_support import KYSO, ServeProcess, free_port, make_tls, start_serve
 
 from conftest import FAST_KDF, PASSPHRASE
 from kyso.pki.authority import CertificateAuthority
 
-KYSO = str(Path(sys.executable).with_name("kyso"))
 TOKEN_PASSPHRASE = "token-key-passphrase-for-serve"
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_env(home: Path, **extra: str) -> dict[str, str]:
@@ -42,45 +32,12 @@ def serve_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-class Running:
-    def __init__(self, proc: subprocess.Popen[str], base: str) -> None:
-        self.proc, self.base = proc, base
-
-    def wait_ready(self, verify: bool | ssl.SSLContext = True) -> None:
-        deadline = time.monotonic() + 90  # start-up on a loaded CI machine, not a timing check
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"kyso serve exited {self.proc.returncode}: "
-                                     f"{self.proc.stderr.read() if self.proc.stderr else ''}")
-            try:
-                if httpx.get(f"{self.base}/health", verify=verify, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("kyso serve did not start")
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
-
-
 @pytest.fixture
 def start(ca: CertificateAuthority, home: Path) -> Iterator:  # type: ignore[type-arg]
-    started: list[Running] = []
+    started: list[ServeProcess] = []
 
-    def run(*args: str, scheme: str = "http", **env: str) -> Running:
-        port = free_port()
-        proc = subprocess.Popen([KYSO, "serve", "--port", str(port), *args],
-                                env=serve_env(home, **env), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        running = Running(proc, f"{scheme}://127.0.0.1:{port}")
+    def run(*args: str, scheme: str = "http", **env: str) -> ServeProcess:
+        running = start_serve(free_port(), *args, env=serve_env(home, **env), scheme=scheme)
         started.append(running)
         return running
 
@@ -174,10 +131,7 @@ def test_serve_with_a_wrong_token_key_passphrase_fails_once_and_clearly(
                            env=serve_env(home), capture_output=True, text=True, timeout=120,
                            check=False)
     assert first.returncode == 2  # the bad issuer: nothing was created yet
-    port = free_port()
-    created = subprocess.Popen([KYSO, "serve", "--port", str(port)], env=serve_env(home),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    runner = Running(created, f"http://127.0.0.1:{port}")
+    runner = start_serve(free_port(), env=serve_env(home))
     runner.wait_ready()
     runner.stop()  # the key set now exists, encrypted with TOKEN_PASSPHRASE
 

@@ -15,38 +15,31 @@ client's, ``kyso pdf sign --remote``'s, ``--online``'s — goes over the real so
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
-from conftest import FAST_KDF, PASSPHRASE
+from conftest import PASSPHRASE
 from kyso.authn.acr import ACR_LEVEL_2
 from kyso.authn.credentials import OtpCredentials
 from kyso.authn.passwords import PasswordHasher, hash_params
 from kyso.authn.registry import Level, Person, Registry
 from kyso.authn.sealing import SecretSealer
-from kyso.clock import SystemClock
-from kyso.config import load_settings
-from kyso.context import Kyso, open_kyso
+from kyso.context import Kyso
 from kyso.demo_steps import Phone
 from kyso.demo_web import loopback_tls_files
-from kyso.pki.authority import CertificateAuthority, init_ca
-from kyso.pki.keys import KeyType
+from kyso.pki.authority import CertificateAuthority
 from kyso.server.app import create_app
 from kyso.signing.csc_client import CscClient, EnrolledCredential
 from kyso.signing.gateway import AUDIENCE
+from loopback_support import loopback_socket, server_home, serving
 
 with warnings.catch_warnings():
     # Starlette 1.x warns at import that it prefers the httpx2 fork; plain httpx works.
@@ -151,57 +144,24 @@ def _csrf(html: str) -> str:
     return found.group(1)
 
 
-@contextmanager
-def _serving(app: FastAPI, sock: socket.socket, **config: Any) -> Iterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           lifespan="off", **config))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):  # wait for start-up (not a timing assertion)
-            if server.started:
-                break
-            time.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def _loopback_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture
 def live_gateway(tmp_path: Path, database_url: str | None) -> Iterator[LiveGateway]:
-    sock = _loopback_socket()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    kyso = open_kyso(load_settings(home=tmp_path / "gateway-home", database_url=database_url,
-                                   environ=FAST_KDF),
-                     clock=SystemClock(), actor="server", source="server")
-    try:
-        init_ca(kyso, passphrase=PASSPHRASE, org="UBND tỉnh Thái Nguyên",
-                province="thai-nguyen", key_type=KeyType.EC_P384, base_url=url)
-        ca = CertificateAuthority(kyso, PASSPHRASE)
-        root = tmp_path / "root.pem"
-        root.write_bytes(ca.certificate("root").public_bytes(serialization.Encoding.PEM))
-        app = create_app(kyso.settings, kyso=kyso, key_passphrase=KEY_PASSPHRASE, issuer=url,
-                         ca_passphrase=PASSPHRASE)
-        clients = app.state.provider.clients
-        secrets: dict[str, Any] = {
-            PORTAL: clients.add(PORTAL, "Cổng dịch vụ công", [REDIRECT_URI], confidential=True,
-                                audiences=[PORTAL, AUDIENCE]).secret,
-            OTHER: clients.add(OTHER, "Hộ tịch", [REDIRECT_URI], confidential=True).secret}
-        with _serving(app, sock), TestClient(app, base_url=url.replace("http:", "https:"),
-                                             follow_redirects=False) as browser:
-            yield LiveGateway(url, kyso, ca, root, app, browser, secrets)
-    finally:
-        sock.close()
-        kyso.close()
+    with loopback_socket() as sock:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with server_home(tmp_path / "gateway-home", database_url, ca_base_url=url) as kyso:
+            ca = CertificateAuthority(kyso, PASSPHRASE)
+            root = tmp_path / "root.pem"
+            root.write_bytes(ca.certificate("root").public_bytes(serialization.Encoding.PEM))
+            app = create_app(kyso.settings, kyso=kyso, key_passphrase=KEY_PASSPHRASE,
+                             issuer=url, ca_passphrase=PASSPHRASE)
+            clients = app.state.provider.clients
+            secrets: dict[str, Any] = {
+                PORTAL: clients.add(PORTAL, "Cổng dịch vụ công", [REDIRECT_URI],
+                                    confidential=True, audiences=[PORTAL, AUDIENCE]).secret,
+                OTHER: clients.add(OTHER, "Hộ tịch", [REDIRECT_URI], confidential=True).secret}
+            with serving(app, sock), TestClient(app, base_url=url.replace("http:", "https:"),
+                                                follow_redirects=False) as browser:
+                yield LiveGateway(url, kyso, ca, root, app, browser, secrets)
 
 
 @dataclass(frozen=True)
@@ -217,7 +177,6 @@ def tls_gateway(live_gateway: LiveGateway, tmp_path: Path) -> Iterator[TlsGatewa
     folder = tmp_path / "tls"
     folder.mkdir()
     ca_file, cert_file, key_file = loopback_tls_files(folder)
-    with _loopback_socket() as sock, _serving(live_gateway.app, sock,
-                                              ssl_certfile=str(cert_file),
-                                              ssl_keyfile=str(key_file)):
+    with loopback_socket() as sock, serving(live_gateway.app, sock, ssl_certfile=str(cert_file),
+                                            ssl_keyfile=str(key_file)):
         yield TlsGateway(f"https://127.0.0.1:{sock.getsockname()[1]}", ca_file)

@@ -10,52 +10,25 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pytest
+from gateway_support import requester
 
-from conftest import PASSPHRASE, audit_events
-from kyso.authn.registry import Identity, Level, Person, Registry
+from conftest import audit_events
+from kyso.authn.registry import Identity
 from kyso.context import Kyso
 from kyso.errors import ActivationError, StepUpRequiredError
-from kyso.pki.authority import CertificateAuthority
 from kyso.signing.gateway import (
     Enrolment,
     HashAlgorithm,
     MasterSecret,
     Requester,
     authorize,
-    enrol,
-    master_secret_path,
     sign_hash,
 )
 
 THREADS = 4
 ROUNDS = 3
-BINH = {"id_number": "033301000123", "full_name": "Trần Thị Bình", "birth_date": "2001-05-17",
-        "sex": "female"}
 
-
-def requester(kyso: Kyso, identity: Identity, jti: str | None = None) -> Requester:
-    return Requester(subject=identity.subject, actor=kyso.pseudonyms.pseudonym(identity.id_number),
-                     jti=jti or uuid.uuid4().hex, client_id="dichvucong", level=2,
-                     auth_time=kyso.now())
-
-
-@pytest.fixture
-def binh(kyso: Kyso) -> Identity:
-    return Registry(kyso.store, kyso.clock).create(
-        Person.of(**BINH), password_hash=None, level=Level.TWO,  # type: ignore[arg-type]
-        officer="officer:test", evidence={"chip": "checked (test)"})
-
-
-@pytest.fixture
-def master(kyso: Kyso) -> MasterSecret:
-    return MasterSecret.create(master_secret_path(kyso.settings.home), PASSPHRASE, 2000)
-
-
-@pytest.fixture
-def enrolled(kyso: Kyso, ca: CertificateAuthority, master: MasterSecret,
-             binh: Identity) -> Enrolment:
-    return enrol(kyso, ca, master, requester(kyso, binh))
+pytest_plugins = ("gateway_fixtures",)
 
 
 def race(work: Callable[[], Any]) -> tuple[list[Any], list[BaseException]]:

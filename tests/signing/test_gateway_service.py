@@ -8,7 +8,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -21,10 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
+from gateway_support import AN, BINH, level2, requester
 
 from conftest import FAST_KDF, PASSPHRASE, audit_events, audit_text
 from kyso.authn.enrolment import lock_identity, unlock_identity
-from kyso.authn.registry import Identity, Level, LockGround, Person, Registry
+from kyso.authn.registry import Identity, LockGround
 from kyso.clock import FrozenClock
 from kyso.config import load_settings
 from kyso.context import Kyso, open_kyso
@@ -47,7 +47,6 @@ from kyso.signing.gateway import (
     Gateway,
     HashAlgorithm,
     MasterSecret,
-    Requester,
     authorize,
     consume,
     enrol,
@@ -61,46 +60,12 @@ from kyso.store import schema
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 ECDSA_SHA384 = "1.2.840.10045.4.3.3"
 RSA_SHA256 = "1.2.840.113549.1.1.11"
-BINH = {"id_number": "033301000123", "full_name": "Trần Thị Bình", "birth_date": "2001-05-17",
-        "sex": "female", "phone": "0912345678"}
-AN = {"id_number": "019099012345", "full_name": "Nguyễn Văn An", "birth_date": "1999-04-02",
-      "sex": "male"}
 
-
-def level2(kyso: Kyso, data: dict[str, str]) -> Identity:
-    return Registry(kyso.store, kyso.clock).create(
-        Person.of(**data),  # type: ignore[arg-type]
-        password_hash=None, level=Level.TWO, officer="officer:test",
-        evidence={"chip": "checked (test)"})
-
-
-def requester(kyso: Kyso, identity: Identity, *, level: int = 2, login_age: int = 0,
-              jti: str | None = None) -> Requester:
-    """The citizen as a verified token would describe her: logged in ``login_age`` s ago."""
-    return Requester(subject=identity.subject,
-                     actor=kyso.pseudonyms.pseudonym(identity.id_number),
-                     jti=jti or uuid.uuid4().hex, client_id="dichvucong", level=level,
-                     auth_time=kyso.now() - dt.timedelta(seconds=login_age))
+pytest_plugins = ("gateway_fixtures",)
 
 
 def digest(text: str, algorithm: str = "sha256") -> bytes:
     return hashlib.new(algorithm, text.encode()).digest()
-
-
-@pytest.fixture
-def binh(kyso: Kyso) -> Identity:
-    return level2(kyso, BINH)
-
-
-@pytest.fixture
-def master(kyso: Kyso) -> MasterSecret:
-    return MasterSecret.create(master_secret_path(kyso.settings.home), PASSPHRASE, 2000)
-
-
-@pytest.fixture
-def enrolled(kyso: Kyso, ca: CertificateAuthority, master: MasterSecret,
-             binh: Identity) -> Enrolment:
-    return enrol(kyso, ca, master, requester(kyso, binh))
 
 
 def approve(kyso: Kyso, identity: Identity, credential_id: str, hashes: list[bytes],

@@ -33,9 +33,10 @@ from pyhanko_certvalidator import ValidationContext
 
 from conftest import BASE_URL, CITIZEN, FAST_KDF, PASSPHRASE, SEAL, STAFF
 from kyso.audit import read_events
-from kyso.cli import cli, main
+from kyso.cli import cli
 from kyso.signing.pdfio import signature_fields
 from kyso.signing.sample import sample_pdf
+from main_support import Outcome, run_main
 
 P12_PASSPHRASE = "holder-p12-passphrase"
 PDF_USER_PASSWORD = "mat-khau-nguoi-dung"
@@ -131,42 +132,17 @@ def dossier(env: Path) -> Path:
 
 # --- running kyso -------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def kyso(capsys: pytest.CaptureFixture[str], home: Path | None, *args: str | Path) -> Outcome:
-    """``kyso --home HOME ARGS`` through ``kyso.cli.main``: exit code and captured output."""
-    capsys.readouterr()
-    argv = (["--home", str(home)] if home is not None else []) + [str(a) for a in args]
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = exc.value.code
-    return Outcome(0 if code is None else int(code), out, err)
-
-
 def sign(capsys: pytest.CaptureFixture[str], pki: Pki, src: Path, dst: Path, *extra: str | Path,
          signer: Signer | None = None) -> Outcome:
     p12 = (signer or pki.staff).p12
-    return kyso(capsys, pki.home, "pdf", "sign", src, "-o", dst, "--p12", p12, *extra)
+    return run_main(capsys, pki.home, "pdf", "sign", src, "-o", dst, "--p12", p12, *extra)
 
 
 def sign_ok(capsys: pytest.CaptureFixture[str], pki: Pki, src: Path, dst: Path,
             *extra: str | Path, signer: Signer | None = None) -> dict[str, Any]:
     """Sign, insist on success, return the JSON result of ``kyso --format json pdf sign``."""
-    outcome = kyso(capsys, pki.home, "--format", "json", "pdf", "sign", src, "-o", dst,
-                   "--p12", (signer or pki.staff).p12, *extra)
+    outcome = run_main(capsys, pki.home, "--format", "json", "pdf", "sign", src, "-o", dst,
+                       "--p12", (signer or pki.staff).p12, *extra)
     assert outcome.code == 0, outcome.text
     assert dst.is_file()
     result: dict[str, Any] = outcome.json()
@@ -174,7 +150,7 @@ def sign_ok(capsys: pytest.CaptureFixture[str], pki: Pki, src: Path, dst: Path,
 
 
 def verify_json(capsys: pytest.CaptureFixture[str], pki: Pki, *files: Path) -> tuple[int, Any]:
-    outcome = kyso(capsys, pki.home, "--format", "json", "pdf", "verify", *files)
+    outcome = run_main(capsys, pki.home, "--format", "json", "pdf", "verify", *files)
     assert "Traceback" not in outcome.text
     return outcome.code, outcome.json()
 
@@ -220,7 +196,7 @@ def test_sign_at_each_level_then_verify_passes(capsys: pytest.CaptureFixture[str
     assert dossier.read_bytes() == before
     assert out.read_bytes().startswith(before)  # an incremental update of the input
 
-    text = kyso(capsys, pki.home, "pdf", "verify", out)
+    text = run_main(capsys, pki.home, "pdf", "verify", out)
     assert text.code == 0, text.text
     assert "Chữ ký hợp lệ" in text.out
     assert "TOTAL-PASSED" in text.out
@@ -258,13 +234,13 @@ def test_b_b_signs_without_a_home(capsys: pytest.CaptureFixture[str], pki: Pki,
     """B-B needs only the PKCS#12; verification then needs an explicit trust anchor."""
     out = dossier.with_name("ky.pdf")
     nowhere = tmp_path / "no-home"
-    outcome = kyso(capsys, nowhere, "pdf", "sign", dossier, "-o", out, "--p12", pki.staff.p12)
+    outcome = run_main(capsys, nowhere, "pdf", "sign", dossier, "-o", out, "--p12", pki.staff.p12)
     assert outcome.code == 0, outcome.text
     assert not nowhere.exists()  # a mistyped home is not created
-    outcome = kyso(capsys, nowhere, "pdf", "sign", dossier, "-o", dossier.with_name("t.pdf"),
-                   "--p12", pki.staff.p12, "--level", "B-T")
+    outcome = run_main(capsys, nowhere, "pdf", "sign", dossier, "-o", dossier.with_name("t.pdf"),
+                       "--p12", pki.staff.p12, "--level", "B-T")
     assert_refused(outcome, 1, "B-T needs this home's CA")
-    outcome = kyso(capsys, nowhere, "pdf", "verify", out)
+    outcome = run_main(capsys, nowhere, "pdf", "verify", out)
     assert_refused(outcome, 2, "no trust anchor")
 
 
@@ -272,7 +248,7 @@ def test_verify_with_an_explicit_trust_anchor_outside_the_home(
         capsys: pytest.CaptureFixture[str], pki: Pki, dossier: Path, tmp_path: Path) -> None:
     out = dossier.with_name("ky.pdf")
     sign_ok(capsys, pki, dossier, out, "--level", "B-LT")
-    outcome = kyso(capsys, tmp_path / "no-home", "pdf", "verify", out, "--trust", pki.root_pem)
+    outcome = run_main(capsys, tmp_path / "no-home", "pdf", "verify", out, "--trust", pki.root_pem)
     assert outcome.code == 0, outcome.text
     assert "Chữ ký hợp lệ" in outcome.out
 
@@ -297,7 +273,7 @@ def test_visible_stamp_of_each_style_verifies(capsys: pytest.CaptureFixture[str]
     assert result["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert src.read_bytes() == before
 
-    outcome = kyso(capsys, pki.home, "pdf", "verify", out)
+    outcome = run_main(capsys, pki.home, "pdf", "verify", out)
     assert outcome.code == 0, outcome.text
     assert "Chữ ký hợp lệ" in outcome.out
     code, report = verify_json(capsys, pki, out)
@@ -324,7 +300,7 @@ def test_visible_stamp_of_each_style_verifies(capsys: pytest.CaptureFixture[str]
 def test_verify_english_text(capsys: pytest.CaptureFixture[str], pki: Pki, dossier: Path) -> None:
     out = dossier.with_name("ky.pdf")
     sign_ok(capsys, pki, dossier, out, "--visible")
-    outcome = kyso(capsys, pki.home, "pdf", "verify", out, "--lang", "en")
+    outcome = run_main(capsys, pki.home, "pdf", "verify", out, "--lang", "en")
     assert outcome.code == 0, outcome.text
     assert "Signature is valid" in outcome.out
     assert "Verdict: TOTAL-PASSED" in outcome.out
@@ -338,7 +314,7 @@ def test_verify_json_is_the_documented_report(capsys: pytest.CaptureFixture[str]
     sign_ok(capsys, pki, dossier, out, "--level", "B-LT", "--field", "official")
     args: tuple[str, ...] = (("--format", "json", "pdf", "verify", str(out)) if where == "global"
                              else ("pdf", "verify", str(out), "--format", "json"))
-    outcome = kyso(capsys, pki.home, *args)
+    outcome = run_main(capsys, pki.home, *args)
     assert outcome.code == 0, outcome.text
     report = outcome.json()
     assert isinstance(report, dict)  # one file: one object, not a list
@@ -416,7 +392,7 @@ def test_dossier_recipe_verifies_with_a_final_lock(capsys: pytest.CaptureFixture
     (ts,) = signatures(report, "document-timestamp").values()
     assert ts["indication"] == "TOTAL-PASSED"
 
-    text = kyso(capsys, pki.home, "pdf", "verify", sealed_dossier)
+    text = run_main(capsys, pki.home, "pdf", "verify", sealed_dossier)
     assert text.code == 0
     assert text.out.count("Chữ ký hợp lệ") == 3
 
@@ -666,7 +642,7 @@ def test_refused_sign_writes_nothing_and_says_why(
     work = dossier.parent
     before = files_in(work.parent)
     input_bytes = src.read_bytes() if src.is_file() else None
-    outcome = kyso(capsys, pki.home, "pdf", "sign", src, "-o", dst, *extra)
+    outcome = run_main(capsys, pki.home, "pdf", "sign", src, "-o", dst, *extra)
     bad = REFUSALS[case]
     assert_refused(outcome, bad.code, *bad.needles)
     assert "Traceback" not in outcome.out
@@ -725,7 +701,7 @@ def test_verify_accepts_a_signed_password_protected_pdf(
     monkeypatch.setenv("KYSO_PDF_PASSWORD", PDF_USER_PASSWORD)
     out = dossier.with_name("khoa-ky.pdf")
     sign_ok(capsys, pki, locked, out)
-    outcome = kyso(capsys, pki.home, "pdf", "verify", out)
+    outcome = run_main(capsys, pki.home, "pdf", "verify", out)
     assert outcome.code == 0, outcome.text
     assert "Chữ ký hợp lệ" in outcome.out
 
@@ -741,15 +717,15 @@ def test_verify_batch_of_password_protected_pdfs_takes_the_password_file(
     folder.mkdir()
     for name in ("a.pdf", "b.pdf"):
         sign_ok(capsys, pki, locked, folder / name, "--pdf-password-file", password_file)
-    outcome = kyso(capsys, pki.home, "pdf", "verify", "--batch", folder, "--jobs", "2",
-                   "--jsonl", "--pdf-password-file", password_file)
+    outcome = run_main(capsys, pki.home, "pdf", "verify", "--batch", folder, "--jobs", "2",
+                       "--jsonl", "--pdf-password-file", password_file)
     assert outcome.code == 0, outcome.text
     reports = [json.loads(line) for line in outcome.out.splitlines()]
     assert [Path(r["file"]).name for r in reports] == ["a.pdf", "b.pdf"]
     assert {r["indication"] for r in reports} == {"TOTAL-PASSED"}
     assert PDF_OWNER_PASSWORD not in outcome.text
     assert PDF_OWNER_PASSWORD not in audit_text(pki.home)
-    without = kyso(capsys, pki.home, "--format", "json", "pdf", "verify", folder / "a.pdf")
+    without = run_main(capsys, pki.home, "--format", "json", "pdf", "verify", folder / "a.pdf")
     assert without.code == 1, without.text
     assert "password" in " ".join(without.json()["reasons"])
 
@@ -763,7 +739,7 @@ def test_revoked_or_held_signer_cannot_sign(capsys: pytest.CaptureFixture[str], 
     ok = dossier.with_name("before.pdf")
     sign_ok(capsys, pki, dossier, ok, signer=signer)
     extra = ("--reason", "keyCompromise") if command == "revoke" else ()
-    done = kyso(capsys, pki.home, "cert", command, signer.serial, *extra)
+    done = run_main(capsys, pki.home, "cert", command, signer.serial, *extra)
     assert done.code == 0, done.text
 
     before = files_in(dossier.parent)
@@ -790,8 +766,8 @@ def test_sign_batch_signs_every_pdf_and_a_garbage_file_fails_alone(
     (inbox / "hong.pdf").write_bytes(b"PK\x03\x04 a zip file named .pdf")
     (inbox / "ghi-chu.txt").write_text("not a pdf, not considered", encoding="utf-8")
     before = files_in(inbox)
-    outcome = kyso(capsys, pki.home, "pdf", "sign-batch", inbox, "-o", outbox,
-                   "--p12", pki.staff.p12, "--level", "B-T")
+    outcome = run_main(capsys, pki.home, "pdf", "sign-batch", inbox, "-o", outbox,
+                       "--p12", pki.staff.p12, "--level", "B-T")
     assert outcome.code == 1, outcome.text
     assert "Traceback" not in outcome.text
     assert "signed 3 of 4" in outcome.out
@@ -800,8 +776,8 @@ def test_sign_batch_signs_every_pdf_and_a_garbage_file_fails_alone(
     assert sorted(p.name for p in outbox.iterdir()) == ["don-0.pdf", "don-1.pdf", "don-2.pdf"]
     assert files_in(inbox) == before
 
-    verified = kyso(capsys, pki.home, "--format", "json", "pdf", "verify", "--batch", outbox,
-                    "--jobs", "1")
+    verified = run_main(capsys, pki.home, "--format", "json", "pdf", "verify", "--batch", outbox,
+                        "--jobs", "1")
     assert verified.code == 0, verified.text
     reports = verified.json()
     assert [Path(r["file"]).name for r in reports] == ["don-0.pdf", "don-1.pdf", "don-2.pdf"]
@@ -814,8 +790,8 @@ def test_sign_batch_json_lists_signed_and_failed(capsys: pytest.CaptureFixture[s
     inbox.mkdir()
     (inbox / "a.pdf").write_bytes(sample_pdf(pages=1))
     (inbox / "b.pdf").write_bytes(b"%PDF-1.7\n1 0 obj")
-    outcome = kyso(capsys, pki.home, "--format", "json", "pdf", "sign-batch", inbox, "-o",
-                   outbox, "--p12", pki.staff.p12)
+    outcome = run_main(capsys, pki.home, "--format", "json", "pdf", "sign-batch", inbox, "-o",
+                       outbox, "--p12", pki.staff.p12)
     assert outcome.code == 1
     data = outcome.json()
     assert [Path(r["input"]).name for r in data["signed"]] == ["a.pdf"]
@@ -828,15 +804,15 @@ def test_sign_batch_refuses_to_overwrite_and_an_empty_folder(
         capsys: pytest.CaptureFixture[str], pki: Pki, env: Path) -> None:
     inbox, outbox = env / "hoso", env / "hoso-ky"
     inbox.mkdir()
-    outcome = kyso(capsys, pki.home, "pdf", "sign-batch", inbox, "-o", outbox, "--p12",
-                   pki.staff.p12)
+    outcome = run_main(capsys, pki.home, "pdf", "sign-batch", inbox, "-o", outbox, "--p12",
+                       pki.staff.p12)
     assert_refused(outcome, 2, "no *.pdf")
     (inbox / "a.pdf").write_bytes(sample_pdf(pages=1))
     (inbox / "b.pdf").write_bytes(sample_pdf(pages=1))
     outbox.mkdir()
     (outbox / "b.pdf").write_bytes(b"already here")
-    outcome = kyso(capsys, pki.home, "pdf", "sign-batch", inbox, "-o", outbox, "--p12",
-                   pki.staff.p12)
+    outcome = run_main(capsys, pki.home, "pdf", "sign-batch", inbox, "-o", outbox, "--p12",
+                       pki.staff.p12)
     assert_refused(outcome, 2, "already exists")
     assert files_in(outbox) == {"b.pdf": hashlib.sha256(b"already here").hexdigest()}
 
@@ -858,7 +834,7 @@ def signed_set(capsys: pytest.CaptureFixture[str], pki: Pki, env: Path) -> Path:
 def test_verify_exit_code_is_1_when_any_file_fails(capsys: pytest.CaptureFixture[str], pki: Pki,
                                                    signed_set: Path) -> None:
     good = sorted(signed_set.glob("*.pdf"))
-    outcome = kyso(capsys, pki.home, "pdf", "verify", *good)
+    outcome = run_main(capsys, pki.home, "pdf", "verify", *good)
     assert outcome.code == 0, outcome.text
     assert outcome.out.count("Chữ ký hợp lệ") == 3
 
@@ -868,7 +844,7 @@ def test_verify_exit_code_is_1_when_any_file_fails(capsys: pytest.CaptureFixture
     assert code == 1
     assert [r["indication"] for r in reports] == ["TOTAL-PASSED", "TOTAL-FAILED", "TOTAL-PASSED"]
     assert reports[1]["sub_indication"] == "HASH_FAILURE"
-    text = kyso(capsys, pki.home, "pdf", "verify", good[0], tampered)
+    text = run_main(capsys, pki.home, "pdf", "verify", good[0], tampered)
     assert text.code == 1
     assert "Chữ ký hợp lệ" in text.out
     assert "TOTAL-FAILED" in text.out
@@ -886,7 +862,7 @@ def test_verify_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], pki: Pki
     (env / "trong").mkdir()
     names = {"EMPTY": str(env / "trong"), "SET": str(signed_set),
              "FILE": str(next(signed_set.glob("*.pdf")))}
-    outcome = kyso(capsys, pki.home, "pdf", "verify", *(names.get(a, a) for a in args))
+    outcome = run_main(capsys, pki.home, "pdf", "verify", *(names.get(a, a) for a in args))
     assert_refused(outcome, 2, needle)
 
 
@@ -907,7 +883,7 @@ def test_verify_of_an_unsigned_pdf_exits_1(capsys: pytest.CaptureFixture[str], p
     code, report = verify_json(capsys, pki, dossier)
     assert code == 1
     assert report["sub_indication"] == "NO_SIGNATURE_FOUND"
-    text = kyso(capsys, pki.home, "pdf", "verify", dossier)
+    text = run_main(capsys, pki.home, "pdf", "verify", dossier)
     assert "Tệp không có chữ ký số" in text.out
 
 
@@ -917,8 +893,8 @@ def test_verify_batch_jsonl_one_object_per_file_and_garbage_fails_alone(
     nested.mkdir()
     (nested / "hong.pdf").write_bytes(b"\x00" * 64)
     shutil.copy(next(signed_set.glob("*.pdf")), nested / "ban-sao.pdf")
-    outcome = kyso(capsys, pki.home, "pdf", "verify", "--batch", signed_set, "--jobs", "2",
-                   "--jsonl")
+    outcome = run_main(capsys, pki.home, "pdf", "verify", "--batch", signed_set, "--jobs", "2",
+                       "--jsonl")
     assert outcome.code == 1, outcome.text
     assert "Traceback" not in outcome.text
     lines = outcome.out.splitlines()
@@ -934,8 +910,8 @@ def test_verify_batch_jsonl_one_object_per_file_and_garbage_fails_alone(
 
 def test_verify_batch_passes_with_exit_0(capsys: pytest.CaptureFixture[str], pki: Pki,
                                          signed_set: Path) -> None:
-    outcome = kyso(capsys, pki.home, "pdf", "verify", "--batch", signed_set, "--jobs", "2",
-                   "--jsonl")
+    outcome = run_main(capsys, pki.home, "pdf", "verify", "--batch", signed_set, "--jobs", "2",
+                       "--jsonl")
     assert outcome.code == 0, outcome.text
     assert len(outcome.out.splitlines()) == 3
 
@@ -965,7 +941,7 @@ def test_signing_is_audited_without_secrets(capsys: pytest.CaptureFixture[str], 
     assert details["visible"] is True
     assert event["object"] == hashlib.sha256(out.read_bytes()).hexdigest()
 
-    kyso(capsys, pki.home, "pdf", "verify", out)
+    run_main(capsys, pki.home, "pdf", "verify", out)
     verifications = [e for e in read_events(pki.home / "audit")
                      if e["action"] == "DOCUMENT_VERIFY"]
     assert verifications

@@ -7,12 +7,9 @@ show the token and never leave an output file."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from remote_signing_support import (  # noqa: F401 - live_gateway: a fixture
@@ -26,8 +23,8 @@ from remote_signing_support import (  # noqa: F401 - live_gateway: a fixture
 
 from conftest import FAST_KDF, PASSPHRASE, audit_events
 from kyso.audit import read_events
-from kyso.cli import main
 from kyso.signing.sample import sample_pdf
+from main_support import Outcome, run_main
 
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"  # JWT-shaped, for refusals only
 
@@ -45,29 +42,6 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.chdir(work)
     (work / "don.pdf").write_bytes(sample_pdf(pages=2))
     return work
-
-
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def kyso(capsys: pytest.CaptureFixture[str], home: Path, *args: str | Path) -> Outcome:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(["--home", str(home), *map(str, args)])
-    out, err = capsys.readouterr()
-    code = exc.value.code
-    return Outcome(0 if code is None else int(code), out, err)
 
 
 def token_file(folder: Path, token: str, mode: int = 0o600) -> Path:
@@ -103,12 +77,12 @@ def test_sign_remote_b_lt_online_without_a_ca_then_verify_passes(
     tokens = token_file(env, live_gateway.login(binh, step_up=True))
     home = env / "citizen-home"
 
-    signed = kyso(capsys, home, "--format", "json", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
-                  "--remote", live_gateway.url, "--credential", enrolled.credential_id,
-                  "--token-file", tokens, "--level", "B-LT", "--online",
-                  "--tsa-url", f"{live_gateway.url}/tsa", "--field", "citizen")
-    verified = kyso(capsys, home, "--format", "json", "pdf", "verify", "don-ky.pdf",
-                    "--trust", live_gateway.root)
+    signed = run_main(capsys, home, "--format", "json", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
+                      "--remote", live_gateway.url, "--credential", enrolled.credential_id,
+                      "--token-file", tokens, "--level", "B-LT", "--online",
+                      "--tsa-url", f"{live_gateway.url}/tsa", "--field", "citizen")
+    verified = run_main(capsys, home, "--format", "json", "pdf", "verify", "don-ky.pdf",
+                        "--trust", live_gateway.root)
 
     assert signed.code == 0, signed.text
     result = signed.json()
@@ -139,9 +113,9 @@ def test_sign_remote_in_a_home_records_document_sign_linked_to_the_gateways_even
     enrolled = live_gateway.enrol(binh)
     tokens = token_file(env, live_gateway.login(binh, step_up=True))
 
-    signed = kyso(capsys, live_gateway.home, "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
-                  "--remote", f"{live_gateway.url}/csc/v2/", "--credential",
-                  enrolled.credential_id, "--token-file", tokens, "--level", "B-T")
+    signed = run_main(capsys, live_gateway.home, "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
+                      "--remote", f"{live_gateway.url}/csc/v2/", "--credential",
+                      enrolled.credential_id, "--token-file", tokens, "--level", "B-T")
 
     assert signed.code == 0, signed.text
     assert "signed don.pdf → don-ky.pdf" in signed.out
@@ -154,10 +128,10 @@ def test_sign_remote_in_a_home_records_document_sign_linked_to_the_gateways_even
     assert document["details"]["signer_serial"] == f"{enrolled.certificate.serial_number:x}"
     assert [document["details"]["signed_digest"]] == sign_hash["details"]["hashes"]
     assert events.index(sign_hash) < events.index(document)
-    verified = kyso(capsys, live_gateway.home, "pdf", "verify", "don-ky.pdf", "--online")
+    verified = run_main(capsys, live_gateway.home, "pdf", "verify", "don-ky.pdf", "--online")
     assert verified.code == 0, verified.text
     assert "TOTAL-PASSED" in verified.out
-    audit = kyso(capsys, live_gateway.home, "audit", "verify")  # the server's and the CLI's
+    audit = run_main(capsys, live_gateway.home, "audit", "verify")  # the server's and the CLI's
     assert audit.code == 0, audit.text
 
 
@@ -170,9 +144,9 @@ def test_an_https_gateway_is_trusted_through_remote_ca_only(
     args = ("--remote", tls_gateway.url, "--credential", enrolled.credential_id,
             "--token-file", tokens)
 
-    untrusted = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf", *args)
-    trusted = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf", *args,
-                   "--remote-ca", tls_gateway.ca_file)
+    untrusted = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf", *args)
+    trusted = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf", *args,
+                       "--remote-ca", tls_gateway.ca_file)
 
     refused(untrusted, 1, f"{tls_gateway.url}/csc/v2/info: cannot reach the signing gateway",
             "CERTIFICATE_VERIFY_FAILED")
@@ -187,10 +161,10 @@ def test_a_used_step_up_token_cannot_sign_a_second_document(
     tokens = token_file(env, live_gateway.login(binh, step_up=True))
     args = ("--remote", live_gateway.url, "--credential", enrolled.credential_id,
             "--token-file", tokens)
-    first = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "one.pdf", *args)
+    first = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "one.pdf", *args)
     assert first.code == 0, first.text
 
-    again = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "two.pdf", *args)
+    again = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "two.pdf", *args)
 
     refused(again, 1, f"{live_gateway.url}/csc/v2/credentials/authorize",
             "the signing gateway refused (HTTP 4")
@@ -203,9 +177,9 @@ def test_an_unknown_credential_exits_1_with_the_gateways_reason_and_writes_nothi
     hers = live_gateway.enrol(binh)
     tokens = token_file(env, live_gateway.login(cuong, step_up=True))
 
-    outcome = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
-                   "--remote", live_gateway.url, "--credential", hers.credential_id,
-                   "--token-file", tokens)
+    outcome = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
+                       "--remote", live_gateway.url, "--credential", hers.credential_id,
+                       "--token-file", tokens)
 
     refused(outcome, 1, f"{live_gateway.url}/csc/v2/credentials/info",
             "(HTTP 400): invalid_request", "credentialID")
@@ -215,9 +189,9 @@ def test_an_unknown_credential_exits_1_with_the_gateways_reason_and_writes_nothi
 def test_a_gateway_that_is_down_exits_1_naming_it(capsys: pytest.CaptureFixture[str],
                                                   env: Path) -> None:
     url = dead_url()
-    outcome = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
-                   "--remote", url, "--credential", "csc-x", "--token-file",
-                   token_file(env, TOKEN))
+    outcome = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
+                       "--remote", url, "--credential", "csc-x", "--token-file",
+                       token_file(env, TOKEN))
     refused(outcome, 1, f"{url}/csc/v2/info: cannot reach the signing gateway")
     assert not (env / "don-ky.pdf").exists()
 
@@ -239,8 +213,8 @@ def test_a_bad_token_file_exits_1_before_any_request_and_never_shows_the_token(
     path = env / "token.txt"
     path.write_bytes(content.encode("utf-8"))
     path.chmod(mode)
-    outcome = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
-                   "--remote", dead_url(), "--credential", "csc-x", "--token-file", path)
+    outcome = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
+                       "--remote", dead_url(), "--credential", "csc-x", "--token-file", path)
     refused(outcome, 1, f"token file {path}", needle)
     assert "cannot reach" not in outcome.err  # refused before the network
     assert not (env / "don-ky.pdf").exists()
@@ -249,8 +223,8 @@ def test_a_bad_token_file_exits_1_before_any_request_and_never_shows_the_token(
 
 
 def test_a_missing_token_file_exits_1(capsys: pytest.CaptureFixture[str], env: Path) -> None:
-    outcome = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
-                   "--remote", dead_url(), "--credential", "csc-x", "--token-file", "nope.txt")
+    outcome = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
+                       "--remote", dead_url(), "--credential", "csc-x", "--token-file", "nope.txt")
     refused(outcome, 1, "token file nope.txt does not exist")
 
 
@@ -272,21 +246,21 @@ def test_remote_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], env: Pat
                                     args: tuple[str, ...], needle: str) -> None:
     token_file(env, TOKEN)
     url = dead_url()
-    outcome = kyso(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
-                   *(url if a == "URL" else a for a in args))
+    outcome = run_main(capsys, env / "h", "pdf", "sign", "don.pdf", "-o", "don-ky.pdf",
+                       *(url if a == "URL" else a for a in args))
     refused(outcome, 2, needle)
     assert not (env / "don-ky.pdf").exists()
 
 
 def test_sign_batch_does_not_take_remote(capsys: pytest.CaptureFixture[str], env: Path) -> None:
-    outcome = kyso(capsys, env / "h", "pdf", "sign-batch", ".", "-o", "out", "--remote",
-                   dead_url())
+    outcome = run_main(capsys, env / "h", "pdf", "sign-batch", ".", "-o", "out", "--remote",
+                       dead_url())
     refused(outcome, 2, "No such option '--remote'")
 
 
 def test_the_help_shows_remote_signing_examples(capsys: pytest.CaptureFixture[str],
                                                 env: Path) -> None:
-    outcome = kyso(capsys, env / "h", "pdf", "sign", "--help")
+    outcome = run_main(capsys, env / "h", "pdf", "sign", "--help")
     assert outcome.code == 0
     assert "--remote https://" in outcome.out
     assert "--token-file token.txt" in outcome.out

@@ -32,17 +32,16 @@ import contextlib
 import copy
 import dataclasses
 import threading
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Depends, FastAPI, Path, Request, Security
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.responses import Response
 from fastapi.security import HTTPBearer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from kyso.audit import AuditEvent, AuditSink, Layer, Outcome
@@ -52,48 +51,53 @@ from kyso.authn.rp import TokenVerifier
 from kyso.context import Kyso
 from kyso.errors import (
     AuditError,
-    CANotInitialisedError,
     CertificateNotFoundError,
     CSRError,
-    DuplicateKeyError,
-    KeyFileError,
     KysoError,
-    PassphraseError,
     RevocationError,
-    StoreError,
 )
 from kyso.pki import issuance, lifecycle
 from kyso.pki.authority import CertificateAuthority
-from kyso.pki.csr import MAX_CSR_BYTES, load_csr
+from kyso.pki.csr import load_csr
 from kyso.pki.records import CertificateRecord
 from kyso.pki.serials import parse_serial
 from kyso.pki.subjects import SubjectRequest
 from kyso.server.api import (
-    NO_STORE,
     ApiError,
-    ErrorBody,
     JsonApiRoute,
     client_host,
-    error_response,
+    error_responses,
+    json_request_body,
+    json_response,
+    read_json,
     request_id,
 )
 from kyso.server.bearer import BearerPolicy, Caller, Refused, authenticate
+from kyso.server.ca_models import (
+    CHANGED,
+    ERRORS,
+    MAX_BODY_BYTES,
+    RETRY,
+    IssuedBody,
+    IssueRequest,
+    Refusal,
+    RevokeRequest,
+    SerialPath,
+    ShownBody,
+    refusal_of,
+    unavailable,
+)
 from kyso.server.options import AppOptions
 
-__all__ = ["AUDIENCE", "MAX_BODY_BYTES", "MAX_CONCURRENT", "MIN_LEVEL", "REALM", "CaAdmin",
-           "IssueRequest", "RevokeRequest", "router", "setup"]
+__all__ = ["AUDIENCE", "MAX_BODY_BYTES", "MAX_CONCURRENT", "MIN_LEVEL", "POLICY", "REALM",
+           "CaAdmin", "router", "setup"]
 
 AUDIENCE = "kyso-api"
 REALM = "kyso-api"
 MIN_LEVEL = Level.TWO
-MAX_BODY_BYTES = 64 * 1024
 MAX_CONCURRENT = 4  # calls worked on at once per process; the others wait their turn
-JSON = "application/json"
-_NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"  # a profile or CA name
-_SERIAL = r"^[0-9a-fA-F]{1,40}$"
 _CA_LOCKED = ("the server was started without the CA passphrase (--ca-passphrase-file or "
-                  "$KYSO_CA_PASSPHRASE), so CA administration is off on this node")
-_RETRY = {"Retry-After": "60"}
+              "$KYSO_CA_PASSPHRASE), so CA administration is off on this node")
 
 POLICY = BearerPolicy(audience=AUDIENCE, realm=REALM, min_level=MIN_LEVEL, role=Role.CA_ADMIN)
 
@@ -102,86 +106,6 @@ _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT", scheme_name="caAdminT
                                  f"{AUDIENCE}, level 2, with the ca-admin role.")
 router = APIRouter(prefix="/api/v1/certificates", tags=["ca"], route_class=JsonApiRoute,
                    dependencies=[Security(_bearer)])
-
-
-# --- request and response bodies ------------------------------------------------------------
-
-SubjectField = Literal["name", "id", "dob", "title", "unit", "email", "tax_code", "budget_code",
-                       "locality", "province", "surname", "given_name"]
-RevokeReason = Literal["unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
-                       "superseded", "cessationOfOperation", "privilegeWithdrawn"]
-
-
-class IssueRequest(BaseModel):
-    """``POST /api/v1/certificates``: what ``kyso cert issue --csr`` takes."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    csr: Annotated[str, Field(min_length=1, max_length=MAX_CSR_BYTES,
-                              description="The PKCS#10 request, PEM. Its subject gives the "
-                                          "holder's details the profile takes; its signature "
-                                          "proves possession of the key.")]
-    profile: Annotated[str, Field(pattern=_NAME, description="staff, seal, citizen, …",
-                                  examples=["staff"])]
-    issuer: Annotated[str, Field(pattern=_NAME, description="The issuing CA, when the profile "
-                                 "allows several (default: its first)")] | None = None
-    validity_days: Annotated[int, Field(ge=1, le=36525, description="Default and maximum from "
-                                        "the profile")] | None = None
-    subject: Annotated[dict[SubjectField, Annotated[str, Field(max_length=256)]],
-                       Field(description="Holder details the CSR cannot carry or that complete "
-                                         "it, named as the options of `kyso cert issue` (dob, "
-                                         "province, …); a value that contradicts the CSR is "
-                                         "refused")] | None = None
-
-
-class RevokeRequest(BaseModel):
-    """``POST /api/v1/certificates/{serial}/revoke``: what ``kyso cert revoke`` takes."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    reason: Annotated[RevokeReason, Field(description="RFC 5280 reason (certificateHold is "
-                                                      "/hold)")] = "unspecified"
-    compromised_at: Annotated[AwareDatetime, Field(
-        description="The invalidity date (RFC 5280 §5.3.2): when the key is known or "
-                    "suspected to be compromised; ISO 8601 with an offset, not in the "
-                    "future")] | None = None
-
-
-class CertificateBody(BaseModel):
-    """A certificate record, as ``kyso cert show --format json`` prints it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    serial: str
-    issuer: str
-    profile: str
-    subject: str = Field(description="RFC 4514, personal ID numbers masked")
-    common_name: str
-    holder: str | None = Field(description="The masked ID number or the tax code")
-    email: str | None
-    key_type: str
-    not_before: str
-    not_after: str
-    status: str = Field(description="valid, revoked, on_hold, or expired")
-    revoked_at: str | None
-    revocation_reason: str | None
-    invalidity_date: str | None
-    replaces: str | None
-    sha256: str
-
-
-class IssuedBody(CertificateBody):
-    certificate: str = Field(description="The certificate, PEM")
-    chain: list[str] = Field(description="The issuing CA's certificate, then up to the root, PEM")
-    warnings: list[str] = Field(description="E.g. CSR extensions the profile drops")
-
-
-class ShownBody(CertificateBody):
-    pem: str = Field(description="The certificate, PEM")
-
-
-class ChangedBody(CertificateBody):
-    old_status: str = Field(description="The status before this change")
 
 
 # --- the state of the routes --------------------------------------------------------------
@@ -201,7 +125,7 @@ class CaAdmin:
     def check(self) -> str:
         """The CA passphrase, or 503: CA administration is off on this node."""
         if self._passphrase is None:
-            raise _Refusal(503, "service_unavailable", _CA_LOCKED, headers=_RETRY)
+            raise Refusal(503, "service_unavailable", _CA_LOCKED, headers=RETRY)
         return self._passphrase
 
     def authority(self) -> CertificateAuthority:
@@ -212,7 +136,7 @@ class CaAdmin:
                 try:
                     self._ca = CertificateAuthority(self.kyso, passphrase)
                 except KysoError as exc:
-                    raise _unavailable(exc) from None
+                    raise unavailable(exc) from None
             return self._ca
 
 
@@ -226,49 +150,7 @@ def setup(app: FastAPI, options: AppOptions) -> None:
                                  TokenVerifier(provider.issuer, provider.keys, kyso.clock))
 
 
-# --- refusals ---------------------------------------------------------------------------------
-
-
-class _Refusal(ApiError):
-    """An :class:`ApiError` with extra body fields; ``recorded`` when the library has recorded
-    the failure event already (then it is not recorded twice)."""
-
-    def __init__(self, status: int, error: str, description: str, *, recorded: bool = False,
-                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(status, error, description, headers)
-        self.recorded = recorded
-        self.extra = extra
-
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.error, self.description, self.headers,
-                              **self.extra)
-
-
-def _unavailable(exc: KysoError, *, recorded: bool = False) -> _Refusal:
-    if isinstance(exc, CANotInitialisedError):
-        text = "no CA has been created on this server yet (kyso ca init)"
-    elif isinstance(exc, PassphraseError):
-        text = f"{exc}: start the node with the right --ca-passphrase-file"
-    else:
-        text = str(exc)
-    return _Refusal(503, "service_unavailable", text, recorded=recorded, headers=_RETRY)
-
-
-def _refusal_of(exc: KysoError) -> _Refusal:
-    """A library error as an HTTP answer. The library recorded its failure event already."""
-    text = str(exc)
-    if isinstance(exc, CertificateNotFoundError):
-        return _Refusal(404, "not_found", text, recorded=True)
-    if isinstance(exc, RevocationError | DuplicateKeyError):
-        return _Refusal(409, "conflict", text, recorded=True)
-    if isinstance(exc, AuditError):
-        return _Refusal(503, "audit_log_unavailable", f"the audit log refused the event: {text}",
-                        recorded=True, headers=_RETRY)
-    if isinstance(exc, PassphraseError | CANotInitialisedError | KeyFileError | StoreError):
-        return _unavailable(exc, recorded=True)
-    if isinstance(exc, CSRError):
-        return _Refusal(422, "invalid_csr", text, recorded=True)
-    return _Refusal(422, "invalid_request", text, recorded=True)
+# --- events -----------------------------------------------------------------------------------
 
 
 def _note(request: Request, action: str, outcome: Outcome, actor: str, **details: Any) -> None:
@@ -350,51 +232,12 @@ M = TypeVar("M", bound=BaseModel)
 Operation = Callable[[Kyso, CaAdmin], Response]
 
 
-def _too_large() -> ApiError:
-    return ApiError(413, "payload_too_large",
-                    f"the body is larger than the limit of {MAX_BODY_BYTES} bytes "
-                    f"({MAX_BODY_BYTES // 1024} KiB)")
-
-
-async def _read_json(request: Request) -> bytes:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != JSON:
-        got = f"Content-Type {media[:80]!r}" if media else "no Content-Type"
-        raise ApiError(415, "unsupported_media_type", f"{got}: send the request as {JSON}")
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise ApiError(400, "invalid_request", "Content-Length is not a number")
-        if int(declared) > MAX_BODY_BYTES:
-            raise _too_large()  # before reading anything
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            raise _too_large()
-    return bytes(body)
-
-
-def _parse(model: type[M], data: bytes) -> M:
-    """The body as ``model``: 400 if it is not JSON, 422 naming each field that does not fit
-    (in the shape of a parameter of the wrong type)."""
-    try:
-        return model.model_validate_json(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        broken = next((e for e in errors if e["type"] == "json_invalid"), None)
-        if broken is not None:
-            raise ApiError(400, "invalid_request",
-                           "the body is not valid JSON: "
-                           + broken["msg"].removeprefix("Invalid JSON: ")) from None
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]
-                                     ) from None
-
-
 async def _body(request: Request, model: type[M]) -> M:
+    """The JSON body as ``model``; a refusal (400, 413, 415) is recorded here, a wrong shape
+    (422) by the route class."""
     try:
-        return _parse(model, await _read_json(request))
-    except ApiError as exc:  # a wrong shape (422) is recorded by the route class
+        return await read_json(request, model, MAX_BODY_BYTES)
+    except ApiError as exc:
         await run_in_threadpool(request.state.api_refusal, exc.status, exc.error,
                                 exc.description)
         raise
@@ -422,67 +265,28 @@ def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def _json(body: dict[str, Any], status: int = 200, **headers: str) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers={**NO_STORE, **headers})
-
-
-def _serial(text: str) -> str:
-    return parse_serial(text)  # the path pattern lets only hex through
-
-
 def _record(kyso: Kyso, serial: str) -> CertificateRecord:
     try:
         return issuance.get_record(kyso, serial)[0]
     except CertificateNotFoundError as exc:
-        raise _Refusal(404, "not_found", str(exc)) from None
+        raise Refusal(404, "not_found", str(exc)) from None
     except KysoError as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
 
 
-def _conflict(kyso: Kyso, serial: str, exc: RevocationError) -> _Refusal:
+def _conflict(kyso: Kyso, serial: str, exc: RevocationError) -> Refusal:
     """409 naming the certificate's current status (read after the refusal)."""
     try:
         current = issuance.get_record(kyso, serial)[0]
     except KysoError:
-        return _Refusal(409, "conflict", str(exc), recorded=True)
-    return _Refusal(409, "conflict", str(exc), recorded=True,
-                    certificate_status=current.status.value,
-                    revocation_reason=(current.revocation_reason.value
-                                       if current.revocation_reason else None))
-
-
-def _changed(kyso: Kyso, change: lifecycle.StatusChange) -> JSONResponse:
-    return _json({"old_status": change.old_status.value, **change.record.to_dict(kyso.now())})
+        return Refusal(409, "conflict", str(exc), recorded=True)
+    return Refusal(409, "conflict", str(exc), recorded=True,
+                   certificate_status=current.status.value,
+                   revocation_reason=(current.revocation_reason.value
+                                      if current.revocation_reason else None))
 
 
 # --- routes ---------------------------------------------------------------------------------
-
-_WHAT = {400: "Not JSON, or a Content-Length that is not a number",
-         401: "No token, or the token is not valid (or too low a level)",
-         403: "The token lacks the ca-admin role",
-         404: "No certificate with this serial",
-         409: "The certificate's status does not allow this change (the body names it as "
-              "certificate_status), or the key was certified already",
-         413: f"Body larger than {MAX_BODY_BYTES // 1024} KiB",
-         415: "Not application/json",
-         422: "A field of the wrong type or shape, a CSR that does not parse or verify, or a "
-              "request the profile refuses (unknown profile or CA, subject, key, validity)",
-         503: "CA administration is off on this node (no CA passphrase, no CA), or the audit "
-              "log refuses new entries"}
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": ErrorBody, "description": _WHAT[s]} for s in statuses}
-
-
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {
-        JSON: {"schema": model.model_json_schema()}}}}
-
-
-SerialPath = Annotated[str, Path(pattern=_SERIAL, max_length=40,
-                                 description="The certificate's serial number, hex")]
-
 
 @router.post(
     "", status_code=201, summary="Issue a certificate from a CSR",
@@ -491,11 +295,11 @@ SerialPath = Annotated[str, Path(pattern=_SERIAL, max_length=40,
                 "profile takes; `subject` may add details a CSR cannot carry. The certificate "
                 "is stored and `CERT_CREATION` recorded with the admin as actor. Nothing is "
                 "issued when anything is refused.",
-    openapi_extra=_json_body(IssueRequest),
+    openapi_extra=json_request_body(IssueRequest),
     responses={201: {"model": IssuedBody, "description": "Issued; `Location` names its record",
                      "headers": {"Location": {"schema": {"type": "string"},
                                               "description": "/api/v1/certificates/{serial}"}}},
-               **_errors(400, 401, 403, 409, 413, 415, 422, 503)})
+               **error_responses(400, 401, 403, 409, 413, 415, 422, 503, described=ERRORS)})
 async def issue_certificate(request: Request, admin: IssueAdmin) -> Response:
     body = await _body(request, IssueRequest)
 
@@ -504,17 +308,18 @@ async def issue_certificate(request: Request, admin: IssueAdmin) -> Response:
         try:
             csr = load_csr(body.csr.encode("utf-8"))
         except CSRError as exc:
-            raise _Refusal(422, "invalid_csr", str(exc)) from None
+            raise Refusal(422, "invalid_csr", str(exc)) from None
         try:
             issued = issuance.issue(kyso, ca, body.profile, SubjectRequest.of(**(body.subject or {})),
                                     csr=csr, days=body.validity_days, issuer=body.issuer)
         except KysoError as exc:
-            raise _refusal_of(exc) from None
+            raise refusal_of(exc) from None
         record = issued.record
-        return _json({**record.to_dict(kyso.now()), "certificate": record.pem.decode("ascii"),
-                      "chain": [_pem(c) for c in issued.chain],
-                      "warnings": list(issued.warnings)},
-                     201, Location=f"{router.prefix}/{record.serial}")
+        return json_response({**record.to_dict(kyso.now()),
+                              "certificate": record.pem.decode("ascii"),
+                              "chain": [_pem(c) for c in issued.chain],
+                              "warnings": list(issued.warnings)},
+                             201, {"Location": f"{router.prefix}/{record.serial}"})
 
     return await _run(request, admin, work)
 
@@ -525,18 +330,18 @@ async def issue_certificate(request: Request, admin: IssueAdmin) -> Response:
                 "issuer, validity, status with the revocation time and reason, and the PEM. "
                 "Each read records `CERT_VIEW`.",
     responses={200: {"model": ShownBody, "description": "The record"},
-               **_errors(401, 403, 404, 422, 503)})
+               **error_responses(401, 403, 404, 422, 503, described=ERRORS)})
 async def show_certificate(request: Request, admin: ViewAdmin, serial: SerialPath) -> Response:
     def work(kyso: Kyso, state: CaAdmin) -> Response:
         state.check()
-        record = _record(kyso, _serial(serial))
+        record = _record(kyso, parse_serial(serial))  # the path lets only hex through
         try:
             kyso.record(Layer.PKI, "CERT_VIEW", Outcome.SUCCESS, object=record.serial,
                         **admin.details)
         except AuditError as exc:
-            raise _Refusal(503, "audit_log_unavailable", f"this read cannot be recorded, so it "
-                           f"is not served: {exc}", recorded=True, headers=_RETRY) from None
-        return _json({**record.to_dict(kyso.now()), "pem": record.pem.decode("ascii")})
+            raise Refusal(503, "audit_log_unavailable", f"this read cannot be recorded, so it "
+                          f"is not served: {exc}", recorded=True, headers=RETRY) from None
+        return json_response({**record.to_dict(kyso.now()), "pem": record.pem.decode("ascii")})
 
     return await _run(request, admin, work)
 
@@ -545,20 +350,17 @@ def _status_change(serial: str, change: Callable[[Kyso, str], lifecycle.StatusCh
                    ) -> Operation:
     def work(kyso: Kyso, state: CaAdmin) -> Response:
         state.check()
-        canonical = _serial(serial)
+        canonical = parse_serial(serial)
         try:
             done = change(kyso, canonical)
         except RevocationError as exc:
             raise _conflict(kyso, canonical, exc) from None
         except KysoError as exc:
-            raise _refusal_of(exc) from None
-        return _changed(kyso, done)
+            raise refusal_of(exc) from None
+        return json_response({"old_status": done.old_status.value,
+                              **done.record.to_dict(kyso.now())})
 
     return work
-
-
-_CHANGED: dict[int | str, dict[str, Any]] = {
-    200: {"model": ChangedBody, "description": "Changed: `old_status` and the new record"}}
 
 
 @router.post(
@@ -567,8 +369,9 @@ _CHANGED: dict[int | str, dict[str, Any]] = {
                 "the same key and bars the key; a certificate revoked for another reason may "
                 "still be moved to keyCompromise (RFC 5280). Revoking again otherwise is a 409 "
                 "naming the current status. Publish a CRL afterwards (OCSP answers at once).",
-    openapi_extra=_json_body(RevokeRequest),
-    responses={**_CHANGED, **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503)})
+    openapi_extra=json_request_body(RevokeRequest),
+    responses={**CHANGED, **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503,
+                                              described=ERRORS)})
 async def revoke_certificate(request: Request, admin: RevokeAdmin,
                              serial: SerialPath) -> Response:
     body = await _body(request, RevokeRequest)
@@ -576,7 +379,7 @@ async def revoke_certificate(request: Request, admin: RevokeAdmin,
     def revoke(kyso: Kyso, canonical: str) -> lifecycle.StatusChange:
         when = body.compromised_at
         if when is not None and when > kyso.now():
-            raise _Refusal(422, "invalid_request", "compromised_at is in the future")
+            raise Refusal(422, "invalid_request", "compromised_at is in the future")
         return lifecycle.revoke(kyso, canonical, reason=body.reason, invalidity_date=when)
 
     return await _run(request, admin, _status_change(serial, revoke))
@@ -586,7 +389,7 @@ async def revoke_certificate(request: Request, admin: RevokeAdmin,
     "/{serial}/hold", summary="Put a certificate on hold",
     description="As `kyso cert hold`: listed as certificateHold until released; only a valid "
                 "certificate can be held (else 409).",
-    responses={**_CHANGED, **_errors(401, 403, 404, 409, 422, 503)})
+    responses={**CHANGED, **error_responses(401, 403, 404, 409, 422, 503, described=ERRORS)})
 async def hold_certificate(request: Request, admin: StatusAdmin, serial: SerialPath) -> Response:
     return await _run(request, admin, _status_change(serial, lifecycle.hold))
 
@@ -595,7 +398,7 @@ async def hold_certificate(request: Request, admin: StatusAdmin, serial: SerialP
     "/{serial}/release", summary="Release a held certificate",
     description="As `kyso cert release`: valid again; only a held certificate can be released "
                 "(else 409).",
-    responses={**_CHANGED, **_errors(401, 403, 404, 409, 422, 503)})
+    responses={**CHANGED, **error_responses(401, 403, 404, 409, 422, 503, described=ERRORS)})
 async def release_certificate(request: Request, admin: StatusAdmin,
                               serial: SerialPath) -> Response:
     return await _run(request, admin, _status_change(serial, lifecycle.release))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Security
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +33,7 @@ from kyso.audit import Layer, Outcome
 from kyso.authn.acr import acr_for
 from kyso.authn.oidc import Provider
 from kyso.authn.registry import Level
-from kyso.authn.rp import InsufficientLevelError, TokenVerifier, bearer_token
+from kyso.authn.rp import InsufficientLevelError, TokenVerifier
 from kyso.context import Kyso
 from kyso.errors import (
     ActivationError,
@@ -48,11 +48,22 @@ from kyso.errors import (
     PkiError,
     StepUpRequiredError,
     StoreError,
-    TokenError,
     UnknownCredentialError,
 )
-from kyso.server.api import NO_STORE, ApiError, JsonApiRoute, client_host, error_responses, request_id
-from kyso.server.bearer import BearerPolicy, Caller, Refused, authenticate, pseudonym_of
+from kyso.server.api import (
+    JSON,
+    ApiError,
+    JsonApiRoute,
+    client_host,
+    error_responses,
+    json_request_body,
+    json_response,
+    media_type,
+    read_body,
+    request_id,
+    unsupported_media,
+)
+from kyso.server.bearer import BearerPolicy, Caller, Refused, authenticate
 from kyso.server.options import AppOptions
 from kyso.signing.gateway import AUDIENCE, FRESH_LOGIN, REALM, Gateway, Requester
 from kyso.signing.gateway.algorithms import decode_hashes, infer_hash_algorithm
@@ -112,33 +123,11 @@ def setup(app: FastAPI, options: AppOptions) -> None:
 # --- reading the request ----------------------------------------------------------------------
 
 
-async def _read(request: Request) -> bytes:
-    """The body, at most :data:`MAX_BODY` bytes (refused from Content-Length before reading,
-    else while streaming)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise ApiError(400, "invalid_request", "Content-Length is not a number")
-        if int(declared) > MAX_BODY:
-            raise _too_large()
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY:
-            raise _too_large()
-    return bytes(body)
-
-
-def _too_large() -> ApiError:
-    return ApiError(413, "payload_too_large", f"the body is larger than {MAX_BODY} bytes "
-                                              f"({MAX_BODY // 1024} KiB)")
-
-
 def _check_type(request: Request, raw: bytes) -> None:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if raw.strip() and media != "application/json" and not media.endswith("+json"):
-        got = f"Content-Type {media[:80]!r}" if media else "no Content-Type"
-        raise ApiError(415, "unsupported_media_type", f"{got}: send application/json")
+    """A body (an empty one may come without) must be JSON: application/json or ``…+json``."""
+    media = media_type(request)
+    if raw.strip() and media != JSON and not media.endswith("+json"):
+        raise unsupported_media(media, JSON)
 
 
 def _requester(caller: Caller, request: Request) -> Requester:
@@ -227,25 +216,14 @@ def _serve(request: Request, op: _Operation, raw: bytes, early: ApiError | None)
         raise _http(exc) from None
 
 
-def _refused_actor(kyso: Kyso, request: Request, exc: ApiError) -> str:
-    """Who was refused: the pseudonym when the token itself is this provider's (a login too
-    old or too weak is still someone), else ``anonymous``."""
-    actor = exc.actor if isinstance(exc, Refused) else "anonymous"
-    if actor != "anonymous" or exc.error != "insufficient_user_authentication":
-        return actor
-    state: CscState = request.app.state.csc
-    try:
-        token = state.tokens.verify(bearer_token(request.headers.getlist("authorization")),
-                                    audience=AUDIENCE, min_level=Level.ONE)
-    except TokenError:
-        return actor
-    return pseudonym_of(kyso, token.subject)
-
-
 def _record_refusal(kyso: Kyso, request: Request, action: str, raw: bytes, exc: ApiError,
                     caller: Caller | None) -> None:
+    """One failure event under ``action``: the caller's pseudonym once the token verified (a
+    login too weak or too old is still someone: :class:`Refused` carries it), else
+    ``anonymous``."""
     peek = peek_body(raw)
-    actor = caller.actor if caller is not None else _refused_actor(kyso, request, exc)
+    actor = (caller.actor if caller is not None
+             else exc.actor if isinstance(exc, Refused) else "anonymous")
     extra: dict[str, Any] = {}
     if caller is not None:
         extra = {"jti": caller.token.claims.jwt_id or "", "client_id": caller.client_id}
@@ -259,21 +237,17 @@ def _record_refusal(kyso: Kyso, request: Request, action: str, raw: bytes, exc: 
 async def _handle(request: Request, op: _Operation) -> Response:
     early = None
     try:
-        raw = await _read(request)
+        raw = await read_body(request, MAX_BODY)
     except ApiError as exc:
         raw, early = b"", exc
     return await run_in_threadpool(_serve, request, op, raw, early)
-
-
-def _json(body: dict[str, Any], status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
 # --- the operations -----------------------------------------------------------------------------
 
 
 def _info(state: CscState, _requester: Requester | None, _args: Any) -> Response:
-    return _json(info_document(state.issuer))
+    return json_response(info_document(state.issuer))
 
 
 def _list_args(body: ListBody, requester: Requester | None) -> ListBody:
@@ -296,15 +270,15 @@ def _list(state: CscState, requester: Requester | None, body: ListBody) -> Respo
             {"credentialID": c.credential_id,
              **c.csc_info(certificates=body.certificates, cert_info=body.certInfo,
                           auth_info=body.authInfo)} for c in found]
-    return _json(reply)
+    return json_response(reply)
 
 
 def _credential_info(state: CscState, requester: Requester | None,
                      body: CredentialInfoBody) -> Response:
     assert requester is not None
     credential = state.gateway.credential(requester, body.credentialID)
-    return _json(credential.csc_info(certificates=body.certificates, cert_info=body.certInfo,
-                                     auth_info=body.authInfo))
+    return json_response(credential.csc_info(certificates=body.certificates,
+                                             cert_info=body.certInfo, auth_info=body.authInfo))
 
 
 def _authorize_args(body: AuthorizeBody, _requester: Requester | None) -> dict[str, Any]:
@@ -317,7 +291,7 @@ def _authorize_args(body: AuthorizeBody, _requester: Requester | None) -> dict[s
 
 def _authorize(state: CscState, requester: Requester | None, args: dict[str, Any]) -> Response:
     assert requester is not None
-    return _json(state.gateway.authorize(requester, **args).to_dict())
+    return json_response(state.gateway.authorize(requester, **args).to_dict())
 
 
 def _sign_args(body: SignHashBody, _requester: Requester | None) -> dict[str, Any]:
@@ -329,12 +303,12 @@ def _sign_args(body: SignHashBody, _requester: Requester | None) -> dict[str, An
 
 def _sign(state: CscState, requester: Requester | None, args: dict[str, Any]) -> Response:
     assert requester is not None
-    return _json(state.gateway.sign_hash(requester, **args).to_dict())
+    return json_response(state.gateway.sign_hash(requester, **args).to_dict())
 
 
 def _enrol(state: CscState, requester: Requester | None, _args: Any) -> Response:
     assert requester is not None
-    return _json(state.gateway.enrol(requester).to_dict(), 201)
+    return json_response(state.gateway.enrol(requester).to_dict(), 201)
 
 
 def _same(body: Any, _requester: Requester | None) -> Any:
@@ -355,11 +329,6 @@ _ENROL = _Operation(FRESH, EnrolBody, _same, _enrol, action="CSC_CREDENTIAL_ENRO
 
 
 # --- routes -------------------------------------------------------------------------------------
-
-
-def _body_doc(model: type[BaseModel], required: bool) -> dict[str, Any]:
-    return {"requestBody": {"required": required, "content": {
-        "application/json": {"schema": model.model_json_schema()}}}}
 
 
 _DOCS: dict[str, tuple[str, str, type[BaseModel], type[BaseModel], bool, tuple[int, ...]]] = {
@@ -387,14 +356,6 @@ _ERRORS_MORE = {403: "The account is locked or the credential suspended, or no r
                 503: "No CA passphrase on this server, or the CA / store is not available"}
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    docs = error_responses(*statuses)
-    for status, text in _ERRORS_MORE.items():
-        if status in docs:
-            docs[status] = {**docs[status], "description": text}
-    return docs
-
-
 def _endpoint(op: _Operation) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         return await _handle(request, op)
@@ -411,9 +372,9 @@ for _version in VERSIONS:
             summary=f"{_summary} (CSC {_version})", description=_description
             + (" Same as v2; v1 field names (hash, hashAlgo) are accepted too."
                if _version == "v1" else ""),
-            response_model=_reply, responses=_errors(*_statuses),
+            response_model=_reply, responses=error_responses(*_statuses, described=_ERRORS_MORE),
             dependencies=[] if _op.policy is None else [Security(_bearer)],
-            openapi_extra=_body_doc(_request, _required))
+            openapi_extra=json_request_body(_request, required=_required))
 
 router.add_api_route(
     "/api/v1/signing/credentials", _endpoint(_ENROL), methods=["POST"], status_code=201,
@@ -422,5 +383,6 @@ router.add_api_route(
                 f"citizen CA, for a fresh level-2 login (at most {FRESH_LOGIN} s). At most one "
                 "enabled credential per citizen (409 names it).",
     response_model=EnrolReply, responses={201: {"description": "The new credential"},
-                                          **_errors(400, 401, 403, 409, 413, 415, 503)},
-    dependencies=[Security(_bearer)], openapi_extra=_body_doc(EnrolBody, False))
+                                          **error_responses(400, 401, 403, 409, 413, 415, 503,
+                                                            described=_ERRORS_MORE)},
+    dependencies=[Security(_bearer)], openapi_extra=json_request_body(EnrolBody, required=False))

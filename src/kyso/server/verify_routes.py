@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -39,9 +39,15 @@ from kyso.server.api import (
     NO_STORE,
     ApiError,
     JsonApiRoute,
+    check_declared,
     client_host,
     error_responses,
+    limited,
+    media_type,
+    read_body,
     request_id,
+    too_large,
+    unsupported_media,
 )
 from kyso.server.options import AppOptions
 from kyso.signing.pdfio import check_header
@@ -124,48 +130,6 @@ def setup(app: FastAPI, options: AppOptions) -> None:
 # --- reading the request ---------------------------------------------------------------------
 
 
-def _too_large(limit: int, what: str = "the body") -> ApiError:
-    return ApiError(413, "payload_too_large",
-                    f"{what} is larger than the limit of {limit} bytes ({limit / 2**20:g} MiB)")
-
-
-def _check_declared(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared is None:
-        return
-    if not (declared.isascii() and declared.isdigit()):
-        raise ApiError(400, "invalid_request", "Content-Length is not a number")
-    if int(declared) > limit:
-        raise _too_large(limit)
-
-
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    """The body's chunks; :class:`ApiError` 413 as soon as more than ``limit`` bytes came."""
-    seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            raise _too_large(limit)
-        yield chunk
-
-
-async def _raw_body(request: Request, limit: int) -> bytes:
-    _check_declared(request, limit)
-    body = bytearray()
-    async for chunk in _limited(request, limit):
-        body.extend(chunk)
-    return bytes(body)
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def _unsupported(media: str, allowed: str) -> ApiError:
-    got = f"Content-Type {media[:80]!r}" if media else "no Content-Type"
-    return ApiError(415, "unsupported_media_type", f"{got}: send {allowed}")
-
-
 def _name(value: str | None, default: str) -> str:
     """A part's filename as the report shows it: control characters removed, at most 255."""
     text = "".join(ch for ch in (value or "") if ch.isprintable())[:MAX_NAME].strip()
@@ -176,8 +140,8 @@ async def _files(request: Request, field: str, limit: int, max_files: int
                  ) -> list[UploadFile]:
     """The ``field`` file parts of a multipart body of at most ``limit`` bytes, in order
     (spooled to disk above 1 MiB each). The caller closes them."""
-    _check_declared(request, limit)
-    parser = MultiPartParser(request.headers, _limited(request, limit), max_files=max_files,
+    check_declared(request, limit)
+    parser = MultiPartParser(request.headers, limited(request, limit), max_files=max_files,
                              max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
     try:
         form = await parser.parse()
@@ -207,7 +171,7 @@ def _read_part(upload: UploadFile, limit: int) -> bytes:
     upload.file.seek(0)
     data = upload.file.read(limit + 1)
     if len(data) > limit:
-        raise _too_large(limit, f"file {_name(upload.filename, 'part')!r}")
+        raise too_large(limit, f"file {_name(upload.filename, 'part')!r}")
     return data
 
 
@@ -292,14 +256,14 @@ def _pdf_limit(request: Request) -> int:
 )
 async def verify(request: Request) -> Response:
     limit = _pdf_limit(request)
-    media = _media_type(request)
+    media = media_type(request)
     if media not in (PDF, MULTIPART):
-        raise _unsupported(media, f"the PDF as {PDF}, or {MULTIPART} with a part named file")
-    _check_declared(request, limit if media == PDF else limit + MULTIPART_OVERHEAD)
+        raise unsupported_media(media, f"the PDF as {PDF}, or {MULTIPART} with a part named file")
+    check_declared(request, limit if media == PDF else limit + MULTIPART_OVERHEAD)
     verifier = await run_in_threadpool(_verifier, request)  # 503 before reading the body
     async with request.app.state.verify_slots:
         if media == PDF:
-            data, name = await _raw_body(request, limit), "-"
+            data, name = await read_body(request, limit), "-"
         else:
             uploads = await _files(request, "file", limit + MULTIPART_OVERHEAD, max_files=1)
             try:
@@ -335,11 +299,11 @@ async def verify(request: Request) -> Response:
 )
 async def verify_batch(request: Request) -> Response:
     limit = _pdf_limit(request)
-    media = _media_type(request)
+    media = media_type(request)
     if media != MULTIPART:
-        raise _unsupported(media, f"{MULTIPART} with file parts named files")
+        raise unsupported_media(media, f"{MULTIPART} with file parts named files")
     total = BATCH_BYTES_FACTOR * limit + MULTIPART_OVERHEAD
-    _check_declared(request, total)
+    check_declared(request, total)
     verifier = await run_in_threadpool(_verifier, request)
     async with request.app.state.verify_slots:
         uploads = await _files(request, "files", total, max_files=MAX_BATCH_FILES)

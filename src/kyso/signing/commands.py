@@ -7,10 +7,10 @@ import json
 import os
 import ssl
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import click
 from rich.progress import Progress
@@ -32,7 +32,7 @@ from kyso.errors import ConfigError, KysoError, SigningError, UsageError
 from kyso.files import atomic_output
 from kyso.pki.authority import ca_exists
 from kyso.pki.authority import load_settings as load_ca_settings
-from kyso.signing.appearance import POSITIONS, Box, StampRequest, StampStyle, parse_box
+from kyso.signing.appearance import POSITIONS, StampRequest, StampStyle, parse_box
 from kyso.signing.csc_client import (
     CscClient,
     RemoteKey,
@@ -104,14 +104,24 @@ pdf_password_file_option = click.option(
          f"password; else ${ENV_PDF_PASSWORD}).")
 
 
-def _box(ctx: click.Context, param: click.Parameter, value: str | None) -> Box | None:
-    """A malformed --box is a usage error (exit 2), found before anything is unlocked."""
-    if value is None:
-        return None
-    try:
-        return parse_box(value)
-    except SigningError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+T = TypeVar("T")
+
+
+def _parsed(parse: Callable[[str], T]) -> Callable[[click.Context, click.Parameter, str | None],
+                                                    T | None]:
+    """A click callback: the value through ``parse``, whose SigningError is a usage error (exit
+    2), found before anything is read or unlocked (a malformed --box, a --remote URL that is
+    not https or http to loopback)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> T | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except SigningError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+    return callback
 
 
 def sign_options(f: Any) -> Any:
@@ -133,7 +143,7 @@ def sign_options(f: Any) -> Any:
                      default="official", show_default=True),
         click.option("--page", type=int, default=1, show_default=True,
                      help="Page of the stamp (1 = first, -1 = last)."),
-        click.option("--box", callback=_box, help="Stamp rectangle x1,y1,x2,y2 in points."),
+        click.option("--box", callback=_parsed(parse_box), help="Stamp rectangle x1,y1,x2,y2 in points."),
         click.option("--position", help=f"Named stamp place: {', '.join(POSITIONS)}."),
         click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
                      help="Signature image (official: blue handwriting; seal: red seal), PNG."),
@@ -153,19 +163,9 @@ def sign_options(f: Any) -> Any:
     return f
 
 
-def _remote_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A --remote URL that is not https (or http to loopback) is a usage error (exit 2)."""
-    if value is None:
-        return None
-    try:
-        return check_service_url(value)
-    except SigningError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-
-
 def remote_options(f: Any) -> Any:
     options = [
-        click.option("--remote", "remote", metavar="URL", callback=_remote_url,
+        click.option("--remote", "remote", metavar="URL", callback=_parsed(check_service_url),
                      help="Sign through this CSC v2 signing gateway (e.g. a `kyso serve`): the "
                           "key stays there; instead of --p12."),
         click.option("--credential", "credential", metavar="ID",
