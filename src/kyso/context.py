@@ -50,8 +50,10 @@ class Kyso:
     ) -> None:
         """Record one audit event. ``actor``, ``source`` and ``request_id`` override this
         context's for one event (a citizen's pseudonym, a server request)."""
-        self.audit.record(self.event(layer, action, outcome, object, actor=actor, source=source,
-                                     request_id=request_id, **details))
+        # The event built in place, as event() builds it: this runs in every request thread
+        # before the GIL goes to the next one, so it is kept short.
+        self.audit.record(AuditEvent(self.clock.now(), layer, action, outcome, actor or self.actor,
+                                     object, details, source or self.source, request_id))
 
     def event(self, layer: Layer, action: str, outcome: Outcome, object: str = "", *,
               actor: str | None = None, source: str | None = None, request_id: str = "",

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
 RUNS = 24
 THREADS = 4
+RECORD_RUNS = 8
+RECORD_THREADS = 32
 
 # Each thread appends batches of 1-12 events of ~700 bytes and prints their seqs once they are
 # acknowledged. A kill rarely lands inside a write() of a few KiB, so some runs simulate a slow
@@ -40,7 +42,7 @@ from kyso.audit import AuditEvent, AuditLog, Layer, Outcome
 from kyso.config import AuditSettings
 
 directory, label, max_bytes, threads = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-chunk, pause = int(sys.argv[5]), float(sys.argv[6])
+chunk, pause, mode = int(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
 if chunk:  # a slow disk: segment writes return short, so a kill often lands mid-write
     import os, time
     real_write = os.write
@@ -62,15 +64,23 @@ def work(n):
     rnd = random.Random(n)
     i = 0
     while True:
-        k = rnd.randint(1, 12)
         when = t0 + dt.timedelta(milliseconds=rnd.randint(0, 2000))  # across a VN midnight
-        batch = [AuditEvent(time=when, layer=Layer.SERVER, action="CRASH_TEST",
-                            outcome=Outcome.SUCCESS, actor=f"{label}:t{n}",
-                            details={"i": i + j, "pad": pad}) for j in range(k)]
-        seqs = log.append(batch)
-        i += k
+        if mode == "record":  # one event per call, as a server request records it
+            log.record(AuditEvent(time=when, layer=Layer.SERVER, action="CRASH_TEST",
+                                  outcome=Outcome.SUCCESS, actor=f"{label}:t{n}",
+                                  details={"i": i, "pad": pad}))
+            i += 1
+            acked = f"t{n}:{i - 1}"
+        else:
+            k = rnd.randint(1, 12)
+            batch = [AuditEvent(time=when, layer=Layer.SERVER, action="CRASH_TEST",
+                                outcome=Outcome.SUCCESS, actor=f"{label}:t{n}",
+                                details={"i": i + j, "pad": pad}) for j in range(k)]
+            seqs = log.append(batch)
+            i += k
+            acked = " ".join(map(str, seqs))
         with out:
-            sys.stdout.write(" ".join(map(str, seqs)) + "\\n")
+            sys.stdout.write(acked + "\\n")
             sys.stdout.flush()
 
 workers = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(threads)]
@@ -90,13 +100,14 @@ class Kill:
 
 
 def run_and_kill(directory: Path, out: Path, label: str, delay: float, max_bytes: int, *,
-                 chunk: int = 0, pause: float = 0.0, after_acks: int = 0) -> set[int]:
+                 chunk: int = 0, pause: float = 0.0, after_acks: int = 0, threads: int = THREADS,
+                 mode: str = "append") -> list[str]:
     """Start a writer, let it append for ``delay`` seconds once ready (and once it acknowledged
-    ``after_acks`` appends), SIGKILL it; return the seqs it acknowledged (only from complete
-    output lines)."""
+    ``after_acks`` appends), SIGKILL it; return its acknowledgements (complete output lines
+    only): seqs in "append" mode, ``t<thread>:<i>`` in "record" mode."""
     with out.open("wb") as stdout:
         child = subprocess.Popen([sys.executable, "-c", _CHILD, str(directory), label, str(max_bytes),
-                                  str(THREADS), str(chunk), str(pause)],
+                                  str(threads), str(chunk), str(pause), mode],
                                  stdout=stdout, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -112,8 +123,11 @@ def run_and_kill(directory: Path, out: Path, label: str, delay: float, max_bytes
         _stdout, err = child.communicate(timeout=30)
     assert child.returncode == -signal.SIGKILL, err.decode()
     data = out.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1].decode().splitlines()
-    return {int(s) for line in complete[1:] for s in line.split()}
+    return data[:data.rfind(b"\n") + 1].decode().splitlines()[1:]
+
+
+def acked_seqs(lines: list[str]) -> set[int]:
+    return {int(s) for line in lines for s in line.split()}
 
 
 def complete_lines_and_tail(directory: Path) -> tuple[int, bytes]:
@@ -125,26 +139,11 @@ def complete_lines_and_tail(directory: Path) -> tuple[int, bytes]:
     return count, last[last.rfind(b"\n") + 1:]
 
 
-@pytest.mark.parametrize("seed", range(RUNS))
-def test_a_writer_killed_at_a_random_moment_loses_no_durable_event(tmp_path: Path, seed: int) -> None:
-    rnd = random.Random(seed)
-    directory = tmp_path / "audit"
-    max_bytes = rnd.choice([8 * 1024, 32 * 1024, 1 << 20])
-    acked: set[int] = set()
-    chunk, pause = rnd.choice([(0, 0.0), (512, 0.0002), (4096, 0.001)])
-    for round_ in range(1 + seed % 2):  # every other run kills a writer that recovered a crash
-        acked |= run_and_kill(directory, tmp_path / f"out{round_}", f"r{round_}", rnd.uniform(0.02, 0.3),
-                              max_bytes, chunk=chunk, pause=pause, after_acks=1)
-    assert acked, "the writer acknowledged nothing before it was killed"
-
-    # (a) every acknowledged event is there, and the log verifies at least up to the last one
-    present = {e["seq"] for e in read_events(directory)}
-    assert acked <= present, sorted(acked - present)[:10]
+def assert_only_a_torn_tail_then_recovers(directory: Path, max_bytes: int, size: int) -> None:
+    """(b) a partial last line is a torn tail, and only that; (c) the next writer quarantines it
+    and the whole log verifies."""
     report = verify_log(directory)
-    assert report.size >= max(acked) + 1
-    assert report.size == len(present)
-
-    # (b) a partial last line is a torn tail, and only that
+    assert report.size == size
     lines, tail = complete_lines_and_tail(directory)
     assert report.size == lines
     kinds = [f.kind for f in report.findings]
@@ -181,12 +180,59 @@ def test_a_writer_killed_at_a_random_moment_loses_no_durable_event(tmp_path: Pat
         assert statuses["torn tails"] is Status.PASS
 
 
+@pytest.mark.parametrize("seed", range(RUNS))
+def test_a_writer_killed_at_a_random_moment_loses_no_durable_event(tmp_path: Path, seed: int) -> None:
+    rnd = random.Random(seed)
+    directory = tmp_path / "audit"
+    max_bytes = rnd.choice([8 * 1024, 32 * 1024, 1 << 20])
+    acked: set[int] = set()
+    chunk, pause = rnd.choice([(0, 0.0), (512, 0.0002), (4096, 0.001)])
+    for round_ in range(1 + seed % 2):  # every other run kills a writer that recovered a crash
+        acked |= acked_seqs(run_and_kill(directory, tmp_path / f"out{round_}", f"r{round_}",
+                                         rnd.uniform(0.02, 0.3), max_bytes, chunk=chunk, pause=pause,
+                                         after_acks=1))
+    assert acked, "the writer acknowledged nothing before it was killed"
+
+    # (a) every acknowledged event is there, and the log verifies at least up to the last one
+    present = {e["seq"] for e in read_events(directory)}
+    assert acked <= present, sorted(acked - present)[:10]
+    report = verify_log(directory)
+    assert report.size >= max(acked) + 1
+    assert report.size == len(present)
+
+    assert_only_a_torn_tail_then_recovers(directory, max_bytes, report.size)
+
+
+@pytest.mark.parametrize("seed", range(RECORD_RUNS))
+def test_a_writer_killed_while_many_threads_record_single_events_loses_none_it_acknowledged(
+        tmp_path: Path, seed: int) -> None:
+    """The server's path: many threads, one event per ``record`` call, each handed to the log's
+    writer thread. A call that returned is durable; a thread's events are in its order."""
+    rnd = random.Random(1000 + seed)
+    directory = tmp_path / "audit"
+    max_bytes = rnd.choice([32 * 1024, 1 << 20])
+    chunk, pause = rnd.choice([(0, 0.0), (4096, 0.001)])
+    acked = set(run_and_kill(directory, tmp_path / "out", "rec", rnd.uniform(0.02, 0.3), max_bytes,
+                             chunk=chunk, pause=pause, after_acks=RECORD_THREADS,
+                             threads=RECORD_THREADS, mode="record"))
+    assert len(acked) >= RECORD_THREADS
+    events = read_events(directory)
+    by_thread: dict[str, list[int]] = {}
+    for e in events:
+        by_thread.setdefault(e["actor"].split(":", 1)[1], []).append(e["details"]["i"])
+    present = {f"{thread}:{i}" for thread, mine in by_thread.items() for i in mine}
+    assert acked <= present, sorted(acked - present)[:10]
+    for mine in by_thread.values():  # each thread's events, in its order, without a gap
+        assert mine == list(range(len(mine)))
+    assert_only_a_torn_tail_then_recovers(directory, max_bytes, len(events))
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to simulate a slow disk")
 def test_a_writer_killed_in_the_middle_of_a_write_leaves_a_torn_tail_that_is_reported(
         tmp_path: Path) -> None:
     directory = tmp_path / "audit"
-    acked = run_and_kill(directory, tmp_path / "out", "slow", 0.05, 1 << 20, chunk=16, pause=0.001,
-                         after_acks=1)
+    acked = acked_seqs(run_and_kill(directory, tmp_path / "out", "slow", 0.05, 1 << 20, chunk=16,
+                                    pause=0.001, after_acks=1))
     lines, tail = complete_lines_and_tail(directory)
     assert tail, "the kill was meant to land in the middle of a write"
     report = verify_log(directory)

@@ -10,23 +10,30 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kyso.audit import AuditEvent, AuditLog, Layer, MemoryAuditLog, Outcome, iter_entries, read_events
-from kyso.audit.entry import GENESIS, MAX_ENTRY_BYTES, encode_entry
-from kyso.audit.events import SCHEMA, scrub
+from kyso.audit import log as audit_log
+from kyso.audit.entry import GENESIS, MAX_ENTRY_BYTES, encode_body, encode_entry, encode_event
+from kyso.audit.events import _TOKEN, SCHEMA, _mask_token, scrub, secret_key
 from kyso.audit.merkle import leaf_hash
 from kyso.audit.pseudonym import Pseudonymizer
 from kyso.audit.reader import EventFilter, select_events
@@ -320,6 +327,219 @@ def test_callers_that_arrive_during_a_commit_share_the_next_fdatasync(
         t.join(timeout=30)
     assert sorted(s for r in results.values() for s in r) == list(range(1, 17))
     assert len(syncs) <= 2  # the leader's event, then the 15 others together
+    assert_verifies(audit_dir)
+
+
+def _blocked_batch(log: AuditLog, audit_dir: Path, appends: dict[str, list[AuditEvent]],
+                   ) -> tuple[dict[str, list[int] | BaseException], int]:
+    """While another process holds the log's lock, a leader's append waits for it in the
+    writer thread, and every append of ``appends`` (one thread each) arrives meanwhile, so
+    that they share the next commit; return what each got, and how many fdatasyncs the
+    commits took (the leader's, then theirs)."""
+    syncs: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        syncs.append(fd)
+        real(fd)
+
+    results: dict[str, list[int] | BaseException] = {}
+
+    def one(name: str) -> None:
+        try:
+            results[name] = log.append(appends[name])
+        except BaseException as exc:  # recorded for the test to look at
+            results[name] = exc
+
+    blocker = os.open(audit_dir / ".lock", os.O_RDWR)  # another process commits meanwhile
+    fcntl.flock(blocker, fcntl.LOCK_EX)
+    appends = {"leader": [event("LEADER")], **appends}
+    threads = [threading.Thread(target=one, args=(name,)) for name in appends]
+    os.fdatasync = counting
+    try:
+        for t in threads:
+            t.start()
+            time.sleep(0.2 if t is threads[0] else 0)
+        time.sleep(0.5)
+    finally:
+        fcntl.flock(blocker, fcntl.LOCK_UN)
+        os.close(blocker)
+        for t in threads:
+            t.join(timeout=30)
+        os.fdatasync = real
+    return results, len(syncs)
+
+
+def test_a_bad_event_fails_only_its_own_caller_in_a_shared_commit(log: AuditLog, audit_dir: Path) -> None:
+    log.append([event("FIRST")])
+    appends = {f"ok{n}": [event(f"OK{n}")] for n in range(5)}
+    appends["big"] = [event("BIG", blob="x" * MAX_ENTRY_BYTES)]
+    appends["half-big"] = [event("SMALL"), event("BIG", blob="y" * MAX_ENTRY_BYTES)]
+    results, syncs = _blocked_batch(log, audit_dir, appends)
+    assert results.pop("leader") == [1]
+    assert syncs == 2  # the leader's commit, then one for the others, the bad ones among them
+    for name in ("big", "half-big"):
+        error = results.pop(name)
+        assert isinstance(error, AuditError)
+        assert "too large" in str(error)
+    assert sorted(s for r in results.values() for s in r) == [2, 3, 4, 5, 6]  # type: ignore[union-attr]
+    actions = [e["action"] for e in read_events(audit_dir)]
+    assert actions[:2] == ["FIRST", "LEADER"]
+    assert sorted(actions[2:]) == [f"OK{n}" for n in range(5)]
+    assert_verifies(audit_dir)
+
+
+def test_a_failed_fdatasync_fails_every_caller_of_its_commit_and_the_log_goes_on(
+        log: AuditLog, audit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log.append([event("FIRST")])
+    real = os.fdatasync
+    calls: list[int] = []
+
+    def failing(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:  # the commit after the leader's
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    appends = {f"t{n}": [event(f"T{n}")] for n in range(6)}
+    results, syncs = _blocked_batch(log, audit_dir, appends)
+    assert results.pop("leader") == [1]
+    assert syncs == 2
+    for name, result in results.items():
+        assert isinstance(result, AuditError), name
+        assert "cannot write the audit log" in str(result)
+        assert "Input/output error" in str(result)
+    seq = log.append([event("AFTER")])  # the unacknowledged entries may be there; they chain
+    assert [e["action"] for e in read_events(audit_dir)][-1] == "AFTER"
+    assert seqs_of(audit_dir) == list(range(seq[0] + 1))
+    assert_verifies(audit_dir)
+
+
+def _writers(directory: Path) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"kyso-audit-writer:{directory}"]
+
+
+def test_the_writer_thread_ends_when_idle_and_at_close(audit_dir: Path, clock: FrozenClock,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_log, "WRITER_IDLE", 0.05)
+    writer = AuditLog(audit_dir, AuditSettings(), clock)
+    assert not _writers(audit_dir)
+    writer.record(event("A"))
+    (thread,) = _writers(audit_dir)
+    assert thread.daemon
+    thread.join(timeout=10)  # idle: it ends by itself
+    assert not thread.is_alive()
+    writer.record(event("B"))  # and the next caller starts another
+    assert len(_writers(audit_dir)) == 1
+    writer.close()
+    assert not _writers(audit_dir)
+    writer.record(event("C"))  # a closed log can still be appended to
+    writer.close()
+    assert [e["action"] for e in read_events(audit_dir)] == ["A", "B", "C"]
+
+
+def test_without_a_writer_thread_callers_commit_themselves(
+        log: AuditLog, audit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At interpreter shutdown, or at the process's thread limit, no thread can be started."""
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("kyso-audit-writer:"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert log.append([event("A")]) == [0]
+    acked = _threads(log, 8, 10)
+    assert not _writers(audit_dir)
+    assert sorted(s for mine in acked.values() for s in mine) == list(range(1, seqs_of(audit_dir)[-1] + 1))
+    assert_verifies(audit_dir)
+
+
+def _open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
+@pytest.mark.parametrize("eventfd", [True, False], ids=["eventfd", "pipe"])
+def test_many_threads_appending_leave_no_descriptor_open(
+        audit_dir: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch, eventfd: bool) -> None:
+    monkeypatch.setattr(audit_log, "_EVENTFD", eventfd)  # callers sleep on pipes where no eventfd
+    before = _open_descriptors()
+    writer = AuditLog(audit_dir, AuditSettings(), clock)
+    acked = _threads(writer, 12, 20)
+    writer.close()
+    assert _open_descriptors() == before
+    assert sorted(s for mine in acked.values() for s in mine) == seqs_of(audit_dir)
+    assert_verifies(audit_dir)
+
+
+class _Recorder:
+    """A details value whose text records another event: a caller's mistake, which must not
+    hang the log's writer thread waiting for itself."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def __str__(self) -> str:
+        self.log.record(event("INNER"))
+        return "recorder"
+
+
+def test_recording_while_an_event_is_encoded_is_refused_not_a_deadlock(
+        audit_dir: Path, clock: FrozenClock) -> None:
+    log = AuditLog(audit_dir, AuditSettings(), clock)
+    outcome: list[BaseException | None] = []
+
+    def outer() -> None:
+        try:
+            log.record(event("OUTER", what=_Recorder(log)))
+            outcome.append(None)
+        except AuditError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=outer, daemon=True)
+    t.start()
+    t.join(timeout=30)
+    if t.is_alive():
+        pytest.fail("the writer thread waits for itself")  # (and the log stays unclosed)
+    (error,) = outcome
+    assert error is not None
+    assert "cannot be recorded while the audit log's writer encodes" in str(error)
+    log.record(event("AFTER"))
+    log.close()
+    assert [e["action"] for e in read_events(audit_dir)] == ["AFTER"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_appends_to_the_log_its_parent_appends_to(log: AuditLog, audit_dir: Path) -> None:
+    log.append([event("PARENT")])  # the parent's writer thread is running
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork() in a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: no writer thread came along; a new one starts
+        code = 1
+        try:
+            for i in range(20):
+                log.append([event("CHILD", i=i)])
+            log.close()
+            code = 0
+        finally:
+            os._exit(code)
+    acked = _threads(log, 4, 10)
+    deadline = time.monotonic() + 30
+    while not (done := os.waitpid(pid, os.WNOHANG))[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child never got its appends done")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    events = read_events(audit_dir)
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert [e["details"]["i"] for e in events if e["action"] == "CHILD"] == list(range(20))
+    assert len(events) == 1 + 20 + sum(len(mine) for mine in acked.values())
     assert_verifies(audit_dir)
 
 
@@ -858,6 +1078,90 @@ def test_scrub_masks_ids_glued_to_letters_but_keeps_hex_serials_whole() -> None:
     serial = "6c38f01812ff484000021600cec9eb332d0872dc"
     assert scrub(f"CSR UID cccd033301000123 for {serial}") == (
         f"CSR UID cccd033******123 for {serial}")
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+def reference_text(value: str) -> str:
+    """Masking as first written: every token once any 12 digits are in the text."""
+    return _TOKEN.sub(_mask_token, value) if re.search(r"[0-9]{12}", value) else value
+
+
+def reference_scrub(value: Any, key: str = "") -> Any:
+    """scrub() as first written: its general rules, without the fast paths for exact types."""
+    if key and secret_key(key):
+        return "[redacted]"
+    if type(value) is str:
+        return reference_text(value)
+    if isinstance(value, Enum):
+        return reference_scrub(value.value)
+    if isinstance(value, bool | float) or value is None:
+        return value
+    if isinstance(value, int):
+        return reference_text(str(int(value))) if 10**11 <= abs(value) < 10**12 else int(value)
+    if isinstance(value, str):
+        return reference_text(str(value))
+    if isinstance(value, Mapping):
+        return {reference_text(str(k)): reference_scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [reference_scrub(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    return reference_text(str(value))
+
+
+# Text that often holds 12-digit runs, UUID-like tokens, hex, quotes, controls, Vietnamese
+# letters and lone surrogates.
+_TEXT = st.one_of(
+    st.text(alphabet=st.sampled_from([*"0123456789" * 3, *"-aAfFx :._/\"\\\n\x00", "đ", "ễ", "\udce1"]),
+            max_size=48),
+    st.text(max_size=16),
+    st.builds(lambda a, b: f"{a}{RAW_ID}{b}", st.text("-a0", max_size=3), st.text("-a0", max_size=3)),
+    st.uuids().map(lambda u: f"{u}{RAW_ID}"),  # a UUID cuts a longer digit run
+)
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(10**11 - 2, 10**12 + 2), st.floats(),
+    _TEXT, st.binary(max_size=6), st.sampled_from([Layer.PKI, Outcome.FAILURE]),
+    _TEXT.map(_Text), st.integers(10**11, 10**12).map(_Number),
+    st.datetimes(timezones=st.sampled_from([dt.UTC, VIETNAM])),
+)
+_KEYS = st.one_of(st.sampled_from(["password", "otp", "accessToken", "reason", "ip", "session", "n"]),
+                  _TEXT, st.integers(10**11, 10**12))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.tuples(inner, inner), st.frozensets(st.integers(), max_size=3),
+    st.dictionaries(_KEYS, inner, max_size=3)), max_leaves=10)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES, _KEYS.map(str) | st.just(""))
+def test_scrub_gives_what_its_general_rules_give(value: Any, key: str) -> None:
+    assert repr(scrub(value, key)) == repr(reference_scrub(value, key))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.builds(
+    AuditEvent,
+    time=st.datetimes(timezones=st.sampled_from([dt.UTC, VIETNAM])),
+    layer=st.sampled_from(Layer), action=_TEXT, outcome=st.sampled_from(Outcome),
+    actor=_TEXT | _TEXT.map(_Text), object=_TEXT | st.integers(),
+    details=st.dictionaries(_KEYS, _VALUES, max_size=4) | st.just({"blob": "x" * MAX_ENTRY_BYTES}),
+    source=_TEXT, request_id=_TEXT))
+def test_the_fast_encoder_writes_the_canonical_json_of_to_dict(e: AuditEvent) -> None:
+    try:
+        expected = encode_body(e.to_dict())
+    except AuditError as exc:
+        with pytest.raises(AuditError, match=re.escape(str(exc))):
+            encode_event(e)
+        return
+    assert encode_event(e) == expected
 
 
 # --- pseudonyms ------------------------------------------------------------------------------------

@@ -16,11 +16,15 @@ one bytes comparison instead of parsing JSON; :func:`parse_entry` is the slow, c
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+from _json import make_encoder
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
+from kyso.audit.events import SCHEMA, AuditEvent, Layer, Outcome, _text, scrub
 from kyso.audit.merkle import leaf_hash
 from kyso.errors import AuditError
 
@@ -38,6 +42,60 @@ def encode_body(event: dict[str, Any]) -> bytes:
         data = body.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: keep it, escaped, rather than lose the event
         data = json.dumps(event, ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode()
+    if len(data) > MAX_ENTRY_BYTES - 100:
+        raise AuditError(f"audit event is too large ({len(data)} bytes; the limit is "
+                         f"{MAX_ENTRY_BYTES - 100})")
+    return data
+
+
+def _unencodable(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# json.dumps(..., ensure_ascii=False, sort_keys=True, separators=(",", ":")) builds this same C
+# encoder on every call; built once, it is reused (no circular-reference markers: scrub()
+# always returns a fresh tree).
+_ENCODE = make_encoder(None, _unencodable, encode_basestring, None, ":", ",", True, False, True)
+_UTC = dt.UTC
+_SCHEMA_SOURCE = f',"schema":{encode_basestring(SCHEMA)},"source":'
+_last_time: tuple[dt.datetime, str] = (dt.datetime.min.replace(tzinfo=_UTC), "")
+
+
+def encode_event(event: AuditEvent) -> bytes:
+    """``encode_body(event.to_dict())``, the same bytes, in about half the time: the fixed keys
+    are laid out in their sorted order and only the details go through the JSON encoder.
+    Events of unusual shape (fields of other types, a lone surrogate) take the general path."""
+    action, source, request_id = event.action, event.source, event.request_id
+    actor, obj, layer, outcome = event.actor, event.object, event.layer, event.outcome
+    when = event.time
+    if not (type(action) is str and type(source) is str and type(request_id) is str
+            and type(actor) is str and type(obj) is str and type(layer) is Layer
+            and type(outcome) is Outcome and type(when) is dt.datetime):
+        return encode_body(event.to_dict())
+    global _last_time
+    last, iso = _last_time
+    if when.tzinfo is not _UTC or when != last:  # the clock's UTC times, of one second each,
+        iso = encode_basestring(when.astimezone(_UTC).isoformat())  # share their text
+        if when.tzinfo is _UTC:
+            _last_time = when, iso
+    details = event.details
+    enc = encode_basestring
+    text = "".join((
+        '{"action":', enc(action),
+        ',"actor":', enc(_text(actor)),  # scrub() of a str
+        ',"details":', "".join(_ENCODE(scrub(details if type(details) is dict else dict(details)), 0)),
+        ',"layer":"', layer._value_,  # the members' values are plain ASCII words
+        '","object":', enc(_text(obj)),
+        ',"outcome":"', outcome._value_,
+        '","request_id":', enc(request_id),
+        _SCHEMA_SOURCE, enc(source),
+        ',"time":', iso,
+        "}",
+    ))
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the general path escapes it
+        return encode_body(event.to_dict())
     if len(data) > MAX_ENTRY_BYTES - 100:
         raise AuditError(f"audit event is too large ({len(data)} bytes; the limit is "
                          f"{MAX_ENTRY_BYTES - 100})")

@@ -44,6 +44,9 @@ _RAW_ID = re.compile(r"(?<![0-9])([0-9]{3})[0-9]{6}([0-9]{3})(?![0-9])")
 _TOKEN = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9A-Za-z]+")
 _HEX_ID = re.compile(r"[0-9a-fA-F]{32,}")
 _TWELVE = re.compile(r"[0-9]{12}")
+# Masking changes a run of exactly 12 digits. Without a "-" (no UUID can cut a longer run into
+# tokens) a token's digit runs are the string's: text without such a run stays as it is.
+_EXACTLY_TWELVE = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
 
 
 def _mask_token(match: re.Match[str]) -> str:
@@ -58,9 +61,17 @@ def secret_key(key: str) -> bool:
     return bool(_SECRET_KEYS.search(key) or _SECRET_KEYS.search(_CAMEL.sub("_", key)))
 
 
+@functools.lru_cache(maxsize=4096)
+def _key(name: str) -> tuple[str, bool]:
+    """A details key as written (masked), and whether its value is a secret."""
+    return _text(name), secret_key(name)
+
+
 def _text(value: str) -> str:
-    # Most text holds no 12-digit run at all: one C-level search settles it.
-    return _TOKEN.sub(_mask_token, value) if _TWELVE.search(value) else value
+    # Most text holds no run of exactly 12 digits: one C-level search settles it.
+    if _EXACTLY_TWELVE.search(value) or ("-" in value and _TWELVE.search(value)):
+        return _TOKEN.sub(_mask_token, value)
+    return value
 
 
 def scrub(value: Any, key: str = "") -> Any:
@@ -69,8 +80,23 @@ def scrub(value: Any, key: str = "") -> Any:
     replaced by their length (key material is bytes)."""
     if key and secret_key(key):
         return REDACTED
-    if type(value) is str:  # the common case first
+    kind = type(value)
+    # Exact built-in types first (the common cases, without isinstance or ABC checks); each
+    # gives what the general branches below give for it.
+    if kind is str:
         return _text(value)
+    if kind is dict:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            masked, secret = _key(k if type(k) is str else str(k))
+            out[masked] = REDACTED if secret else _text(v) if type(v) is str else scrub(v)
+        return out
+    if kind is int:
+        return _text(str(value)) if 10**11 <= abs(value) < 10**12 else value
+    if kind is bool or kind is float or value is None:
+        return value
+    if kind is list or kind is tuple:
+        return [scrub(v) for v in value]
     if isinstance(value, Enum):
         return scrub(value.value)
     if isinstance(value, bool | float) or value is None:

@@ -2,9 +2,11 @@
 
 :class:`AuditLog` appends entries (see :mod:`kyso.audit.entry`) to the current segment with
 **group commit**: threads that record at the same time are written together with one write and
-one ``fdatasync``, and each ``record`` returns only once its event is durable. Several
-processes may share one log: each commit holds an exclusive ``flock`` and first catches up
-with what the others wrote.
+one ``fdatasync``, and each ``record`` returns only once its event is durable. A writer thread
+(started on demand, ended when idle or at ``close``) does the work: callers only queue their
+events and sleep; it scrubs, encodes and chains the whole batch, commits it and wakes them all
+with one system call. Several processes may share one log: each commit holds an exclusive
+``flock`` and first catches up with what the others wrote.
 
 A writer killed mid-write can leave an incomplete last line (a *torn tail*). The next writer
 never drops it silently and never treats it as an event: it moves the bytes to ``torn/``,
@@ -19,16 +21,18 @@ import _thread
 import datetime as dt
 import fcntl
 import hashlib
+import itertools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from kyso.audit.entry import GENESIS, encode_body, entry_head, join_entry
+from kyso.audit.entry import GENESIS, encode_body, encode_event, entry_head, join_entry
 from kyso.audit.events import AuditEvent, Layer, Outcome
 from kyso.audit.merkle import Frontier, leaf_hash
 from kyso.audit.segments import (
@@ -49,6 +53,8 @@ from kyso.errors import AuditError
 VN = dt.timezone(dt.timedelta(hours=7), "ICT")
 WRITER = "kyso:audit-log"
 HEAD_INTERVAL = 1.0  # seconds between head-file refreshes while appending
+WRITER_IDLE = 2.0  # seconds a writer thread waits for work before it ends
+_EVENTFD = hasattr(os, "eventfd")  # Linux
 
 
 class AuditSink(Protocol):
@@ -84,22 +90,60 @@ class _Tip:
     fd: int | None
 
 
-class _Batch:
-    """Events of the callers who arrived while the previous commit ran. Callers sleep on
-    raw locks (the cheapest wake-up CPython has): each holds its own and blocks acquiring it
-    again until the committer releases it."""
+class _Waiter:
+    """One caller's events on their way to the disk, and then the seq of the first or the
+    error."""
 
-    def __init__(self) -> None:
-        self.groups: list[list[tuple[bytes, dt.datetime]]] = []
-        self.sleepers: list[Any] = []  # one held lock per caller waiting for the outcome
-        self.turn = _thread.allocate_lock()  # held until this batch may be committed
-        self.turn.acquire()
-        self.seqs: list[list[int]] = []
+    __slots__ = ("error", "events", "first")
+
+    def __init__(self, events: Sequence[AuditEvent]) -> None:
+        self.events = events
+        self.first = -1
         self.error: BaseException | None = None
 
-    def wake_all(self) -> None:
-        for sleeper in self.sleepers:
-            sleeper.release()
+
+class _Gate:
+    """Where the callers of one batch sleep until it is durable: an eventfd (a pipe where
+    there is none) each of them reads once. The writer wakes them all with one ``write``,
+    made without the GIL — releasing a lock per caller costs a futex wake-up each, with the
+    GIL held — and the last caller to wake closes it."""
+
+    __slots__ = ("count", "read_fd", "sleepers", "woke", "write_fd")
+
+    def __init__(self) -> None:
+        if _EVENTFD:
+            self.read_fd = self.write_fd = os.eventfd(0, os.EFD_SEMAPHORE | os.EFD_CLOEXEC)
+        else:  # where os.eventfd is missing (the tests force this path too)
+            self.read_fd, self.write_fd = os.pipe()
+        self.sleepers = 0  # set when the gate opens; until then nobody can be the last
+        self.count = itertools.count()
+        self.woke = 0  # about how many callers are past wait() (a hint for the writer)
+
+    def wait(self) -> None:
+        try:
+            os.read(self.read_fd, 8 if _EVENTFD else 1)  # eventfd: one count; pipe: one byte
+        finally:
+            woke = next(self.count) + 1  # atomic: one C call under the GIL
+            self.woke = woke
+            if woke == self.sleepers:
+                os.close(self.read_fd)
+
+    def open(self, sleepers: int) -> None:
+        """Wake the ``sleepers`` callers (each takes one count, or byte, and goes)."""
+        self.sleepers = sleepers
+        if _EVENTFD:
+            os.eventfd_write(self.write_fd, sleepers)
+        else:
+            try:
+                _write_all(self.write_fd, b"\0" * sleepers)
+            finally:
+                os.close(self.write_fd)
+
+    def discard(self) -> None:
+        """Close a gate nobody sleeps at."""
+        os.close(self.read_fd)
+        if self.write_fd != self.read_fd:
+            os.close(self.write_fd)
 
 
 @dataclass(frozen=True)
@@ -117,12 +161,21 @@ class AuditLog:
         self.layout = Layout(directory)
         self.settings = settings or AuditSettings()
         self.clock = clock or SystemClock()
-        self._mutex = threading.Lock()
-        self._open = _Batch()
-        self._flushing = False
+        self._mutex = threading.Lock()  # guards the fields below, held for moments only
+        self._pending: list[_Waiter] = []  # callers waiting for the next commit
+        self._gate: _Gate | None = None  # where they sleep
+        self._spare: _Gate | None = None  # the writer's, ready for the next batch
+        self._writer: threading.Thread | None = None
+        self._writer_id = 0
+        self._idle = True  # no writer is running, or it sleeps on _wake
+        self._wake = _thread.allocate_lock()  # held except to wake an idle writer
+        self._wake.acquire()
+        self._closing = False
+        self._io = threading.Lock()  # held by one commit, or by close(), at a time
         self._tip: _Tip | None = None
         self._lock_fd: int | None = None
         self._head_written = -HEAD_INTERVAL
+        _LIVE.add(self)
 
     def __repr__(self) -> str:
         return f"AuditLog({self.layout.root})"
@@ -130,64 +183,180 @@ class AuditLog:
     # -- the sink interface --------------------------------------------------------------
 
     def record(self, event: AuditEvent) -> None:
-        self.append([event])
+        self._submit((event,))
 
     def record_many(self, events: list[AuditEvent]) -> None:
-        self.append(events)
+        if events:
+            self._submit(events)
 
     def append(self, events: Sequence[AuditEvent]) -> list[int]:
         """Append ``events`` durably; return their sequence numbers.
 
-        Group commit: callers join the open batch. The first caller of a batch commits it
-        when the commit before it is done (or at once if none is running); the others sleep
-        until their batch is durable — one wake-up each, however many threads wait."""
+        Group commit: a writer thread takes the events of every caller that arrived since
+        its last commit, scrubs and encodes them, chains them, and writes them with one
+        ``write`` and one ``fdatasync``; each caller sleeps until its events are durable."""
         if not events:
             return []
-        # Scrubbing and encoding happen here, outside every lock; the commit only numbers and
-        # chains the encoded bodies.
-        items = [(encode_body(e.to_dict()), e.time) for e in events]
-        with self._mutex:
-            batch = self._open
-            slot = len(batch.groups)
-            batch.groups.append(items)
-            leads = slot == 0
-            if leads and not self._flushing:  # nothing running: commit this batch at once
-                self._flushing = True
-                self._open = _Batch()
-                batch.turn.release()
-            # otherwise the batch stays open until the running commit hands it its turn
-            if not leads:
-                sleeper = _thread.allocate_lock()
-                sleeper.acquire()
-                batch.sleepers.append(sleeper)
-        if leads:
-            batch.turn.acquire()
-            self._run(batch)
-        else:
-            sleeper.acquire()
-        if batch.error is not None:
-            if isinstance(batch.error, AuditError):
-                raise AuditError(str(batch.error))
-            raise batch.error
-        return batch.seqs[slot]
+        first = self._submit(events)
+        return list(range(first, first + len(events)))
 
-    def _run(self, batch: _Batch) -> None:
-        try:
-            batch.seqs = self._commit(batch.groups)
-        except BaseException as exc:  # every caller of the batch learns of it
-            batch.error = exc
-        finally:
-            with self._mutex:
-                nxt = self._open
-                if nxt.groups:  # hand over to the first caller of the next batch
-                    self._open = _Batch()
-                    nxt.turn.release()
+    def _submit(self, events: Sequence[AuditEvent]) -> int:
+        # As little as possible happens in the caller: every line of Python here delays the
+        # hand-over of the GIL to the next woken caller.
+        if _thread.get_ident() == self._writer_id:  # from an event's __str__: it would wait forever
+            raise AuditError("an audit event cannot be recorded while the audit log's writer "
+                             "encodes another one")
+        waiter = _Waiter(events)
+        alone = False
+        with self._mutex:
+            gate = self._gate
+            if gate is None:  # the first caller, or the writer could not prepare one
+                try:
+                    gate = self._gate = _Gate()
+                except OSError as exc:
+                    raise AuditError(f"cannot append to the audit log: {exc.strerror}") from None
+            self._pending.append(waiter)
+            if self._idle:
+                self._idle = False
+                if self._writer is not None:
+                    self._wake.release()
                 else:
-                    self._flushing = False
-                batch.wake_all()
+                    alone = not self._start_writer()
+        if alone:  # no thread to be had: commit here what is pending, this caller's included
+            with self._mutex:
+                batch, self._pending = self._pending, []
+                self._gate, self._idle = None, True
+            self._run(batch, gate)
+        gate.wait()
+        if waiter.error is not None:
+            if isinstance(waiter.error, AuditError):  # a fresh one: several callers may share it
+                raise AuditError(str(waiter.error)) from None
+            raise waiter.error
+        return waiter.first
+
+    def _start_writer(self) -> bool:
+        """Start the writer thread (holding the mutex); False when no thread can be started
+        (at interpreter shutdown, or at the process's thread limit)."""
+        writer = threading.Thread(target=self._serve, daemon=True,
+                                  name=f"kyso-audit-writer:{self.layout.root}")
+        try:
+            writer.start()
+        except RuntimeError:
+            return False
+        self._writer = writer
+        return True
+
+    def _serve(self) -> None:
+        """The writer thread: commit what is pending, again and again; sleep when there is
+        nothing; end after WRITER_IDLE seconds without work, or at close."""
+        self._writer_id = _thread.get_ident()
+        try:
+            while True:
+                if self._spare is None:
+                    with suppress(OSError):  # if so, the next caller makes one or says why not
+                        self._spare = _Gate()  # for the next batch, made outside the mutex
+                with self._mutex:
+                    if not self._pending:
+                        if not self._closing and self._wait_for_work():
+                            continue
+                        self._retire()
+                        return
+                    batch, self._pending = self._pending, []
+                    gate, self._gate, self._spare = self._gate, self._spare, None
+                assert gate is not None
+                self._run(batch, gate)
+                # The callers just woken go first: they need the GIL anyway, and those that
+                # record again join the next batch (fewer, fuller commits; ~8 % faster).
+                for _ in range(len(batch)):
+                    if gate.woke >= len(batch):
+                        break
+                    os.sched_yield()  # without the GIL
+        except BaseException as exc:  # pragma: no cover - a bug; never leave a caller asleep
+            with self._mutex:
+                batch, self._pending = self._pending, []
+                gate, self._gate = self._gate, None
+                self._retire()
+            for waiter in batch:
+                waiter.error = exc
+            if gate is not None:
+                gate.open(len(batch))
+            raise
+        finally:
+            if self._spare is not None:
+                self._spare.discard()
+                self._spare = None
+
+    def _wait_for_work(self) -> bool:
+        """Called holding the mutex with nothing pending: sleep (without it) until a caller
+        brings work; False after WRITER_IDLE seconds without any."""
+        self._idle = True
+        self._mutex.release()
+        try:
+            if self._wake.acquire(timeout=WRITER_IDLE):
+                return True
+        finally:
+            self._mutex.acquire()
+        if self._idle:  # still nothing to do: end; the next caller starts a writer
+            return False
+        self._wake.acquire()  # a caller woke us just as we timed out
+        return True
+
+    def _retire(self) -> None:
+        """The writer ends (holding the mutex, nothing pending)."""
+        self._writer, self._writer_id, self._idle = None, 0, True
+        if self._gate is not None:
+            self._gate.discard()
+            self._gate = None
+
+    def _run(self, batch: list[_Waiter], gate: _Gate) -> None:
+        """Commit a batch and wake its callers, whatever happens."""
+        try:
+            self._commit_batch(batch)
+        finally:
+            gate.open(len(batch))
+
+    def _commit_batch(self, batch: list[_Waiter]) -> None:
+        """Encode each caller's events (a bad event fails its own caller only) and commit
+        them all together."""
+        bodies: list[bytes] = []
+        good: list[_Waiter] = []
+        for waiter in batch:
+            events = waiter.events
+            try:
+                encoded = ([encode_event(events[0])] if len(events) == 1
+                           else [encode_event(e) for e in events])
+            except BaseException as exc:  # the caller gets it, as if raised in place
+                waiter.error = exc
+                continue
+            waiter.first = len(bodies)  # for now, within the batch
+            bodies += encoded
+            good.append(waiter)
+        if not good:
+            return
+        try:
+            with self._io:
+                first = self._commit(bodies, good[0].events[0].time)
+        except BaseException as exc:  # every caller of the batch learns of it
+            for waiter in good:
+                waiter.error = exc
+        else:
+            for waiter in good:
+                waiter.first += first
 
     def close(self) -> None:
+        """Let the writer thread finish what is pending and end, and write the head file."""
         with self._mutex:
+            writer = self._writer
+            if writer is not None:
+                self._closing = True
+                if self._idle:
+                    self._idle = False
+                    self._wake.release()
+        if writer is not None and writer is not threading.current_thread():
+            writer.join()
+        with self._mutex:
+            self._closing = False
+        with self._io:
             if self._tip is not None and self._lock_fd is not None:
                 with self.locked():
                     if self._still_ours(self._tip):
@@ -197,16 +366,37 @@ class AuditLog:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
+    def _after_fork(self) -> None:
+        """In a forked child: no writer thread runs there, and locks may be held by threads
+        that do not exist; start afresh (the parent keeps its descriptors)."""
+        self._mutex = threading.Lock()
+        self._io = threading.Lock()
+        self._pending = []
+        for gate in (self._gate, self._spare):  # the parent's callers sleep at the originals
+            if gate is not None:
+                gate.discard()
+        self._gate = self._spare = None
+        self._writer, self._writer_id, self._idle, self._closing = None, 0, True, False
+        self._wake = _thread.allocate_lock()
+        self._wake.acquire()
+        self._forget_tip()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the parent's flock stays with the parent's descriptor
+            self._lock_fd = None
+
     # -- one group commit ----------------------------------------------------------------
 
-    def _commit(self, groups: list[list[tuple[bytes, dt.datetime]]]) -> list[list[int]]:
+    def _commit(self, bodies: list[bytes], when: dt.datetime) -> int:
+        """Write the entries with one write and one fdatasync; return the seq of the first.
+        ``when`` (the first event's time) decides a daily rotation."""
         try:
             with self.locked():
                 tip, torn = self._current_tip()
-                extra = [(self._quarantine(tip, torn), self.clock.now())] if torn else []
-                items = extra + [item for g in groups for item in g]
-                tip = self._segment_for(tip, items[0][1])
-                seqs = self._write(tip, [body for body, _when in items])
+                extra = [self._quarantine(tip, torn)] if torn else []
+                if torn:
+                    when = self.clock.now()
+                tip = self._segment_for(tip, when)
+                first = self._write(tip, extra + bodies if extra else bodies) + len(extra)
         except OSError as exc:
             self._forget_tip()
             raise AuditError(f"cannot write the audit log in {self.layout.root}: "
@@ -214,12 +404,7 @@ class AuditLog:
         except AuditError:
             self._forget_tip()
             raise
-        out = []
-        start = len(extra)
-        for g in groups:
-            out.append(seqs[start:start + len(g)])
-            start += len(g)
-        return out
+        return first
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -327,20 +512,22 @@ class AuditLog:
         fsync_dir(self.layout.segments)
         return Segment(first, day, path)
 
-    def _write(self, tip: _Tip, bodies: list[bytes]) -> list[int]:
+    def _write(self, tip: _Tip, bodies: list[bytes]) -> int:
+        """Chain and write the entries, durably; return the seq of the first."""
         assert tip.segment is not None
         assert tip.fd is not None
         lines = []
-        seqs = []
-        size, last, frontier = tip.size, tip.last_hash, tip.frontier.copy()
-        for body in bodies:
-            line = join_entry(size, last, body)
+        first, last, frontier = tip.size, tip.last_hash, tip.frontier.copy()
+        add = frontier.append
+        for seq, body in enumerate(bodies, first):
+            line = join_entry(seq, last, body)
             h = leaf_hash(line)
-            frontier.append(h)
+            add(h)
             lines.append(line)
-            seqs.append(size)
-            size, last = size + 1, h.hex()
-        data = b"\n".join(lines) + b"\n"
+            last = h.hex()
+        size = first + len(bodies)
+        lines.append(b"")
+        data = b"\n".join(lines)
         _write_all(tip.fd, data)
         os.fdatasync(tip.fd)
         tip.size, tip.last_hash, tip.frontier = size, last, frontier
@@ -349,7 +536,7 @@ class AuditLog:
         if now - self._head_written >= HEAD_INTERVAL:
             self._write_head(tip)
             self._head_written = now
-        return seqs
+        return first
 
     def _write_head(self, tip: _Tip) -> None:
         """The head file: where the writer stands, so the next process need not re-read the
@@ -360,6 +547,18 @@ class AuditLog:
         state = TreeState(tip.size, tip.last_hash, tuple(tip.frontier.hashes), tip.segment.name,
                           tip.offset)
         write_state(self.layout.head, state, durable=False)
+
+
+_LIVE: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for log in list(_LIVE):
+        log._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _write_all(fd: int, data: bytes) -> None:
