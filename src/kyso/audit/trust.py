@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kyso.clock import vn_iso
+from kyso.pki.chains import signed_by
 from kyso.pki.profiles import EXTENDED_KEY_USAGES, Profile, load_catalogue
 from kyso.pki.serials import serial_hex
 
@@ -171,11 +171,11 @@ def chain_to_root(cert: x509.Certificate, pool: Sequence[x509.Certificate],
     for depth in range(len(candidates) + 1):
         if current in roots:
             return path
-        if current.issuer == current.subject and _signed_by(current, current):
+        if current.issuer == current.subject and signed_by(current, current):
             raise TrustError(f"{not_ours}: its chain ends at {label(current)}, a root that is "
                              "not trusted")
         named = [c for c in candidates if c.subject == current.issuer and c not in path]
-        issuer = next((c for c in named if _signed_by(current, c)), None)
+        issuer = next((c for c in named if signed_by(current, c)), None)
         if issuer is None:
             if named:  # a certificate of that name, but not the key that signed
                 raise TrustError(f"{not_ours}: {label(current)} is not signed by the "
@@ -185,14 +185,6 @@ def chain_to_root(cert: x509.Certificate, pool: Sequence[x509.Certificate],
         path.append(issuer)
         current = issuer
     raise TrustError(f"{not_ours} (it does not chain to a trusted root)")
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 @dataclass(frozen=True)

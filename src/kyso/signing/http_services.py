@@ -30,6 +30,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from kyso.clock import Clock
 from kyso.errors import SigningError
+from kyso.pki.chains import signed_by
 from kyso.signing.services import RevocationData
 
 TIMEOUT = 15.0
@@ -79,14 +80,6 @@ def _crl_urls(cert: x509.Certificate) -> list[str]:
 
 def _name(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 @dataclass
@@ -183,7 +176,7 @@ class HttpServices:
     def _issuer(self, cert: x509.Certificate, known: list[x509.Certificate] | tuple[
             x509.Certificate, ...]) -> x509.Certificate:
         for candidate in known:
-            if candidate.subject == cert.issuer and _signed_by(cert, candidate):
+            if candidate.subject == cert.issuer and signed_by(cert, candidate):
                 return candidate
         for url in _urls(cert, AuthorityInformationAccessOID.CA_ISSUERS):
             data = self.fetch(url, None, None)
@@ -192,7 +185,7 @@ class HttpServices:
                          else x509.load_pem_x509_certificate(data))
             except ValueError:
                 raise SigningError(f"{url}: not a certificate") from None
-            if found.subject == cert.issuer and _signed_by(cert, found):
+            if found.subject == cert.issuer and signed_by(cert, found):
                 return found
             raise SigningError(f"{url}: that certificate did not issue {_name(cert)}")
         raise SigningError(f"the issuer of {_name(cert)} is unknown and its certificate names "
@@ -234,7 +227,7 @@ class HttpServices:
         """The delegated responder certificate (None when the issuer signed), checked."""
         signer, delegated = issuer, None
         for candidate in response.certificates:
-            if (_signed_by(candidate, issuer)
+            if (signed_by(candidate, issuer)
                     and _has_eku(candidate, ExtendedKeyUsageOID.OCSP_SIGNING)):
                 signer, delegated = candidate, candidate
                 break
