@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import getpass
 import os
@@ -27,6 +28,17 @@ class Kyso:
     profiles_dir: Path
     actor: str
     source: str = "cli"
+    request_id: str = ""  # a server request's id, on every event this context records
+
+    def acting(self, actor: str, *, source: str | None = None, request_id: str = "") -> Kyso:
+        """This context as someone else: the events the library records through it carry
+        ``actor``, ``source`` and ``request_id`` (an admin's request on the server); the
+        store, the audit log and the loaded profiles are shared."""
+        view = copy.copy(self)
+        view.actor = actor
+        view.source = source or self.source
+        view.request_id = request_id or self.request_id
+        return view
 
     @cached_property
     def profiles(self) -> ProfileCatalogue:
@@ -53,14 +65,16 @@ class Kyso:
         # The event built in place, as event() builds it: this runs in every request thread
         # before the GIL goes to the next one, so it is kept short.
         self.audit.record(AuditEvent(self.clock.now(), layer, action, outcome, actor or self.actor,
-                                     object, details, source or self.source, request_id))
+                                     object, details, source or self.source,
+                                     request_id or self.request_id))
 
     def event(self, layer: Layer, action: str, outcome: Outcome, object: str = "", *,
               actor: str | None = None, source: str | None = None, request_id: str = "",
               **details: Any) -> AuditEvent:
         return AuditEvent(time=self.now(), layer=layer, action=action, outcome=outcome,
                           actor=actor or self.actor, object=object, details=details,
-                          source=source or self.source, request_id=request_id)
+                          source=source or self.source,
+                          request_id=request_id or self.request_id)
 
     def close(self) -> None:
         self.store.close()

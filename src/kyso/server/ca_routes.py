@@ -29,8 +29,6 @@ record records ``CERT_VIEW`` (it shows a personal ID number to the admin).
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -44,7 +42,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from kyso.audit import AuditEvent, AuditSink, Layer, Outcome
+from kyso.audit import Layer, Outcome
 from kyso.authn.registry import Level
 from kyso.authn.roles import Role
 from kyso.authn.rp import TokenVerifier
@@ -198,32 +196,11 @@ RevokeAdmin = Annotated[Caller, Depends(_admin("CERT_REVOKED"))]
 StatusAdmin = Annotated[Caller, Depends(_admin("CERT_STATUSCHANGE"))]
 
 
-class _RequestAudit:
-    """The app's audit sink, stamping this request's id on the events a library call records."""
-
-    def __init__(self, sink: AuditSink, request_id: str) -> None:
-        self._sink, self._request_id = sink, request_id
-
-    def _stamp(self, event: AuditEvent) -> AuditEvent:
-        if event.request_id or not self._request_id:
-            return event
-        return dataclasses.replace(event, request_id=self._request_id)
-
-    def record(self, event: AuditEvent) -> None:
-        self._sink.record(self._stamp(event))
-
-    def record_many(self, events: list[AuditEvent]) -> None:
-        self._sink.record_many([self._stamp(e) for e in events])
-
-
 def _acting(kyso: Kyso, caller: Caller, request: Request) -> Kyso:
     """The app's context as this admin: the library's events carry the admin's pseudonym, the
     client's address and the request id (the store, the log and the profiles are shared)."""
-    view = copy.copy(kyso)
-    view.actor = caller.actor
-    view.source = client_host(request) or kyso.source
-    view.audit = _RequestAudit(kyso.audit, request_id(request))
-    return view
+    return kyso.acting(caller.actor, source=client_host(request) or None,
+                       request_id=request_id(request))
 
 
 # --- one call: body, work in the thread pool, answer ----------------------------------------
