@@ -420,23 +420,56 @@ def _writers(directory: Path) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == f"kyso-audit-writer:{directory}"]
 
 
-def test_the_writer_thread_ends_when_idle_and_at_close(audit_dir: Path, clock: FrozenClock,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lone_caller_commits_its_event_itself_without_a_writer_thread(
+        log: AuditLog, audit_dir: Path) -> None:
+    log.record(event("A"))
+    log.record(event("B"))
+    assert not _writers(audit_dir)
+    assert [e["action"] for e in read_events(audit_dir)] == ["A", "B"]
+
+
+def _overlapping_callers(writer: AuditLog, audit_dir: Path, names: list[str]) -> None:
+    """The first name commits inline and waits for the lock another process holds; the
+    others arrive meanwhile, so they go to a writer thread together."""
+    blocker = os.open(audit_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(blocker, fcntl.LOCK_EX)
+    threads = [threading.Thread(target=writer.record, args=(event(n),)) for n in names]
+    try:
+        threads[0].start()
+        time.sleep(0.2)
+        for t in threads[1:]:
+            t.start()
+        time.sleep(0.2)
+    finally:
+        fcntl.flock(blocker, fcntl.LOCK_UN)
+        os.close(blocker)
+    for t in threads:
+        t.join(timeout=30)
+
+
+def test_the_writer_thread_starts_for_overlapping_callers_and_ends_when_idle_and_at_close(
+        audit_dir: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audit_log, "WRITER_IDLE", 0.05)
     writer = AuditLog(audit_dir, AuditSettings(), clock)
-    assert not _writers(audit_dir)
     writer.record(event("A"))
+    assert not _writers(audit_dir)
+    _overlapping_callers(writer, audit_dir, ["B", "C", "D"])
     (thread,) = _writers(audit_dir)
     assert thread.daemon
     thread.join(timeout=10)  # idle: it ends by itself
     assert not thread.is_alive()
-    writer.record(event("B"))  # and the next caller starts another
+    monkeypatch.setattr(audit_log, "WRITER_IDLE", 60.0)
+    _overlapping_callers(writer, audit_dir, ["E", "F"])  # and overlapping callers start another
     assert len(_writers(audit_dir)) == 1
     writer.close()
     assert not _writers(audit_dir)
-    writer.record(event("C"))  # a closed log can still be appended to
+    writer.record(event("G"))  # a closed log can still be appended to
     writer.close()
-    assert [e["action"] for e in read_events(audit_dir)] == ["A", "B", "C"]
+    actions = [e["action"] for e in read_events(audit_dir)]
+    assert actions[:2] == ["A", "B"]
+    assert sorted(actions[2:4]) == ["C", "D"]
+    assert actions[4:] == ["E", "F", "G"]
+    assert_verifies(audit_dir)
 
 
 def test_without_a_writer_thread_callers_commit_themselves(

@@ -2,11 +2,12 @@
 
 :class:`AuditLog` appends entries (see :mod:`kyso.audit.entry`) to the current segment with
 **group commit**: threads that record at the same time are written together with one write and
-one ``fdatasync``, and each ``record`` returns only once its event is durable. A writer thread
-(started on demand, ended when idle or at ``close``) does the work: callers only queue their
-events and sleep; it scrubs, encodes and chains the whole batch, commits it and wakes them all
-with one system call. Several processes may share one log: each commit holds an exclusive
-``flock`` and first catches up with what the others wrote.
+one ``fdatasync``, and each ``record`` returns only once its event is durable. A caller who
+finds nobody else recording commits its own event at once (no thread wake-up on the way). When
+callers overlap, a writer thread (started on demand, ended when idle or at ``close``) does the
+work: callers only queue their events and sleep; it scrubs, encodes and chains the whole batch,
+commits it and wakes them all with one system call. Several processes may share one log: each
+commit holds an exclusive ``flock`` and first catches up with what the others wrote.
 
 A writer killed mid-write can leave an incomplete last line (a *torn tail*). The next writer
 never drops it silently and never treats it as an event: it moves the bytes to ``torn/``,
@@ -171,6 +172,7 @@ class AuditLog:
         self._wake = _thread.allocate_lock()  # held except to wake an idle writer
         self._wake.acquire()
         self._closing = False
+        self._inline = 0  # the thread committing its own events (nobody else was recording)
         self._io = threading.Lock()  # held by one commit, or by close(), at a time
         self._tip: _Tip | None = None
         self._lock_fd: int | None = None
@@ -203,11 +205,26 @@ class AuditLog:
     def _submit(self, events: Sequence[AuditEvent]) -> int:
         # As little as possible happens in the caller: every line of Python here delays the
         # hand-over of the GIL to the next woken caller.
-        if _thread.get_ident() == self._writer_id:  # from an event's __str__: it would wait forever
+        me = _thread.get_ident()
+        if me in (self._writer_id, self._inline):  # from an event's __str__: it would wait forever
             raise AuditError("an audit event cannot be recorded while the audit log's writer "
                              "encodes another one")
         waiter = _Waiter(events)
         alone = False
+        with self._mutex:
+            if self._idle and not self._pending and not self._inline:
+                # Nobody else is recording: commit here. Waking a sleeping writer and being
+                # woken by it costs two thread wake-ups (~0.6 ms on a VM) for one event.
+                self._inline = me
+                inline = True
+            else:
+                inline = False
+        if inline:
+            try:
+                self._commit_batch([waiter])
+            finally:
+                self._hand_over()
+            return self._outcome(waiter)
         with self._mutex:
             gate = self._gate
             if gate is None:  # the first caller, or the writer could not prepare one
@@ -216,7 +233,7 @@ class AuditLog:
                 except OSError as exc:
                     raise AuditError(f"cannot append to the audit log: {exc.strerror}") from None
             self._pending.append(waiter)
-            if self._idle:
+            if self._idle and not self._inline:  # else the inline committer hands them over
                 self._idle = False
                 if self._writer is not None:
                     self._wake.release()
@@ -228,6 +245,29 @@ class AuditLog:
                 self._gate, self._idle = None, True
             self._run(batch, gate)
         gate.wait()
+        return self._outcome(waiter)
+
+    def _hand_over(self) -> None:
+        """After an inline commit: the callers who came meanwhile (and sleep at the gate) go to
+        the writer together, as one batch."""
+        with self._mutex:
+            self._inline = 0
+            if not (self._pending and self._idle):
+                return
+            self._idle = False
+            if self._writer is not None:
+                self._wake.release()
+                return
+            if self._start_writer():
+                return
+            batch, self._pending = self._pending, []  # no thread to be had: commit them here
+            gate, self._gate, self._idle = self._gate, None, True
+        assert gate is not None
+        self._run(batch, gate)
+
+    @staticmethod
+    def _outcome(waiter: _Waiter) -> int:
+        """The seq of the waiter's first event, or its error raised."""
         if waiter.error is not None:
             if isinstance(waiter.error, AuditError):  # a fresh one: several callers may share it
                 raise AuditError(str(waiter.error)) from None
@@ -377,6 +417,7 @@ class AuditLog:
                 gate.discard()
         self._gate = self._spare = None
         self._writer, self._writer_id, self._idle, self._closing = None, 0, True, False
+        self._inline = 0
         self._wake = _thread.allocate_lock()
         self._wake.acquire()
         self._forget_tip()
