@@ -1,10 +1,12 @@
 """``kyso id register | enrol-l2 | chip-issue | chip-verify | show | lock | unlock | csca …``:
-the level-1 → level-2 flow, and clear refusals (exit 1, message, no traceback, nothing half
-written) for malformed chips, tampered chips, rogue CSCAs and revoked Document Signers."""
+the level-1 → level-2 flow, brute-force lockouts shown and lifted by an operator, and clear
+refusals (exit 1, message, no traceback, nothing half written) for malformed chips, tampered
+chips, rogue CSCAs, revoked Document Signers and malformed ID numbers (every ``--id``)."""
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kyso.authn.chip import ChipPersonalData, chip_to_json, issue_chip
 from kyso.authn.csca import DocumentSigner, build_csca_certificate, build_ds_certificate
+from kyso.authn.login import LoginService
 from kyso.authn.registry import Person
-from kyso.clock import SystemClock
+from kyso.clock import FrozenClock, SystemClock
+from kyso.config import load_settings
+from kyso.context import open_kyso
+from kyso.errors import AccountLockedError, AuthenticationFailedError
 
 RAW_ID = "019099012345"
 PERSON = ("--id", RAW_ID, "--name", "Nguyễn Văn An", "--dob", "1999-04-02", "--sex", "male")
@@ -250,9 +256,144 @@ def test_lock_and_unlock(ca_home: Path, capsys: pytest.CaptureFixture[str]) -> N
                       ("USER_UNLOCKED", "failure", None)]
 
 
+def new_home(home: Path, config: str = "") -> Path:
+    """A home with a database (and ``config``) but no CA: the e-ID commands need no more."""
+    home.mkdir()
+    (home / "config.toml").write_text(config, encoding="utf-8")
+    open_kyso(load_settings(home=home), actor="test").close()
+    return home
+
+
+def wrong_passwords(home: Path, times: int) -> None:
+    """``times`` wrong passwords through the login service of the home (its own clock moving
+    past Keycloak's quick-login check between tries); the last one locks the account."""
+    ctx = open_kyso(load_settings(home=home), clock=FrozenClock(SystemClock().now()),
+                    actor="test")
+    try:
+        service = LoginService(ctx)
+        for attempt in range(times):
+            with pytest.raises(AuthenticationFailedError) as exc:
+                service.check_password(RAW_ID, f"not the password {attempt}")
+            assert isinstance(exc.value, AccountLockedError) == (attempt == times - 1)
+            ctx.clock.advance(dt.timedelta(seconds=2))  # type: ignore[attr-defined]
+        with pytest.raises(AccountLockedError):  # the right password is refused too
+            service.check_password(RAW_ID, PASSWORD)
+    finally:
+        ctx.close()
+
+
+def logs_in(home: Path) -> bool:
+    ctx = open_kyso(load_settings(home=home), actor="test")
+    try:
+        return LoginService(ctx).check_password(RAW_ID, PASSWORD).level == 1
+    finally:
+        ctx.close()
+
+
+def test_unlock_lifts_a_permanent_brute_force_lockout_that_show_displays(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new_home(home, '[authn]\nlockout = "permanent"\nmax_login_failures = 3\n')
+    run_ok(home, *L1)
+    wrong_passwords(home, 3)
+
+    shown = run_json(home, "id", "show", "--id", RAW_ID, "--format", "json")
+    assert shown["status"] == "active"  # no Decree 69 lock…
+    assert shown["brute_force"]["locked"] is True  # …but locked for good by brute force
+    assert shown["brute_force"]["permanent"] is True
+    assert shown["brute_force"]["locked_until"] is None
+    assert shown["brute_force"]["reason"] == "permanent-lockout"
+    assert shown["brute_force"]["failures"] == {"password": 3, "totp": 0, "sms": 0}
+    text = run_ok(home, "id", "show", "--id", RAW_ID).output
+    assert "permanently locked (permanent-lockout)" in text
+    assert "password 3, totp 0, sms 0" in text
+    assert RAW_ID not in text
+
+    unlocked = run_main(capsys, home, "id", "unlock", "--id", RAW_ID)
+    assert unlocked.code == 0, unlocked.text
+    assert "unlocked 019******345: brute-force lockout lifted (permanent" in unlocked.out
+    assert "Decree 69" not in unlocked.out
+    assert RAW_ID not in unlocked.text
+
+    assert logs_in(home)
+    events = [e for e in audit_lines(home) if e["action"] == "USER_UNLOCKED"]
+    assert len(events) == 1
+    assert events[0]["outcome"] == "success"
+    assert events[0]["details"]["kind"] == "brute-force"
+    assert "not locked" in run_ok(home, "id", "show", "--id", RAW_ID).output
+    assert_refused(run_main(capsys, home, "id", "unlock", "--id", RAW_ID), 1, "not locked",
+                   "no brute-force lockout")
+
+
+def test_unlock_says_which_locks_it_lifted_in_json(home: Path) -> None:
+    new_home(home)
+    run_ok(home, *L1)
+    wrong_passwords(home, 5)  # [authn] defaults (mixed): a first, temporary lockout
+    temporary = run_json(home, "id", "show", "--id", RAW_ID, "--format", "json")["brute_force"]
+    assert temporary["locked"] is True
+    assert temporary["permanent"] is False
+    assert temporary["locked_until"].endswith("+07:00")
+    assert "temporarily locked until " in run_ok(home, "id", "show", "--id", RAW_ID).output
+    run_ok(home, "id", "lock", "--id", RAW_ID, "--reason", "holder-request")
+    result = run_json(home, "id", "unlock", "--id", RAW_ID, "--format", "json")
+    assert result["lifted"] == ["decree-69", "brute-force"]
+    assert result["ground"] == "holder-request"
+    assert result["lockout"]["reason"] == "temporary-lockout"
+    assert result["status"] == "active"
+    assert logs_in(home)
+    kinds = [(e["details"].get("ground"), e["details"].get("kind")) for e in audit_lines(home)
+             if e["action"] == "USER_UNLOCKED"]
+    assert kinds == [("holder-request", None), (None, "brute-force")]
+
+
 def test_show_unknown_account_exits_1(ca_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert_refused(run_main(capsys, ca_home, "id", "show", "--id", RAW_ID), 1,
                    "no e-ID account for 019******345")
+
+
+# Every command taking --id, with what else it needs to reach the ID number's check.
+ID_COMMANDS = {
+    "register": ("id", "register", "--name", "Nguyễn Văn An", "--dob", "1999-04-02", "--sex",
+                 "male", "--phone", "0912345678", "--face-score", "0.93"),
+    "enrol-l2": ("id", "enrol-l2", "--chip", "nowhere.json", "--officer", "CA-TN-0042",
+                 "--face-score", "0.95", "--fingerprint-score", "0.97", "--consent"),
+    "chip-issue": ("id", "chip-issue", "--name", "Nguyễn Văn An", "--dob", "1999-04-02",
+                   "--sex", "male", "--out", "chip.json"),
+    "show": ("id", "show"),
+    "lock": ("id", "lock", "--reason", "holder-request"),
+    "unlock": ("id", "unlock"),
+    "otp-setup": ("id", "otp-setup"),
+    "otp-confirm": ("id", "otp-confirm", "--code", "123456"),
+    "password set": ("id", "password", "set"),
+    "sms-outbox": ("id", "sms-outbox"),
+    "device list": ("id", "device", "list"),
+    "device retire": ("id", "device", "retire", "--device", "dev-x"),
+    "role grant": ("id", "role", "grant", "--role", "auditor"),
+    "role revoke": ("id", "role", "revoke", "--role", "auditor"),
+    "role list": ("id", "role", "list"),
+}
+BAD_IDS = [  # (value, what the message must say, whether the value could be a real number)
+    ("12345", "12 digits", False),
+    ("0190990123456", "12 digits", True),  # a real number with one digit too many
+    ("01909901234x", "ASCII digits", False),
+    ("０１９０９９０１２３４５", "ASCII digits", True),  # full-width digits
+    ("019 099 012 345", "ASCII digits", True),
+    ("999099012345", "999******345", True),  # no such province
+]
+
+
+@pytest.mark.parametrize("command", ID_COMMANDS.values(), ids=ID_COMMANDS.keys())
+@pytest.mark.parametrize(("bad_id", "needle", "real_looking"), BAD_IDS,
+                         ids=[b[0] for b in BAD_IDS])
+def test_every_id_option_refuses_a_malformed_number_clearly(
+        home: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...], bad_id: str,
+        needle: str, real_looking: bool) -> None:
+    run_ok(new_home(home), *L1)  # the home exists: the ID number is what is wrong
+    outcome = run_main(capsys, home, *command, "--id", bad_id)
+    assert_refused(outcome, 1, "personal ID number", needle)
+    if real_looking:
+        assert bad_id not in outcome.text
+        assert bad_id.replace(" ", "") not in outcome.text
+    assert not (home.parent / "work" / "chip.json").exists()
 
 
 @pytest.mark.parametrize("command", ["register", "enrol-l2", "chip-issue", "chip-verify", "show",

@@ -1,7 +1,10 @@
-"""The whole authorization code flow through the HTTP app: login pages, code, tokens,
-userinfo, discovery, JWKS, logout."""
+"""The whole authorization code flow through the HTTP app: login pages, code, tokens (their
+claims, ``acr`` for eIDAS ``acr_values``), userinfo, discovery, JWKS, logout."""
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import Any
 
 import jwt
 import pytest
@@ -18,17 +21,29 @@ from server_support import (
 )
 
 from conftest import audit_events, audit_text
+from kyso.clock import FrozenClock
 from kyso.context import Kyso
 
 pytest_plugins = ("server_fixtures",)
 
 
+def id_token_claims(http: TestClient, id_token: str) -> dict[str, Any]:
+    """The ID token's claims, checked by PyJWT against the provider's JWKS."""
+    key = jwt.PyJWK.from_dict(http.get("/jwks").json()["keys"][0])
+    claims: dict[str, Any] = jwt.decode(
+        id_token, key.key, algorithms=["ES256"], audience=CLIENT_ID, issuer=ISSUER,
+        options={"verify_exp": False, "verify_iat": False})  # the frozen clock is in the past
+    return claims
+
+
 def test_level2_citizen_logs_in_and_gets_tokens_and_broker_userinfo(
         browser: Browser, http: TestClient, level2: Citizen, client_secret: str,
-        kyso: Kyso) -> None:
+        kyso: Kyso, clock: FrozenClock) -> None:
     verifier, challenge = pkce_pair()
     params = authorize_params(challenge)
     result = browser.login(params, level2)
+    logged_in_at = int(clock.now().timestamp())
+    clock.advance(dt.timedelta(seconds=3))  # auth_time stays the login's time
     assert result["state"] == params["state"]
     assert result["iss"] == ISSUER
     response = exchange(http, result["code"], verifier, secret=client_secret)
@@ -37,20 +52,24 @@ def test_level2_citizen_logs_in_and_gets_tokens_and_broker_userinfo(
     body = response.json()
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 1800
-    jwks = http.get("/jwks").json()
-    key = jwt.PyJWK.from_dict(jwks["keys"][0])
-    claims = jwt.decode(body["id_token"], key.key, algorithms=["ES256"], audience=CLIENT_ID,
-                        issuer=ISSUER, options={"verify_exp": False, "verify_iat": False})
+    claims = id_token_claims(http, body["id_token"])
     assert claims["sub"] == level2.subject
     assert claims["acr"] == "urn:vn:vneid:loa:2"
     assert claims["amr"] == ["pwd", "otp", "mfa"]
     assert claims["nonce"] == params["nonce"]
     assert claims["azp"] == CLIENT_ID
     assert claims["sid"]
+    assert claims["auth_time"] == logged_in_at
+    assert claims["iat"] == logged_in_at + 3
     info = http.get("/userinfo", headers=bearer(body["access_token"]))
     assert info.status_code == 200, info.text
     data = info.json()
     assert data["sub"] == level2.subject
+    # Scope profile: the standard claims (OIDC Core §5.1) from userinfo, as the code flow gives
+    # them (§5.4), and the national broker's shape.
+    assert data["name"] == "Trần Thị Bình"
+    assert data["birthdate"] == "2001-05-17"
+    assert data["gender"] == "female"
     assert data["SoDinhDanh"] == level2.id_number
     assert data["HoVaTen"] == "Trần Thị Bình"
     assert data["NgayThangNamSinh"] == "20010517"
@@ -62,6 +81,20 @@ def test_level2_citizen_logs_in_and_gets_tokens_and_broker_userinfo(
     assert level2.id_number not in text
     assert level2.password not in text
     assert body["access_token"] not in text
+
+
+@pytest.mark.parametrize("acr_values", ["http://eidas.europa.eu/LoA/substantial",
+                                        "http://eidas.europa.eu/LoA/high"])
+def test_an_eidas_acr_value_gives_a_level2_account_the_vneid_level2_acr(
+        browser: Browser, http: TestClient, level2: Citizen, client_secret: str,
+        acr_values: str) -> None:
+    verifier, challenge = pkce_pair()
+    result = browser.login(authorize_params(challenge, acr_values=acr_values), level2)
+    response = exchange(http, result["code"], verifier, secret=client_secret)
+    assert response.status_code == 200, response.text
+    claims = id_token_claims(http, response.json()["id_token"])
+    assert claims["acr"] == "urn:vn:vneid:loa:2"  # kyso issues its own values, never the alias
+    assert claims["amr"] == ["pwd", "otp", "mfa"]
 
 
 def test_discovery_names_the_endpoints_and_s256_only(http: TestClient) -> None:

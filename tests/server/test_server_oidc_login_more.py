@@ -1,11 +1,15 @@
-"""More of the login flow over HTTP: SMS codes, locks ending the login session, single sign-on,
-logout (with and without id_token_hint)."""
+"""More of the login flow over HTTP: SMS codes (the ID token's ``amr``, the resend throttle),
+locks ending the login session, single sign-on, logout (with and without id_token_hint)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+import jwt
 from server_support import (
+    CLIENT_ID,
+    ISSUER,
     LOGOUT_URI,
     Browser,
     Citizen,
@@ -18,6 +22,7 @@ from server_support import (
 )
 
 from conftest import audit_events, audit_text
+from kyso.authn.lockout import Factor
 from kyso.authn.oidc import Provider
 from kyso.authn.stores import SqlSmsOutbox
 from kyso.clock import FrozenClock
@@ -28,9 +33,18 @@ COOKIE = "__Host-kyso-session"
 pytest_plugins = ("server_fixtures",)
 
 
+def id_token_claims(http: TestClient, id_token: str) -> dict[str, Any]:
+    """The ID token's claims, checked by PyJWT against the provider's JWKS."""
+    key = jwt.PyJWK.from_dict(http.get("/jwks").json()["keys"][0])
+    claims: dict[str, Any] = jwt.decode(
+        id_token, key.key, algorithms=["ES256"], audience=CLIENT_ID, issuer=ISSUER,
+        options={"verify_exp": False, "verify_iat": False})  # the frozen clock is in the past
+    return claims
+
+
 def test_sms_code_completes_the_login_with_amr_sms(browser: Browser, http: TestClient,
                                                     level2: Citizen, client_secret: str,
-                                                    kyso: Kyso) -> None:
+                                                    kyso: Kyso, clock: FrozenClock) -> None:
     verifier, challenge = pkce_pair()
     browser.authorize(authorize_params(challenge))
     otp_page = browser.password(level2)
@@ -43,11 +57,51 @@ def test_sms_code_completes_the_login_with_amr_sms(browser: Browser, http: TestC
     assert code is not None
     done = browser.otp(level2, code=code, factor="sms")
     assert done.status_code == 303, done.text
+    logged_in_at = int(clock.now().timestamp())
+    clock.advance(dt.timedelta(seconds=5))  # auth_time is the login's time, not the exchange's
     tokens = exchange(http, query_of(done.headers["location"])["code"], verifier,
                       secret=client_secret).json()
+    claims = id_token_claims(http, tokens["id_token"])
+    assert claims["amr"] == ["pwd", "sms", "mfa"]  # RFC 8176
+    assert claims["auth_time"] == logged_in_at
+    assert claims["iat"] == logged_in_at + 5
+    assert claims["acr"] == "urn:vn:vneid:loa:2"
+    assert claims["sub"] == level2.subject
     info = http.get("/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]})
     assert info.status_code == 200
     assert code not in audit_text(kyso)
+
+
+def test_a_second_sms_within_the_resend_interval_is_refused_and_the_first_code_works(
+        browser: Browser, http: TestClient, level2: Citizen, client_secret: str, kyso: Kyso,
+        provider: Provider, clock: FrozenClock) -> None:
+    verifier, challenge = pkce_pair()
+    browser.authorize(authorize_params(challenge))
+    otp_page = browser.password(level2)
+    first = browser.post("/login/sms", {"csrf": csrf_of(otp_page.text)})
+    assert first.status_code == 200
+    assert level2.phone is not None
+    outbox = SqlSmsOutbox(kyso.store)
+    code = outbox.last_code(level2.phone)
+    assert code is not None
+    clock.advance(dt.timedelta(seconds=30))  # within the 60 s resend interval
+    second = browser.post("/login/sms", {"csrf": csrf_of(first.text)})
+    assert second.status_code == 429
+    assert "Không thể gửi SMS lúc này. Vui lòng thử lại sau." in second.text  # uniform…
+    assert "+07:00" not in second.text  # …without the throttle's details
+    assert 'name="code"' in second.text  # the code form stays, for the code already sent
+    assert len(outbox.messages(level2.phone)) == 1
+    assert dict(provider.login.guard.failures(level2.subject)) == {
+        Factor.PASSWORD: 0, Factor.TOTP: 0, Factor.SMS: 0}
+    sends = [(e["outcome"], e["details"].get("error")) for e in audit_events(kyso)
+             if e["action"] == "SEND_SMS_CODE"]
+    assert sends == [("success", None), ("failure", "too_many_codes")]
+
+    done = browser.otp(level2, code=code, factor="sms")
+    assert done.status_code == 303, done.text
+    tokens = exchange(http, query_of(done.headers["location"])["code"], verifier,
+                      secret=client_secret).json()
+    assert id_token_claims(http, tokens["id_token"])["amr"] == ["pwd", "sms", "mfa"]
 
 
 def test_a_lock_during_login_ends_the_login_session(browser: Browser, level2: Citizen,

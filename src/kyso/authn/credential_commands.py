@@ -1,4 +1,5 @@
-"""``kyso id otp-setup | otp-confirm | password set``: parse, one library call, render."""
+"""``kyso id otp-setup | otp-confirm | password set | sms-outbox``: parse, one library call,
+render."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import segno
 from kyso.authn.login import LoginService
 from kyso.authn.registry import Identity, Registry
 from kyso.cliutil import App, emit_fields, emit_json, obtain_passphrase, pass_app
+from kyso.clock import vn_iso
 from kyso.context import Kyso
-from kyso.errors import AuthenticationFailedError, AuthnError
+from kyso.errors import AuthenticationFailedError, AuthnError, UsageError
 
 ENV_EID_PASSWORD = "KYSO_EID_PASSWORD"  # noqa: S105 - the variable's name
 
@@ -20,6 +22,7 @@ ENV_EID_PASSWORD = "KYSO_EID_PASSWORD"  # noqa: S105 - the variable's name
 def add_to(id_group: click.Group, token_group: click.Group) -> None:
     id_group.add_command(otp_setup)
     id_group.add_command(otp_confirm)
+    id_group.add_command(sms_outbox)
     existing = id_group.commands.get("password")
     if isinstance(existing, click.Group):
         existing.add_command(password_set)
@@ -133,3 +136,43 @@ def password_set(app: App, id_number: str, password_file: Path | None) -> None:
                    "password": "updated"})
         return
     click.echo(f"password updated for {identity.masked_id}")
+
+
+@click.command("sms-outbox", epilog="""\b
+Examples:
+  kyso id sms-outbox --id 019090012345 --last
+  kyso id sms-outbox --phone 0912345678 --format json
+  kyso id sms-outbox
+
+\b
+SIMULATOR. kyso sends no real SMS: every login code sent by SMS is delivered to the outbox
+in the home's database, which stands for the citizens' phones. This command reads those
+phones back (for tests, the demo, a tester at the login page): each message with its phone
+(masked), when it was sent, when its code expires, its state (current; replaced by a later
+code; expired — a current code may already have been used) and the code. Every read is
+recorded in the audit log (SMS_OUTBOX_READ, without the codes).""")
+@click.option("--id", "id_number", default=None,
+              help="Only the messages to this account's phone (12-digit personal ID number).")
+@click.option("--phone", default=None,
+              help="Only the messages to this Vietnamese mobile number (0912345678).")
+@click.option("--last", is_flag=True, help="Only the latest message.")
+@pass_app
+def sms_outbox(app: App, id_number: str | None, phone: str | None, last: bool) -> None:
+    """Read the simulated SMS outbox (a simulator's view: the codes are shown)."""
+    if id_number is not None and phone is not None:
+        raise UsageError("give --id or --phone, not both")
+    messages = LoginService(app.kyso).read_sms_outbox(
+        id_number=id_number.strip() if id_number is not None else None, phone=phone, last=last)
+    if app.json:
+        emit_json([m.to_dict() for m in messages])
+        return
+    if not messages:
+        click.echo("the simulated SMS outbox has no message" + (" to that phone"
+                                                               if id_number or phone else ""))
+        return
+    click.echo(f"Simulated SMS outbox (simulator: no real SMS is sent), {len(messages)} "
+               "message(s)")
+    for message in messages:
+        emit_fields([("to", message.to_dict()["to"]), ("sent at", vn_iso(message.sent_at)),
+                     ("expires at", vn_iso(message.expires_at)), ("state", message.state),
+                     ("code", message.code or "(none)")])

@@ -1,5 +1,8 @@
 """``kyso id register | enrol-l2 | chip-issue | chip-verify | show | lock | unlock`` and
-``kyso id csca init | show | crl | ds-revoke``: parse, one library call, render."""
+``kyso id csca init | show | crl | ds-revoke``: parse, one library call, render.
+
+``show`` and ``unlock`` cover both locks an account can be under: a Decree 69 lock and a
+brute-force lockout (:class:`~kyso.authn.login.LockKind`)."""
 
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ from kyso.authn.enrolment import (
     issue_test_chip,
     lock_identity,
     register_level1,
-    unlock_identity,
 )
+from kyso.authn.login import LockoutStatus, LoginService, lockout_status
 from kyso.authn.passive_auth import PassiveAuthResult, check_passive_auth
 from kyso.authn.registry import LockGround, Person, Registry
 from kyso.cliutil import (
@@ -40,10 +43,11 @@ from kyso.cliutil import (
     pass_app,
     passphrase_file_option,
 )
-from kyso.clock import VIETNAM
+from kyso.clock import VIETNAM, vn_iso
 from kyso.context import Kyso
 from kyso.errors import IdentityError, UsageError
 from kyso.files import atomic_write
+from kyso.pki.identifiers import parse_personal_id
 from kyso.pki.serials import parse_serial
 
 ENV_EID_PASSWORD = "KYSO_EID_PASSWORD"  # noqa: S105 - the variable's name
@@ -209,6 +213,7 @@ def enrol_l2(app: App, id_number: str, chip_path: Path, officer: str, face_score
              fingerprint_threshold: float, phone: str | None, email: str | None,
              csca_files: tuple[Path, ...], crl_files: tuple[Path, ...]) -> None:
     """Enrol a citizen at level 2 (officer-attended, chip ID card checked)."""
+    parse_personal_id(id_number)  # a mistyped number is named before the chip is read
     kyso = app.kyso
     chip = _load_chip(chip_path)
     certs, crls = _trust(kyso, csca_files, crl_files)
@@ -318,19 +323,32 @@ def chip_verify(app: App, chip_path: Path, csca_files: tuple[Path, ...],
 
 # --- show / lock / unlock ---------------------------------------------------------------------
 
+def _lockout_fields(status: LockoutStatus) -> list[tuple[str, object]]:
+    failures = ", ".join(f"{factor.value} {count}" for factor, count in status.failures.items())
+    return [("brute-force lock", status.summary),
+            ("failures", f"{failures} ({status.consecutive} in a row, all factors)")]
+
+
 @click.command("show", epilog="""\b
 Examples:
   kyso id show --id 019099012345
-  kyso id show --id 019099012345 --format json""")
+  kyso id show --id 019099012345 --format json
+
+\b
+Besides the account (and its Decree 69 lock, if any), shows its brute-force state: not
+locked, temporarily locked until a time, or permanently locked (after the permanent or mixed
+lockout, or NIST's cap of consecutive failures), and the failures counted per factor.""")
 @click.option("--id", "id_number", required=True, help="12-digit personal ID number.")
 @pass_app
 def show(app: App, id_number: str) -> None:
-    """Show an e-ID account (the ID number masked)."""
-    identity = Registry(app.kyso.store, app.kyso.clock).get(id_number)
+    """Show an e-ID account (the ID number masked) and its brute-force state."""
+    identity = Registry(app.kyso.store, app.kyso.clock).get(id_number.strip())
+    status = lockout_status(app.kyso, identity.subject)
     if app.json:
-        emit_json(identity.to_dict())
+        emit_json({**identity.to_dict(), "brute_force": status.to_dict()})
     else:
-        emit_fields(list(identity.to_dict().items()), title="e-ID account")
+        emit_fields([*identity.to_dict().items(), *_lockout_fields(status)],
+                    title="e-ID account")
 
 
 @click.command("lock", epilog="""\b
@@ -356,18 +374,30 @@ def lock(app: App, id_number: str, reason: str) -> None:
 @click.command("unlock", epilog="""\b
 Examples:
   kyso id unlock --id 019099012345
+  kyso id unlock --id 019099012345 --format json
 
 \b
-An account locked because the holder died is never unlocked.""")
+Lifts whatever locks the account is under: a Decree 69 lock (kyso id lock) once its grounds
+have ended, and a brute-force lockout (temporary, permanent, or NIST's cap of consecutive
+failures), whose failure counters are cleared. The output names each lock lifted; the audit
+log gets one USER_UNLOCKED event per lock, its kind decree-69 or brute-force. An account
+locked because the holder died is never unlocked; an account under no lock is an error.""")
 @click.option("--id", "id_number", required=True, help="12-digit personal ID number.")
 @pass_app
 def unlock(app: App, id_number: str) -> None:
-    """Unlock an e-ID account once the grounds of its lock have ended."""
-    identity = unlock_identity(app.kyso, id_number)
+    """Unlock an e-ID account: its Decree 69 lock and its brute-force lockout."""
+    result = LoginService(app.kyso).unlock_account(id_number.strip())
     if app.json:
-        emit_json(identity.to_dict())
-    else:
-        click.echo(f"unlocked {identity.masked_id}")
+        emit_json(result.to_dict())
+        return
+    who = result.identity.masked_id
+    if result.ground is not None:
+        click.echo(f"unlocked {who}: Decree 69 lock lifted ({result.ground.value})")
+    if result.lockout is not None:
+        until = result.lockout.locked_until
+        kind = f"temporary, until {vn_iso(until)}" if until else "permanent"
+        click.echo(f"unlocked {who}: brute-force lockout lifted ({kind}, "
+                   f"{result.lockout.reason.value}); failure counters cleared")
 
 
 # --- kyso id csca … ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ __all__ = [
     "SqlTotpStepStore",
     "decode_lockout_state",
     "encode_lockout_state",
+    "sms_code_in",
 ]
 
 
@@ -239,6 +240,12 @@ class SqlSmsChallengeStore:
 _CODE = re.compile(r"(?<![0-9])[0-9]{6}(?![0-9])")
 
 
+def sms_code_in(text: str) -> str | None:
+    """The 6-digit code in an SMS text, as the citizen would read it (None if there is none)."""
+    found = _CODE.search(text) if text else None
+    return found.group(0) if found else None
+
+
 class SqlSmsOutbox:
     """Simulated SMS delivery into ``sms_outbox``; the demo and tests read the phone back."""
 
@@ -263,5 +270,4 @@ class SqlSmsOutbox:
                  .order_by(sms_outbox.c.id.desc()).limit(1))
         with self._store.read() as conn:
             body = conn.execute(query).scalar()
-        found = _CODE.search(body) if body else None
-        return found.group(0) if found else None
+        return sms_code_in(body) if body else None
