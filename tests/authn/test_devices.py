@@ -1,9 +1,12 @@
 """Device binding: one active EC P-256 device per account; a new device needs the old device's
-signature or a chip check; hostile keys and signatures are refused; every decision is audited
-without the raw ID number."""
+signature or a chip check that kyso runs itself (passive authentication against the trusted
+CSCA, the card's ID number the account's); hostile keys, signatures and chips are refused;
+every decision is audited without the raw ID number."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -16,9 +19,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from conftest import T0, audit_events, audit_text
-from kyso.authn.chip import ChipPersonalData
+from conftest import PASSPHRASE, T0, audit_events, audit_text
+from kyso.authn.chip import ChipData, ChipPersonalData, encode_dg13, issue_chip
+from kyso.authn.csca import (
+    DocumentSigner,
+    build_csca_certificate,
+    build_ds_certificate,
+    current_document_signer,
+    load_csca_certificate,
+    load_csca_crl,
+    revoke_document_signer,
+)
 from kyso.authn.devices import (
+    APPROVAL_TTL,
     Device,
     DeviceApprovalRequest,
     Devices,
@@ -26,8 +39,11 @@ from kyso.authn.devices import (
     approval_message,
     load_device_key,
     login_message,
+    public_key_der,
+    signature_from_base64,
     verify_device_signature,
 )
+from kyso.authn.enrolment import issue_test_chip
 from kyso.authn.keys import jwk_thumbprint
 from kyso.authn.passive_auth import Indication, PassiveAuthResult
 from kyso.authn.registry import Identity, Level, LockGround, Person, Registry
@@ -38,7 +54,6 @@ from kyso.store.schema import devices as devices_table
 
 AN_ID = "019090012345"
 BINH_ID = "001085001234"
-DS_SERIAL = "5a1f03"
 
 
 def spki(key: Any) -> bytes:
@@ -64,10 +79,21 @@ def approve_sig(key: ec.EllipticCurvePrivateKey, req: DeviceApprovalRequest) -> 
     return sign(key, req.message)
 
 
-@dataclass(frozen=True)
-class Chip:
-    id_number: str
-    ds_serial: str = DS_SERIAL
+AN = Person.of(id_number=AN_ID, full_name="Nguyễn Văn An", birth_date="1990-05-17", sex="male")
+BINH = Person.of(id_number=BINH_ID, full_name="Trần Văn Bình", birth_date="1985-01-01",
+                 sex="male")
+FACE = b"\xff\xd8portrait\xff\xd9"
+
+
+def personal(person: Person, expiry: dt.date = dt.date(2036, 1, 5)) -> ChipPersonalData:
+    return ChipPersonalData(person=person, document_number="123456789",
+                            issue_date=dt.date(2026, 1, 5), expiry_date=expiry)
+
+
+def trust(kyso: Kyso) -> dict[str, Any]:
+    """This home's test CSCA and its current CRL, as ``kyso id enrol-l2`` trusts them."""
+    crl = load_csca_crl(kyso)
+    return {"csca": [load_csca_certificate(kyso)], "crls": [crl] if crl is not None else []}
 
 
 def make_identity(kyso: Kyso, id_number: str = AN_ID, level: Level = Level.TWO) -> Identity:
@@ -88,6 +114,12 @@ def an(kyso: Kyso) -> Identity:
 @pytest.fixture
 def devs(kyso: Kyso) -> Devices:
     return Devices(kyso)
+
+
+@pytest.fixture
+def an_chip(kyso: Kyso) -> ChipData:
+    """An's chip card, signed by this home's Document Signer (test CSCA created on first use)."""
+    return issue_test_chip(kyso, PASSPHRASE, personal(AN), FACE)
 
 
 @dataclass
@@ -339,7 +371,7 @@ def test_a_locked_account_cannot_approve_a_device(kyso: Kyso, bound: Bound, devs
 
 
 def test_racing_device_and_chip_approvals_leave_exactly_one_active_device(
-        kyso: Kyso, bound: Bound, devs: Devices) -> None:
+        kyso: Kyso, bound: Bound, devs: Devices, an_chip: ChipData) -> None:
     req = devs.request_new(bound.identity.subject, spki(new_key()), "phone")
     sig = approve_sig(bound.key, req)
     barrier = threading.Barrier(4)
@@ -355,8 +387,8 @@ def test_racing_device_and_chip_approvals_leave_exactly_one_active_device(
     calls: list[Callable[[], Device]] = [
         lambda: devs.approve_with_device(req.nonce, sig, bound.device.id),
         lambda: devs.approve_with_device(req.nonce, sig, bound.device.id),
-        lambda: devs.approve_with_chip(req.subject, req.device_id, Chip(AN_ID)),
-        lambda: devs.approve_with_chip(req.subject, req.device_id, Chip(AN_ID)),
+        lambda: devs.approve_with_chip(req.nonce, an_chip, **trust(kyso)),
+        lambda: devs.approve_with_chip(req.nonce, an_chip, **trust(kyso)),
     ]
     threads = [threading.Thread(target=run, args=(c,)) for c in calls]
     for t in threads:
@@ -369,102 +401,247 @@ def test_racing_device_and_chip_approvals_leave_exactly_one_active_device(
     assert devs.get(bound.device.id).status is DeviceStatus.RETIRED
 
 
+def test_the_active_device_signs_by_default_and_a_request_of_another_account_is_refused(
+        kyso: Kyso, bound: Bound, devs: Devices) -> None:
+    binh = make_identity(kyso, BINH_ID)
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "phone")
+    with pytest.raises(IdentityError, match="not for this account"):
+        devs.approve_with_device(req.nonce, approve_sig(bound.key, req), subject=binh.subject)
+    assert last_event(kyso, "DEVICE_APPROVAL_ERROR")["details"]["reason"] == "wrong-account"
+    assert devs.get(req.device_id).status is DeviceStatus.PENDING
+    device = devs.approve_with_device(req.nonce, approve_sig(bound.key, req),
+                                      subject=bound.identity.subject)
+    assert device.approved_by == f"device:{bound.device.id}"
+    assert last_event(kyso, "DEVICE_APPROVED")["details"]["method"] == "device-signature"
+
+
+def test_without_an_active_device_only_a_chip_check_can_approve(
+        kyso: Kyso, bound: Bound, devs: Devices) -> None:
+    devs.retire(bound.device.id)
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "phone")
+    with pytest.raises(AuthenticationFailedError, match="no active device"):
+        devs.approve_with_device(req.nonce, approve_sig(bound.key, req))
+    assert last_event(kyso, "DEVICE_APPROVAL_ERROR")["details"]["reason"] == "no-active-device"
+    assert devs.get(req.device_id).status is DeviceStatus.PENDING
+
+
+# --- reading an approval request back ---------------------------------------------------------
+
+def test_approval_request_reads_back_the_live_request_and_its_message(
+        bound: Bound, devs: Devices) -> None:
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "phone")
+    assert devs.approval_request(req.nonce) == req
+    assert devs.approval_request(req.nonce, subject=bound.identity.subject).message == req.message
+
+
+def test_approval_request_refuses_unknown_used_expired_and_foreign_requests(
+        kyso: Kyso, clock: FrozenClock, bound: Bound, devs: Devices) -> None:
+    binh = make_identity(kyso, BINH_ID)
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "phone")
+    with pytest.raises(AuthenticationFailedError, match="unknown"):
+        devs.approval_request("C" * 43)
+    with pytest.raises(IdentityError, match="not for this account"):
+        devs.approval_request(req.nonce, subject=binh.subject)
+    with pytest.raises(AuthnError, match="nonce"):
+        devs.approval_request("bad nonce")
+    clock.advance(APPROVAL_TTL)
+    with pytest.raises(AuthenticationFailedError, match="expired"):
+        devs.approval_request(req.nonce)
+    fresh = devs.request_new(bound.identity.subject, spki(new_key()), "phone 2")
+    devs.approve_with_device(fresh.nonce, approve_sig(bound.key, fresh))
+    with pytest.raises(AuthenticationFailedError, match="already used"):
+        devs.approval_request(fresh.nonce)
+
+
 # --- approval by the chip card ----------------------------------------------------------------
+# approve_with_chip takes the chip as read and the trust inputs and runs passive authentication
+# itself, exactly as level-2 enrolment does: nothing the caller says about a chip is trusted.
+
+def pending_untouched(kyso: Kyso, devs: Devices, bound: Bound, req: DeviceApprovalRequest
+                      ) -> None:
+    assert devs.get(req.device_id).status is DeviceStatus.PENDING
+    assert devs.active(bound.identity.subject) == bound.device
+    assert "DEVICE_APPROVED" not in [a for a, _ in actions(kyso)]
+
+
+def chip_refused(kyso: Kyso, devs: Devices, bound: Bound, req: DeviceApprovalRequest,
+                 chip: Any, reason: str, match: str, **overrides: Any) -> dict[str, Any]:
+    with pytest.raises(AuthenticationFailedError, match=match) as exc:
+        devs.approve_with_chip(req.nonce, chip, **{**trust(kyso), **overrides})
+    assert AN_ID not in str(exc.value)
+    pending_untouched(kyso, devs, bound, req)
+    event = last_event(kyso, "DEVICE_APPROVAL_ERROR")
+    assert event["outcome"] == "failure"
+    assert event["details"]["reason"] == reason
+    assert event["details"]["subject"] == bound.identity.subject
+    assert AN_ID not in audit_text(kyso)
+    return event
+
 
 def test_chip_check_activates_the_pending_device_and_retires_the_old_one(
-        kyso: Kyso, bound: Bound, devs: Devices) -> None:
+        kyso: Kyso, bound: Bound, devs: Devices, an_chip: ChipData) -> None:
+    serial = current_document_signer(kyso, PASSPHRASE).serial
     req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
-    device = devs.approve_with_chip(req.subject, req.device_id, Chip(AN_ID))
+    device = devs.approve_with_chip(req.nonce, an_chip, **trust(kyso),
+                                    subject=bound.identity.subject, officer=" CA-TN-0042 ")
+    assert device.id == req.device_id
     assert device.active
-    assert device.approved_by == f"chip:{DS_SERIAL}"
+    assert device.approved_by == f"chip:{serial}"
     assert devs.get(bound.device.id).status is DeviceStatus.RETIRED
+    assert devs.active(bound.identity.subject) == device
     with pytest.raises(AuthenticationFailedError, match="already used"):  # the nonce is spent
         devs.approve_with_device(req.nonce, approve_sig(bound.key, req), bound.device.id)
-    assert last_event(kyso, "DEVICE_APPROVED")["details"]["approved_by"] == f"chip:{DS_SERIAL}"
+    event = last_event(kyso, "DEVICE_APPROVED")
+    assert event["actor"] == "officer:CA-TN-0042"
+    details = event["details"]
+    assert details["citizen"] == kyso.pseudonyms.pseudonym(AN_ID)
+    assert details["approved_by"] == f"chip:{serial}"
+    assert details["ds_serial"] == serial
+    assert details["method"] == "chip-passive-authentication"
+    assert details["retired_device"] == bound.device.id
+    assert set(details["checks"].values()) == {"PASSED"}
+    assert len(details["checks"]) == 6
+    assert AN_ID not in audit_text(kyso)
 
 
-def test_chip_check_binds_a_device_when_the_old_phone_is_gone(kyso: Kyso, bound: Bound,
-                                                             devs: Devices) -> None:
+def test_chip_check_binds_a_device_when_the_old_phone_is_gone(
+        kyso: Kyso, bound: Bound, devs: Devices, an_chip: ChipData) -> None:
     devs.retire(bound.device.id)
     req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
-    device = devs.approve_with_chip(req.subject, req.device_id, Chip(AN_ID))
+    device = devs.approve_with_chip(req.nonce, an_chip, **trust(kyso))
     assert devs.active(bound.identity.subject) == device
-    assert last_event(kyso, "DEVICE_APPROVED")["details"]["retired_device"] is None
+    event = last_event(kyso, "DEVICE_APPROVED")
+    assert event["details"]["retired_device"] is None
+    assert event["actor"] == kyso.pseudonyms.pseudonym(AN_ID)  # the holder's own app read it
+    assert "officer" not in event["details"]
 
 
 def test_a_chip_of_another_person_is_refused_without_logging_either_number(
         kyso: Kyso, bound: Bound, devs: Devices) -> None:
+    binh_chip = issue_test_chip(kyso, PASSPHRASE, personal(BINH), FACE)
     req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
-    with pytest.raises(AuthenticationFailedError, match="does not belong") as exc:
-        devs.approve_with_chip(req.subject, req.device_id, Chip(BINH_ID))
-    assert BINH_ID not in str(exc.value)
-    assert AN_ID not in str(exc.value)
-    assert devs.get(req.device_id).status is DeviceStatus.PENDING
-    assert last_event(kyso, "DEVICE_APPROVAL_ERROR")["details"]["reason"] == "chip-mismatch"
-    text = audit_text(kyso)
-    assert BINH_ID not in text
-    assert AN_ID not in text
+    event = chip_refused(kyso, devs, bound, req, binh_chip, "chip-mismatch", "does not belong")
+    assert event["details"]["ds_serial"] == current_document_signer(kyso, PASSPHRASE).serial
+    assert BINH_ID not in audit_text(kyso)
+    assert devs.approve_with_chip(req.nonce, issue_test_chip(kyso, PASSPHRASE, personal(AN),
+                                                             FACE), **trust(kyso)).active
+
+
+def test_a_tampered_chip_is_refused_naming_the_hash_check(
+        kyso: Kyso, bound: Bound, devs: Devices, an_chip: ChipData) -> None:
+    forged = dataclasses.replace(an_chip, data_groups={
+        **an_chip.data_groups, 13: encode_dg13(personal(dataclasses.replace(AN,
+                                                                            full_name="Kẻ Giả")))})
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
+    event = chip_refused(kyso, devs, bound, req, forged, "passive-auth",
+                         "data-group-hashes FAILED")
+    assert event["details"]["checks"]["data-group-hashes"] == "FAILED"
+    assert devs.approve_with_chip(req.nonce, an_chip, **trust(kyso)).active  # still live
+
+
+def test_a_chip_under_a_rogue_csca_is_refused(kyso: Kyso, bound: Bound, devs: Devices,
+                                             an_chip: ChipData) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    rogue_csca = build_csca_certificate(key, kyso.now())  # the real CSCA's name
+    ds_key = ec.generate_private_key(ec.SECP256R1())
+    rogue = DocumentSigner(build_ds_certificate(rogue_csca, key, ds_key.public_key(), kyso.now()),
+                           ds_key)
+    forged = issue_chip(personal(AN), FACE, rogue, kyso.now())
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
+    chip_refused(kyso, devs, bound, req, forged, "passive-auth", "ds-chain FAILED")
+    # trusting the rogue CSCA still leaves its Document Signer's revocation unknown
+    chip_refused(kyso, devs, bound, req, forged, "passive-auth", "ds-revocation INDETERMINATE",
+                 csca=[rogue_csca])
+
+
+def test_a_revoked_document_signer_is_refused(kyso: Kyso, bound: Bound, devs: Devices,
+                                              an_chip: ChipData) -> None:
+    revoke_document_signer(kyso, PASSPHRASE, current_document_signer(kyso, PASSPHRASE).serial)
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
+    chip_refused(kyso, devs, bound, req, an_chip, "passive-auth", "ds-revocation FAILED")
+
+
+def test_without_a_crl_the_chip_check_is_indeterminate_and_refused(
+        kyso: Kyso, bound: Bound, devs: Devices, an_chip: ChipData) -> None:
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
+    chip_refused(kyso, devs, bound, req, an_chip, "passive-auth", "ds-revocation INDETERMINATE",
+                 crls=[])
+
+
+def test_an_expired_id_card_is_refused(kyso: Kyso, bound: Bound, devs: Devices) -> None:
+    old = issue_test_chip(kyso, PASSPHRASE, personal(AN, expiry=dt.date(2026, 1, 1)), FACE)
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
+    chip_refused(kyso, devs, bound, req, old, "card-expired", "expired on 2026-01-01")
+
+
+@dataclass(frozen=True)
+class LookAlike:
+    """What the old API accepted: an object that merely claims a passed chip check."""
+
+    id_number: str = AN_ID
+    ds_serial: str = "5a1f03"
+    passed: bool = True
+
+
+def forged_report() -> PassiveAuthResult:
+    return PassiveAuthResult(indication=Indication.TOTAL_PASSED, checks=(), checked_at=T0,
+                             ds_serial="5a1f03", personal_data=personal(AN))
+
+
+@pytest.mark.parametrize("make", [LookAlike, forged_report, object, dict, lambda: None,
+                                  lambda: b"chip"], ids=["look-alike", "forged-report",
+                                                         "object", "dict", "none", "bytes"])
+def test_anything_but_the_chip_itself_is_refused(kyso: Kyso, bound: Bound, devs: Devices,
+                                                 an_chip: ChipData,
+                                                 make: Callable[[], Any]) -> None:
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
+    with pytest.raises(AuthnError, match="ChipData"):
+        devs.approve_with_chip(req.nonce, make(), **trust(kyso))
+    pending_untouched(kyso, devs, bound, req)
+
+
+@pytest.mark.parametrize(("trust_args", "match"), [
+    ({"csca": []}, "CSCA certificate"),
+    ({"csca": [b"-----BEGIN CERTIFICATE-----"]}, "CSCA certificate"),
+    ({"csca": "csca.pem"}, "CSCA certificate"),
+    ({"crls": "csca.crl"}, "CRLs"),
+    ({"crls": [None]}, "CRLs"),
+])
+def test_the_trust_inputs_must_be_certificates_and_crls(
+        kyso: Kyso, bound: Bound, devs: Devices, an_chip: ChipData, trust_args: dict[str, Any],
+        match: str) -> None:
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
+    with pytest.raises(AuthnError, match=match):
+        devs.approve_with_chip(req.nonce, an_chip, **{**trust(kyso), **trust_args})
+    pending_untouched(kyso, devs, bound, req)
+
+
+@pytest.mark.parametrize("officer", ["", "x\n[forged]", "a" * 65, 42])
+def test_a_malformed_officer_is_refused(kyso: Kyso, bound: Bound, devs: Devices,
+                                        an_chip: ChipData, officer: Any) -> None:
+    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
+    with pytest.raises(AuthnError, match="officer"):
+        devs.approve_with_chip(req.nonce, an_chip, **trust(kyso), officer=officer)
+    pending_untouched(kyso, devs, bound, req)
 
 
 def test_chip_check_needs_a_live_approval_request(kyso: Kyso, clock: FrozenClock, bound: Bound,
-                                                 devs: Devices) -> None:
+                                                 devs: Devices, an_chip: ChipData) -> None:
     req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
-    clock.advance(dt.timedelta(minutes=5))
-    with pytest.raises(AuthenticationFailedError, match="expired"):
-        devs.approve_with_chip(req.subject, req.device_id, Chip(AN_ID))
-    assert devs.get(req.device_id).status is DeviceStatus.PENDING
-    assert devs.active(bound.identity.subject) == bound.device
-    assert last_event(kyso, "DEVICE_APPROVAL_ERROR")["details"]["reason"] == "expired"
+    clock.advance(APPROVAL_TTL)
+    chip_refused(kyso, devs, bound, req, an_chip, "expired", "has expired")
 
 
-def test_chip_check_cannot_activate_another_accounts_device(kyso: Kyso, bound: Bound,
-                                                            devs: Devices) -> None:
+def test_chip_check_cannot_activate_another_accounts_device(
+        kyso: Kyso, bound: Bound, devs: Devices, an_chip: ChipData) -> None:
     binh = make_identity(kyso, BINH_ID)
     req = devs.request_new(binh.subject, spki(new_key()), "Bình's phone")
-    with pytest.raises(IdentityError, match="no such device"):
-        devs.approve_with_chip(bound.identity.subject, req.device_id, Chip(AN_ID))
+    with pytest.raises(IdentityError, match="not for this account"):
+        devs.approve_with_chip(req.nonce, an_chip, **trust(kyso), subject=bound.identity.subject)
+    with pytest.raises(AuthenticationFailedError, match="does not belong"):  # An's chip, Bình's
+        devs.approve_with_chip(req.nonce, an_chip, **trust(kyso))
     assert devs.get(req.device_id).status is DeviceStatus.PENDING
-
-
-def passive_auth_result(id_number: str, indication: Indication = Indication.TOTAL_PASSED
-                        ) -> PassiveAuthResult:
-    person = Person.of(id_number=id_number, full_name="Nguyễn Văn An", birth_date="1990-05-17",
-                       sex="male")
-    data = ChipPersonalData(person=person, document_number="C01234567",
-                            issue_date=dt.date(2024, 7, 1), expiry_date=dt.date(2030, 5, 17))
-    return PassiveAuthResult(indication=indication, checks=(), checked_at=T0,
-                             ds_serial=DS_SERIAL, personal_data=data)
-
-
-def test_a_passed_passive_authentication_result_is_accepted_as_is(bound: Bound,
-                                                                  devs: Devices) -> None:
-    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
-    device = devs.approve_with_chip(req.subject, req.device_id, passive_auth_result(AN_ID))
-    assert device.approved_by == f"chip:{DS_SERIAL}"
-
-
-@pytest.mark.parametrize("indication", [Indication.TOTAL_FAILED, Indication.INDETERMINATE])
-def test_a_passive_authentication_that_did_not_pass_is_refused(
-        bound: Bound, devs: Devices, indication: Indication) -> None:
-    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
-    with pytest.raises(AuthnError, match="did not pass"):
-        devs.approve_with_chip(req.subject, req.device_id, passive_auth_result(AN_ID, indication))
-    assert devs.get(req.device_id).status is DeviceStatus.PENDING
-
-
-@pytest.mark.parametrize("chip", [
-    object(),
-    Chip(12345, DS_SERIAL),  # type: ignore[arg-type]
-    Chip(AN_ID, None),  # type: ignore[arg-type]
-    Chip(AN_ID, ""),
-    Chip(AN_ID, "bad serial\n"),
-    Chip(AN_ID, "x" * 500),
-])
-def test_a_malformed_chip_result_is_refused(bound: Bound, devs: Devices, chip: Any) -> None:
-    req = devs.request_new(bound.identity.subject, spki(new_key()), "new phone")
-    with pytest.raises(AuthnError, match=r"chip|Document Signer"):
-        devs.approve_with_chip(req.subject, req.device_id, chip)
-    assert devs.get(req.device_id).status is DeviceStatus.PENDING
+    assert devs.active(binh.subject) is None
 
 
 # --- retirement and reads ---------------------------------------------------------------------
@@ -583,10 +760,58 @@ def test_malformed_nonces_and_device_ids_are_refused(bound: Bound, devs: Devices
                                                      value: Any) -> None:
     with pytest.raises(AuthnError, match="nonce"):
         devs.approve_with_device(value, b"\x00" * 64, bound.device.id)
-    with pytest.raises(AuthnError, match="device id"):
-        devs.approve_with_device("A" * 43, b"\x00" * 64, value)
+    with pytest.raises(AuthnError, match="nonce"):
+        devs.approval_request(value)
+    if value is not None:  # no signer id: the account's active device signs
+        with pytest.raises(AuthnError, match="device id"):
+            devs.approve_with_device("A" * 43, b"\x00" * 64, value)
     with pytest.raises(AuthnError, match="device id"):
         devs.retire(value)
+
+
+def test_public_key_files_pem_or_der_become_the_same_subject_public_key_info() -> None:
+    key = new_key()
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert public_key_der(pem) == spki(key)
+    assert public_key_der(b"# exported by the app\n" + pem) == spki(key)
+    assert public_key_der(spki(key)) == spki(key)
+
+
+def test_a_private_key_file_is_refused_without_echoing_it() -> None:
+    pem = new_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    with pytest.raises(AuthnError, match="private key") as exc:
+        public_key_der(pem)
+    body = pem.decode().splitlines()[1]
+    assert body not in str(exc.value)
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    (b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "PEM CERTIFICATE"),
+    (b"-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n", "not a valid PEM"),
+    (b"hello", "neither a PEM public key"),
+    (b"", "neither a PEM public key"),
+])
+def test_other_key_files_are_refused(data: bytes, match: str) -> None:
+    with pytest.raises(AuthnError, match=match):
+        public_key_der(data)
+
+
+def test_signatures_in_base64_or_base64url_with_line_breaks_are_decoded() -> None:
+    sig = sign(new_key(), b"m")
+    standard = base64.b64encode(sig)
+    assert signature_from_base64(standard[:40] + b"\n" + standard[40:] + b"\n") == sig
+    assert signature_from_base64(base64.urlsafe_b64encode(sig).rstrip(b"=")) == sig
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    (b"", "empty"), (b"  \n", "empty"), (b"\xff\xfe", "not base64"), (b"abc$", "not base64"),
+    (b"A", "not base64"), (b"A" * 2000, "at most 1024"),
+])
+def test_text_that_is_not_a_base64_signature_is_refused(text: bytes, match: str) -> None:
+    with pytest.raises(AuthnError, match=match):
+        signature_from_base64(text)
 
 
 def test_messages_are_domain_separated_and_canonical() -> None:

@@ -6,15 +6,16 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from kyso.authn.devices.signatures import approval_message
-from kyso.errors import AuthenticationFailedError, AuthnError
+from kyso.errors import AuthenticationFailedError, AuthnError, IdentityError
 from kyso.store.schema import devices, identities
 
 if TYPE_CHECKING:
@@ -22,74 +23,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Device",
+    "DeviceAlreadyBoundError",
     "DeviceApprovalRequest",
     "DeviceRefusal",
     "DeviceStatus",
-    "PassiveAuthReport",
-    "VerifiedChip",
     "account_row",
     "challenge_ref",
     "check_name",
     "check_token",
-    "chip_facts",
     "device_from_row",
     "device_row",
 ]
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # nonces, device ids, subjects
 _MAX_NAME = 64
-_MAX_SERIAL = 128
 
 
 class DeviceStatus(StrEnum):
     PENDING = "pending"  # requested, waiting for the old device's or the chip's approval
     ACTIVE = "active"  # the one bound device of the account
     RETIRED = "retired"  # replaced or withdrawn; never active again
-
-
-class VerifiedChip(Protocol):
-    """A chip card whose passive authentication the caller has already verified: the DG13 ID
-    number (raw; compared, never logged) and the serial number of the Document Signer
-    certificate."""
-
-    @property
-    def id_number(self) -> str: ...
-
-    @property
-    def ds_serial(self) -> str: ...
-
-
-class PassiveAuthReport(Protocol):
-    """The shape of :class:`kyso.authn.passive_auth.PassiveAuthResult`, accepted as is: it
-    must have ``passed``, and DG13's ID number is ``personal_data.person.id_number``."""
-
-    @property
-    def passed(self) -> bool: ...
-
-    @property
-    def ds_serial(self) -> str | None: ...
-
-    @property
-    def personal_data(self) -> Any: ...
-
-
-def chip_facts(chip: object) -> tuple[str, str]:
-    """``(id_number, ds_serial)`` of a :class:`VerifiedChip` or a passed
-    :class:`PassiveAuthReport`; :class:`AuthnError` for anything else (a failed or
-    indeterminate passive authentication included)."""
-    if getattr(chip, "passed", True) is not True:
-        raise AuthnError("the chip card's passive authentication did not pass")
-    id_number = getattr(chip, "id_number", None)
-    if id_number is None:
-        person = getattr(getattr(chip, "personal_data", None), "person", None)
-        id_number = getattr(person, "id_number", None)
-    ds_serial = getattr(chip, "ds_serial", None)
-    if not isinstance(id_number, str) or not isinstance(ds_serial, str):
-        raise AuthnError("the chip check must carry the DG13 ID number and the DS serial as text")
-    if not ds_serial or len(ds_serial) > _MAX_SERIAL or not ds_serial.isascii() or not (
-            ds_serial.isprintable()) or " " in ds_serial:
-        raise AuthnError("the Document Signer serial number is malformed")
-    return id_number, ds_serial
 
 
 @dataclass(frozen=True)
@@ -145,17 +98,24 @@ class DeviceApprovalRequest:
                 "expires_at": self.expires_at.isoformat()}
 
 
+class DeviceAlreadyBoundError(IdentityError):
+    """A first binding for an account that already has an active device: the new device must
+    be requested (:meth:`~kyso.authn.devices.Devices.request_new`) and approved instead."""
+
+
 class DeviceRefusal(Exception):
     """A security decision to refuse, carried out of a write transaction so that nothing is
-    written and the refusal is audited afterwards."""
+    written and the refusal is audited afterwards (with ``details``, if any)."""
 
     def __init__(self, reason: str, message: str, *, subject: str | None = None,
-                 error: type[AuthnError] = AuthenticationFailedError) -> None:
+                 error: type[AuthnError] = AuthenticationFailedError,
+                 details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.subject = subject
         self.error = error
+        self.details = dict(details or {})
 
 
 def check_token(value: object, what: str) -> str:

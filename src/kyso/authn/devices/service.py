@@ -4,42 +4,46 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-import hmac
 import secrets
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from cryptography import x509
+from sqlalchemy.engine import Connection
 
 from kyso.audit import Layer, Outcome
+from kyso.authn.chip import ChipData
+from kyso.authn.devices.approvals import (
+    Approved,
+    approve_by_chip,
+    approve_by_device,
+    live_request,
+    reloaded,
+    usable_account,
+)
+from kyso.authn.devices.chip_check import check_officer, check_trust, run_chip_check
 from kyso.authn.devices.records import (
     Device,
+    DeviceAlreadyBoundError,
     DeviceApprovalRequest,
     DeviceRefusal,
     DeviceStatus,
-    PassiveAuthReport,
-    VerifiedChip,
-    account_row,
     challenge_ref,
     check_name,
     check_token,
-    chip_facts,
     citizen_actor,
     device_from_row,
     device_row,
 )
 from kyso.authn.devices.signatures import (
     ChallengePurpose,
-    approval_message,
     load_device_key,
     spki_der,
-    verify_device_signature,
 )
 from kyso.authn.keys import jwk_thumbprint
-from kyso.authn.registry import AccountStatus
 from kyso.context import Kyso
-from kyso.errors import AccountLockedError, AuthenticationFailedError, AuthnError, IdentityError
+from kyso.errors import AuthnError, IdentityError
 from kyso.store.schema import device_challenges, devices
 
 __all__ = ["APPROVAL_TTL", "MAX_APPROVAL_TTL", "Devices"]
@@ -65,14 +69,21 @@ class Devices:
     def _actor(self, subject: str | None) -> str | None:
         return citizen_actor(self._kyso, subject)
 
-    def _run(self, work: Callable[[Connection], T], *, failure: str, object: str) -> T:
-        """Run ``work`` in one write transaction; audit and raise its refusal, if any."""
+    def _run(self, work: Callable[[Connection], T], *, failure: str, object: str,
+             actor: str | None = None, **details: Any) -> T:
+        """Run ``work`` in one write transaction; audit and raise its refusal, if any (the
+        actor: ``actor``, else the citizen's pseudonym)."""
         try:
             return self._kyso.store.write(work)
         except DeviceRefusal as refusal:
+            citizen = self._actor(refusal.subject)
+            extra: dict[str, Any] = {k: v for k, v in details.items() if v is not None}
+            if actor:
+                extra["citizen"] = citizen
+            extra.update(refusal.details)
             self._kyso.record(Layer.AUTHN, failure, Outcome.FAILURE, object=object,
-                              actor=self._actor(refusal.subject), reason=refusal.reason,
-                              subject=refusal.subject)
+                              actor=actor or citizen, reason=refusal.reason,
+                              subject=refusal.subject, error=refusal.message, **extra)
             raise refusal.error(refusal.message) from None
         except sa.exc.IntegrityError:
             # Only reachable in a race the checks inside the transaction could not see.
@@ -81,17 +92,6 @@ class Devices:
             raise IdentityError(
                 "the account's devices changed meanwhile (or that device key is already "
                 "registered); try again") from None
-
-    @staticmethod
-    def _usable_account(conn: Connection, subject: str) -> RowMapping:
-        account = account_row(conn, subject)
-        if account is None:
-            raise DeviceRefusal("unknown-account", "no e-ID account with that subject",
-                                error=IdentityError)
-        if account["status"] != AccountStatus.ACTIVE.value:
-            raise DeviceRefusal("account-locked", "the e-ID account is locked",
-                                subject=subject, error=AccountLockedError)
-        return account
 
     @staticmethod
     def _key_is_free(conn: Connection, thumbprint: str, subject: str) -> None:
@@ -116,7 +116,7 @@ class Devices:
         device_id = "dev-" + secrets.token_urlsafe(16)
 
         def work(conn: Connection) -> Device:
-            self._usable_account(conn, subject)
+            usable_account(conn, subject)
             active = conn.execute(sa.select(devices.c.id).where(
                 devices.c.subject == subject, devices.c.status == DeviceStatus.ACTIVE.value)
             ).first()
@@ -124,7 +124,7 @@ class Devices:
                 raise DeviceRefusal(
                     "already-bound", "the account already has an active device; a new device "
                     "needs the old device's approval or a chip card check",
-                    subject=subject, error=IdentityError)
+                    subject=subject, error=DeviceAlreadyBoundError)
             self._key_is_free(conn, thumbprint, subject)
             conn.execute(sa.insert(devices).values(
                 id=device_id, subject=subject, name=name, public_key=spki_der(key),
@@ -156,7 +156,7 @@ class Devices:
         expires = now + self._ttl
 
         def work(conn: Connection) -> None:
-            self._usable_account(conn, subject)
+            usable_account(conn, subject)
             stale = sa.select(devices.c.id).where(
                 devices.c.subject == subject, devices.c.status == DeviceStatus.PENDING.value)
             conn.execute(sa.delete(device_challenges).where(
@@ -182,139 +182,79 @@ class Devices:
 
     # -- approval -----------------------------------------------------------------------------
 
-    def approve_with_device(self, nonce: str, signature: bytes, signer_device_id: str) -> Device:
-        """The account's current active device approves the pending device of ``nonce`` by
-        signing :func:`approval_message`. The pending device becomes active and the signer
-        retired in one transaction; the nonce is single use."""
+    def approval_request(self, nonce: str, *, subject: str | None = None
+                         ) -> DeviceApprovalRequest:
+        """The live approval request of ``nonce`` (with ``subject``: it must be that
+        account's), whose :attr:`~DeviceApprovalRequest.message` the active device signs. A
+        read: an unknown, used or expired request, or a device no longer pending, is refused
+        (:class:`AuthnError`) without an audit event; approving it would record one."""
         check_token(nonce, "nonce")
-        check_token(signer_device_id, "device id")
+        if subject is not None:
+            check_token(subject, "subject")
         now = self._kyso.now()
+        try:
+            with self._kyso.store.read() as conn:
+                return live_request(conn, nonce, now, subject)[1]
+        except DeviceRefusal as refusal:
+            raise refusal.error(refusal.message) from None
 
-        def work(conn: Connection) -> tuple[Device, str]:
-            challenge = conn.execute(sa.select(device_challenges).where(
-                device_challenges.c.nonce == nonce,
-                device_challenges.c.purpose == ChallengePurpose.APPROVE_DEVICE.value)
-            ).mappings().first()
-            if challenge is None:
-                raise DeviceRefusal("unknown-nonce", "unknown device approval request")
-            subject = challenge["subject"]
-            if challenge["consumed_at"] is not None:
-                raise DeviceRefusal("replayed", "this device approval request was already used",
-                                    subject=subject)
-            if now >= challenge["expires_at"]:
-                raise DeviceRefusal("expired", "this device approval request has expired",
-                                    subject=subject)
-            self._usable_account(conn, subject)
-            pending = device_row(conn, challenge["target"])
-            if pending is None or pending.status is not DeviceStatus.PENDING:
-                raise DeviceRefusal("not-pending", "the requested device is no longer pending",
-                                    subject=subject)
-            signer = device_row(conn, signer_device_id)
-            if signer is None or signer.subject != subject or not signer.active:
-                raise DeviceRefusal(
-                    "signer-not-active", "the approving device is not this account's active "
-                    "device", subject=subject)
-            try:
-                verify_device_signature(
-                    load_device_key(signer.public_key), signature,
-                    approval_message(nonce=nonce, subject=subject,
-                                     thumbprint=pending.thumbprint))
-            except AuthenticationFailedError as exc:
-                raise DeviceRefusal("bad-signature", str(exc), subject=subject) from None
-            used = conn.execute(sa.update(device_challenges).where(
-                device_challenges.c.nonce == nonce, device_challenges.c.consumed_at.is_(None)
-            ).values(device_id=signer.id, approved_at=now, consumed_at=now)).rowcount
-            if used != 1:
-                raise DeviceRefusal("replayed", "this device approval request was already used",
-                                    subject=subject)
-            approved_by = f"device:{signer.id}"
-            self._switch(conn, subject, pending.id, approved_by, now, retire=signer.id)
-            return self._reloaded(conn, pending.id), signer.id
-
-        device, old = self._run(work, failure="DEVICE_APPROVAL_ERROR", object=challenge_ref(nonce))
-        self._approved(device, old)
-        return device
-
-    def approve_with_chip(self, subject: str, device_id: str,
-                          chip: VerifiedChip | PassiveAuthReport) -> Device:
-        """Activate the pending device ``device_id`` after a chip card read, while its
-        approval request is live (unexpired, unused). The caller MUST have run passive
-        authentication on the chip (``chip`` is its verified result, or the
-        :class:`~kyso.authn.passive_auth.PassiveAuthResult` itself, which must have passed);
-        here the DG13 ID number must be the account's. The previous active device, if any, is
-        retired in the same transaction."""
-        check_token(subject, "subject")
-        check_token(device_id, "device id")
-        id_number, ds_serial = chip_facts(chip)
+    def approve_with_device(self, nonce: str, signature: bytes,
+                            signer_device_id: str | None = None, *,
+                            subject: str | None = None) -> Device:
+        """The account's current active device approves the pending device of ``nonce`` by
+        signing :func:`approval_message` (``signer_device_id``: that device; None: whichever
+        is active). With ``subject``, the request must be that account's. The pending device
+        becomes active and the signer retired in one transaction; the nonce is single use."""
+        check_token(nonce, "nonce")
+        if signer_device_id is not None:
+            check_token(signer_device_id, "device id")
+        if subject is not None:
+            check_token(subject, "subject")
         now = self._kyso.now()
+        done = self._run(
+            lambda conn: approve_by_device(conn, nonce, signature, signer_device_id, now, subject),
+            failure="DEVICE_APPROVAL_ERROR", object=challenge_ref(nonce))
+        self._approved(done, method="device-signature")
+        return done.device
 
-        def work(conn: Connection) -> tuple[Device, str | None]:
-            account = self._usable_account(conn, subject)
-            if not hmac.compare_digest(id_number.encode("utf-8"),
-                                       str(account["id_number"]).encode("utf-8")):
-                raise DeviceRefusal("chip-mismatch",
-                                    "the chip card does not belong to this account",
-                                    subject=subject)
-            pending = device_row(conn, device_id)
-            if pending is None or pending.subject != subject:
-                raise DeviceRefusal("unknown-device", "no such device for this account",
-                                    subject=subject, error=IdentityError)
-            if pending.status is not DeviceStatus.PENDING:
-                raise DeviceRefusal("not-pending", "the device is not waiting for approval",
-                                    subject=subject, error=IdentityError)
-            live = conn.execute(sa.select(device_challenges.c.nonce).where(
-                device_challenges.c.target == device_id,
-                device_challenges.c.purpose == ChallengePurpose.APPROVE_DEVICE.value,
-                device_challenges.c.consumed_at.is_(None),
-                device_challenges.c.expires_at > now)).first()
-            if live is None:
-                raise DeviceRefusal("expired", "this device approval request has expired; "
-                                    "request it again", subject=subject)
-            old = conn.execute(sa.select(devices.c.id).where(
-                devices.c.subject == subject, devices.c.status == DeviceStatus.ACTIVE.value)
-            ).scalar()
-            conn.execute(sa.update(device_challenges).where(
-                device_challenges.c.target == device_id,
-                device_challenges.c.purpose == ChallengePurpose.APPROVE_DEVICE.value,
-                device_challenges.c.consumed_at.is_(None)).values(consumed_at=now))
-            self._switch(conn, subject, device_id, f"chip:{ds_serial}", now, retire=old)
-            return self._reloaded(conn, device_id), old
+    def approve_with_chip(self, nonce: str, chip: ChipData, *,
+                          csca: Sequence[x509.Certificate],
+                          crls: Sequence[x509.CertificateRevocationList] = (),
+                          subject: str | None = None, officer: str | None = None) -> Device:
+        """Activate the pending device of ``nonce`` after a read of the holder's chip card.
 
-        device, old = self._run(work, failure="DEVICE_APPROVAL_ERROR", object=f"device:{device_id}")
-        self._approved(device, old)
-        return device
+        ``chip`` is the chip as read (:class:`~kyso.authn.chip.ChipData`; nothing else is
+        accepted) and passive authentication runs here, as level-2 enrolment runs it, against
+        the trusted ``csca`` certificates and their ``crls``: it must pass, the card must not
+        be expired and its DG13 ID number must be the account's. ``subject``: the request must
+        be that account's; ``officer``: who checked the card at the counter (the event's
+        actor; None when the holder's own app read the chip). The account's active device, if
+        any, is retired in the same transaction; ``approved_by`` is ``chip:<DS serial>``."""
+        check_token(nonce, "nonce")
+        if subject is not None:
+            check_token(subject, "subject")
+        officer = check_officer(officer)
+        trusted, revoked = check_trust(csca, crls)
+        now = self._kyso.now()
+        evidence = run_chip_check(chip, csca=trusted, crls=revoked, now=now)
+        actor = f"officer:{officer}" if officer else None
+        done = self._run(lambda conn: approve_by_chip(conn, nonce, evidence, now, subject),
+                         failure="DEVICE_APPROVAL_ERROR", object=challenge_ref(nonce),
+                         actor=actor, officer=officer, method="chip-passive-authentication")
+        self._approved(done, actor=actor, method="chip-passive-authentication",
+                       officer=officer, ds_serial=evidence.ds_serial, csca=evidence.csca,
+                       checks=evidence.checks)
+        return done.device
 
-    @staticmethod
-    def _switch(conn: Connection, subject: str, new_id: str, approved_by: str,
-                now: dt.datetime, *, retire: str | None) -> None:
-        """Retire ``retire`` (the current active device) and activate ``new_id``, each a
-        compare-and-set on the status; the unique index backs it up."""
-        if retire is not None:
-            done = conn.execute(sa.update(devices).where(
-                devices.c.id == retire, devices.c.status == DeviceStatus.ACTIVE.value
-            ).values(status=DeviceStatus.RETIRED.value, retired_at=now)).rowcount
-            if done != 1:
-                raise DeviceRefusal("signer-not-active", "the approving device is no longer "
-                                    "active", subject=subject)
-        done = conn.execute(sa.update(devices).where(
-            devices.c.id == new_id, devices.c.status == DeviceStatus.PENDING.value
-        ).values(status=DeviceStatus.ACTIVE.value, activated_at=now,
-                 approved_by=approved_by)).rowcount
-        if done != 1:
-            raise DeviceRefusal("not-pending", "the requested device is no longer pending",
-                                subject=subject)
-
-    @staticmethod
-    def _reloaded(conn: Connection, device_id: str) -> Device:
-        found = device_row(conn, device_id)
-        assert found is not None
-        return found
-
-    def _approved(self, device: Device, retired: str | None) -> None:
+    def _approved(self, done: Approved, *, actor: str | None = None, **details: Any) -> None:
+        device = done.device
         self._kyso.record(Layer.AUTHN, "DEVICE_APPROVED", Outcome.SUCCESS,
-                          object=f"device:{device.id}", actor=self._actor(device.subject),
-                          subject=device.subject, thumbprint=device.thumbprint,
-                          approved_by=device.approved_by, retired_device=retired)
+                          object=f"device:{device.id}",
+                          actor=actor or self._actor(device.subject),
+                          citizen=self._actor(device.subject), subject=device.subject,
+                          thumbprint=device.thumbprint, approved_by=device.approved_by,
+                          retired_device=done.retired,
+                          **{k: v for k, v in details.items() if v is not None})
 
     # -- reads and retirement -----------------------------------------------------------------
 
@@ -358,7 +298,7 @@ class Devices:
                 device_challenges.c.target == device_id,
                 device_challenges.c.purpose == ChallengePurpose.APPROVE_DEVICE.value,
                 device_challenges.c.consumed_at.is_(None)).values(consumed_at=now))
-            return self._reloaded(conn, device_id)
+            return reloaded(conn, device_id)
 
         device = self._run(work, failure="DEVICE_RETIRE_ERROR", object=f"device:{device_id}")
         self._kyso.record(Layer.AUTHN, "DEVICE_RETIRED", Outcome.SUCCESS,

@@ -12,7 +12,10 @@ device never counts for another.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from enum import StrEnum
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -26,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from kyso.errors import AuthenticationFailedError, AuthnError
 
 __all__ = ["MAX_KEY_BYTES", "ChallengePurpose", "approval_message", "load_device_key",
-           "login_message", "spki_der", "verify_device_signature"]
+           "login_message", "public_key_der", "signature_from_base64", "spki_der",
+           "verify_device_signature"]
 
 MAX_KEY_BYTES = 512  # a P-256 SPKI is 91 bytes (59 compressed)
 _RAW_SIGNATURE_BYTES = 64
@@ -34,6 +38,8 @@ _MAX_DER_SIGNATURE_BYTES = 72
 _MIN_DER_SIGNATURE_BYTES = 8
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _DOMAIN = b"kyso/device-signature/v1\x00"
+_MAX_SIGNATURE_TEXT = 1024
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
 
 
 class ChallengePurpose(StrEnum):
@@ -59,6 +65,54 @@ def load_device_key(spki: bytes) -> ec.EllipticCurvePublicKey:
         kind = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
         raise AuthnError(f"the device key must be EC P-256 (secp256r1), not {kind}")
     return key
+
+
+def public_key_der(data: bytes) -> bytes:
+    """The SubjectPublicKeyInfo DER of a key file's content: PEM ``PUBLIC KEY`` (decoded
+    here) or DER (passed on; :func:`load_device_key` judges it). A private key or another PEM
+    object is refused with :class:`AuthnError`, its content never echoed."""
+    label = _PEM_LABEL.search(data[:4096])
+    if label is None:
+        if not data.startswith(b"\x30"):  # a DER SEQUENCE
+            raise AuthnError("the key file is neither a PEM public key (BEGIN PUBLIC KEY) nor "
+                             "DER (SubjectPublicKeyInfo)")
+        return bytes(data)
+    kind = label.group(1).decode("ascii")
+    if "PRIVATE" in kind:
+        raise AuthnError("the key file holds a private key; give the device's public key "
+                         "(openssl pkey -in key.pem -pubout)")
+    if kind != "PUBLIC KEY":
+        raise AuthnError(f"the key file holds a PEM {kind}, not a PUBLIC KEY "
+                         "(SubjectPublicKeyInfo)")
+    try:
+        key = serialization.load_pem_public_key(bytes(data))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise AuthnError("the key file is not a valid PEM public key (or its point is not on "
+                         "the curve)") from None
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def signature_from_base64(text: bytes) -> bytes:
+    """A signature written as base64 (standard or URL-safe alphabet, padding optional,
+    whitespace and line breaks ignored); :class:`AuthnError` if it is not base64 text. What
+    the bytes are is judged when the signature is verified."""
+    if len(text) > _MAX_SIGNATURE_TEXT:
+        raise AuthnError(f"the signature must be at most {_MAX_SIGNATURE_TEXT} characters of "
+                         "base64")
+    try:
+        compact = "".join(bytes(text).decode("ascii").split())
+    except UnicodeDecodeError:
+        raise AuthnError("the signature is not base64 text (encode a binary signature with "
+                         "base64)") from None
+    compact = compact.rstrip("=").translate(str.maketrans("-_", "+/"))
+    if not compact:
+        raise AuthnError("the signature is empty")
+    try:
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise AuthnError("the signature is not base64 text (encode a binary signature with "
+                         "base64)") from None
 
 
 def spki_der(key: ec.EllipticCurvePublicKey) -> bytes:
