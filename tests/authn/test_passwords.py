@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter
+from importlib import resources
 from typing import Any
 
 import argon2
 import pytest
 
+from kyso.authn import passwords
 from kyso.authn.passwords import (
+    COMMON_PASSWORDS_FILE,
     NIST_AAL2,
     OWASP,
     RFC9106_LOW_MEMORY,
@@ -18,6 +21,7 @@ from kyso.authn.passwords import (
     HashParams,
     PasswordHasher,
     PolicyRule,
+    blocklist,
     check_password,
     hash_params,
     password_policy,
@@ -129,6 +133,62 @@ def test_length_counts_code_points_of_the_nfkc_form() -> None:
 def test_nist_refuses_blocklisted_passwords_with_case_diacritics_spaces_and_leet(
         password: str) -> None:
     assert PolicyRule.BLOCKLIST in rules(password)
+
+
+def _common_passwords() -> list[str]:
+    """The shipped data file's entries, most common first (read here, not through the code)."""
+    text = resources.files("kyso.authn").joinpath("data", COMMON_PASSWORDS_FILE).read_text("utf-8")
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_the_blocklist_holds_at_least_ten_thousand_common_passwords() -> None:
+    common = _common_passwords()
+    assert len(common) >= 10_000
+    assert len(set(common)) == len(common)
+    assert set(common) <= blocklist()
+    assert len(blocklist()) >= 10_000
+    assert {"matkhau123", "anhyeuem", "vneid123"} <= blocklist()  # kyso's own list stays
+
+
+def test_the_common_passwords_file_is_folded_and_carries_its_licence() -> None:
+    common = _common_passwords()
+    assert all(passwords._fold(w) == w for w in common)  # no folding is needed at load time
+    text = resources.files("kyso.authn").joinpath("data", COMMON_PASSWORDS_FILE).read_text("utf-8")
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert any("zxcvbn" in line for line in header)
+    assert "# MIT License" in header
+    assert any("Permission is hereby granted" in line for line in header)
+
+
+def test_the_blocklist_is_read_once() -> None:
+    assert blocklist() is blocklist()
+
+
+@pytest.mark.parametrize(("password", "core"), [
+    ("jellybean", "jellybean"), ("Nightwish", "nightwish"), ("Skateboard2024!", "skateboard")])
+def test_nist_refuses_a_mid_frequency_common_password_the_old_list_lacked(
+        password: str, core: str) -> None:
+    common = _common_passwords()
+    assert 1000 < common.index(core) < 10_000  # neither a top-1000 password nor a rarity
+    assert core not in passwords._BLOCKLIST_TEXT.split()  # not one of the old 377
+    assert rules(password) == {PolicyRule.BLOCKLIST}
+    with pytest.raises(PasswordPolicyError) as caught:
+        require_password_policy(password, "nist-aal2")
+    message = str(caught.value)
+    assert "blocklist (a commonly used password)" in message
+    assert password not in message
+
+
+def test_vneid_compat_refuses_a_common_password_that_meets_the_composition_rule() -> None:
+    assert rules("Skateboard1!", "vneid-compat") == {PolicyRule.BLOCKLIST}
+
+
+@pytest.mark.parametrize("password", [
+    "correct horse battery staple", "purple-otter-drives-slowly", "tre xanh bên lũy làng",
+    "Phở bò tái nạm gầu gân 2026", VIETNAMESE, "xk9mq2vt-lwp-rz",
+])
+def test_strong_passphrases_are_not_on_the_larger_blocklist(password: str) -> None:
+    assert check_password(password, NIST_AAL2, context=CONTEXT).ok
 
 
 @pytest.mark.parametrize("password", [

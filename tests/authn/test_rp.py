@@ -10,11 +10,13 @@ import hashlib
 import hmac
 import http.server
 import json
+import socket
 import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import introspect_support
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -24,9 +26,12 @@ from fastapi import Depends, FastAPI
 from conftest import audit_events, audit_text
 from kyso.authn.acr import ACR_LEVEL_1, ACR_LEVEL_2, EIDAS_SUBSTANTIAL
 from kyso.authn.keys import KeySet, public_jwk
+from kyso.authn.oidc import Provider
 from kyso.authn.registry import Level
 from kyso.authn.rp import (
     InsufficientLevelError,
+    IntrospectionClient,
+    IntrospectionError,
     RelyingParty,
     TokenVerifier,
     VerifiedToken,
@@ -37,6 +42,7 @@ from kyso.authn.tokens import MAX_TOKEN_BYTES, TokenType, UnknownKeyError, issue
 from kyso.clock import FrozenClock
 from kyso.context import Kyso
 from kyso.errors import TokenError
+from kyso.server.app import create_app
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what the venv has
     warnings.simplefilter("ignore")
@@ -566,3 +572,243 @@ def test_dependency_answers_level1_token_with_rfc9470_step_up(api: TestClient, k
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith('Bearer error="insufficient_user_authentication"')
     assert f'acr_values="{ACR_LEVEL_2}"' in challenge
+
+
+# --- online revocation check: IntrospectionClient (RFC 7662) ------------------------------------
+
+
+@pytest.fixture
+def provider_http(kyso: Kyso, keys: KeySet) -> Iterator[TestClient]:
+    """The provider's own HTTP app (POST /introspect) on the test client."""
+    app = create_app(kyso.settings, kyso=kyso, keys=keys, issuer=ISSUER)
+    with TestClient(app, base_url=ISSUER) as client:
+        yield client
+
+
+@pytest.fixture
+def rp_provider(provider_http: TestClient) -> Provider:
+    provider: Provider = provider_http.app.state.provider  # type: ignore[attr-defined]
+    return provider
+
+
+@pytest.fixture
+def parties(rp_provider: Provider) -> introspect_support.Clients:
+    return introspect_support.register_clients(rp_provider)
+
+
+@pytest.fixture
+def minted(rp_provider: Provider, parties: introspect_support.Clients,
+           kyso: Kyso) -> introspect_support.Minted:
+    return introspect_support.mint(rp_provider, parties, introspect_support.make_citizen(kyso))
+
+
+def online(keys: KeySet, clock: FrozenClock, http: TestClient, secret: str,
+           client_id: str = introspect_support.API) -> TokenVerifier:
+    return TokenVerifier(ISSUER, keys, clock, introspection=IntrospectionClient(
+        ISSUER + "/introspect", client_id, secret, http=http))
+
+
+def test_offline_verification_stays_the_default_and_cannot_see_a_revocation(
+        provider_http: TestClient, rp_provider: Provider, parties: introspect_support.Clients,
+        minted: introspect_support.Minted, rp: TokenVerifier) -> None:
+    assert rp.introspection is None
+    introspect_support.reuse_code(rp_provider, parties, minted)
+    assert rp.verify(minted.access_token, audience=introspect_support.API).level == 2
+
+
+def test_introspection_refuses_a_token_revoked_by_code_reuse(
+        provider_http: TestClient, rp_provider: Provider, parties: introspect_support.Clients,
+        minted: introspect_support.Minted, keys: KeySet, clock: FrozenClock) -> None:
+    verifier = online(keys, clock, provider_http, parties.secrets[introspect_support.API])
+    token = verifier.verify(minted.access_token, audience=introspect_support.API,
+                            min_level=Level.TWO)
+    assert token.client_id == introspect_support.PORTAL
+    introspect_support.reuse_code(rp_provider, parties, minted)
+    with pytest.raises(TokenError, match="no longer active") as caught:
+        verifier.verify(minted.access_token, audience=introspect_support.API)
+    assert not isinstance(caught.value, IntrospectionError)
+
+
+def test_id_tokens_are_verified_offline_only(
+        provider_http: TestClient, minted: introspect_support.Minted, keys: KeySet,
+        clock: FrozenClock) -> None:
+    # A wrong secret would make any introspection fail: none happens for an ID token.
+    verifier = online(keys, clock, provider_http, "not-the-secret")
+    token = verifier.verify(minted.id_token, audience=introspect_support.PORTAL,
+                            token_type=TokenType.ID, access_token=minted.access_token)
+    assert token.token_type is TokenType.ID
+
+
+def test_refused_client_credentials_are_a_clear_introspection_error(
+        provider_http: TestClient, minted: introspect_support.Minted, keys: KeySet,
+        clock: FrozenClock) -> None:
+    verifier = online(keys, clock, provider_http, "not-the-secret")
+    with pytest.raises(IntrospectionError, match="refused this service's client credentials"):
+        verifier.verify(minted.access_token, audience=introspect_support.API)
+
+
+def test_client_ids_and_secrets_are_form_encoded_for_basic(
+        provider_http: TestClient, rp_provider: Provider, minted: introspect_support.Minted, keys: KeySet,
+        clock: FrozenClock) -> None:
+    new = rp_provider.clients.add("svc:records", "Records", [introspect_support.REDIRECT],
+                                  audiences=[introspect_support.API], confidential=True)
+    assert new.secret is not None
+    verifier = online(keys, clock, provider_http, new.secret, client_id="svc:records")
+    assert verifier.verify(minted.access_token, audience=introspect_support.API).level == 2
+
+
+def test_the_client_secret_stays_out_of_repr() -> None:
+    client = IntrospectionClient("https://id.example/introspect", "svc", "s3cr3t-value")
+    assert "s3cr3t" not in repr(client)
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://id.thainguyen.gov.vn/introspect", "plain http"),
+    ("http://10.0.0.5/introspect", "plain http"),
+    ("ftp://id.example/introspect", "https"),
+    ("https://user:pw@id.example/introspect", "user info"),
+    ("introspect", "https"),
+    ("https://id.example:99999/introspect", "not a valid URL"),
+    ("", "at most 2048"),
+])
+def test_the_introspection_url_must_be_https_or_loopback_http(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        IntrospectionClient(url, "svc", "secret")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"client_id": ""}, "client_id"), ({"client_secret": ""}, "confidential"),
+    ({"timeout": 0}, "timeout"), ({"timeout": True}, "timeout"), ({"timeout": 500}, "timeout"),
+])
+def test_introspection_client_settings_are_checked(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"url": "http://127.0.0.1:1/introspect", "client_id": "svc",
+                            "client_secret": "secret", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        IntrospectionClient(**args)
+
+
+def test_introspection_must_be_an_introspection_client(keys: KeySet, clock: FrozenClock) -> None:
+    with pytest.raises(TypeError, match="IntrospectionClient"):
+        TokenVerifier(ISSUER, keys, clock, introspection="https://id.example/introspect")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def odd_endpoint() -> Iterator[str]:
+    """A loopback HTTP server answering POSTs the way a broken endpoint might."""
+    answers: dict[str, tuple[int, bytes]] = {
+        "/not-json": (200, b"hello"),
+        "/no-active": (200, b'{"scope": "openid"}'),
+        "/string-active": (200, b'{"active": "true"}'),
+        "/big": (200, b'{"active": false, "pad": "' + b"x" * 70_000 + b'"}'),
+        "/moved": (302, b""),
+        "/broken": (500, b'{"error": "server_error"}'),
+        "/someone-else": (200, json.dumps({"active": True, "sub": "u-other",
+                                           "client_id": CLIENT}).encode()),
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status, body = answers.get(self.path, (404, b""))
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", "/no-active")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("path", "error", "message"), [
+    ("/not-json", IntrospectionError, "not an RFC 7662 response"),
+    ("/no-active", IntrospectionError, "not an RFC 7662 response"),
+    ("/string-active", IntrospectionError, "not an RFC 7662 response"),
+    ("/big", IntrospectionError, "larger than"),
+    ("/moved", IntrospectionError, "HTTP 302"),
+    ("/broken", IntrospectionError, r"HTTP 500 \(server_error\)"),
+    ("/nowhere", IntrospectionError, "HTTP 404"),
+    ("/someone-else", TokenError, "about another token"),
+])
+def test_an_unusable_answer_refuses_the_token_with_a_clear_error(
+        odd_endpoint: str, keys: KeySet, clock: FrozenClock, path: str, error: type[Exception],
+        message: str) -> None:
+    with IntrospectionClient(odd_endpoint + path, "svc", "secret", timeout=5) as client:
+        verifier = TokenVerifier(ISSUER, keys, clock, introspection=client)
+        with pytest.raises(error, match=message):
+            verifier.verify(access(keys, clock), audience=API)
+
+
+def test_a_silent_endpoint_times_out(keys: KeySet, clock: FrozenClock) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/introspect"
+        with IntrospectionClient(url, "svc", "secret", timeout=0.3) as client:
+            verifier = TokenVerifier(ISSUER, keys, clock, introspection=client)
+            with pytest.raises(IntrospectionError, match=r"timed out after 0\.3 s"):
+                verifier.verify(access(keys, clock), audience=API)
+
+
+def test_an_unreachable_endpoint_is_an_introspection_error(keys: KeySet,
+                                                          clock: FrozenClock) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with IntrospectionClient(f"http://127.0.0.1:{port}/introspect", "svc", "s") as client, \
+            pytest.raises(IntrospectionError, match="failed: ConnectError"):
+        TokenVerifier(ISSUER, keys, clock, introspection=client).verify(
+            access(keys, clock), audience=API)
+
+
+def test_the_dependency_answers_503_when_the_provider_cannot_be_asked(
+        keys: KeySet, clock: FrozenClock) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = IntrospectionClient(f"http://127.0.0.1:{port}/introspect", "svc", "s")
+    verifier = TokenVerifier(ISSUER, keys, clock, introspection=client)
+    app = FastAPI()
+    records_dep = Depends(require_token(verifier, audience=API))
+
+    @app.get("/records")
+    def records(token: VerifiedToken = records_dep) -> dict[str, Any]:
+        return {"sub": token.subject}
+
+    with TestClient(app, raise_server_exceptions=False) as api:
+        response = api.get("/records", headers={"Authorization": f"Bearer {access(keys, clock)}"})
+    client.close()
+    assert response.status_code == 503
+    assert "token introspection" in response.json()["detail"]
+    assert response.headers["retry-after"] == "5"
+
+
+def test_the_dependency_answers_401_for_a_revoked_token(
+        provider_http: TestClient, rp_provider: Provider, parties: introspect_support.Clients,
+        minted: introspect_support.Minted, keys: KeySet, clock: FrozenClock) -> None:
+    verifier = online(keys, clock, provider_http, parties.secrets[introspect_support.API])
+    app = FastAPI()
+    records_dep = Depends(require_token(verifier, audience=introspect_support.API))
+
+    @app.get("/records")
+    def records(token: VerifiedToken = records_dep) -> dict[str, Any]:
+        return {"level": int(token.level)}
+
+    with TestClient(app, raise_server_exceptions=False) as api:
+        headers = {"Authorization": f"Bearer {minted.access_token}"}
+        assert api.get("/records", headers=headers).json() == {"level": 2}
+        introspect_support.reuse_code(rp_provider, parties, minted)
+        response = api.get("/records", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')

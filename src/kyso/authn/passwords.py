@@ -12,6 +12,12 @@ Policies (a check returns a :class:`PasswordReport`; :func:`require_password_pol
   when on the blocklist, repetitive or sequential, or made of context words (the service, the
   user's ID number, phone and name parts).
 
+The blocklist (:func:`blocklist`, both policies) is the 30,000 most common passwords of
+zxcvbn's frequency list (MIT; ``kyso/authn/data/common-passwords.txt``, attribution in its
+header) plus kyso's own Vietnamese favourites, read once on first use into a frozenset. A
+password is on it when its folded form (case, diacritics and spaces removed), its leet reading,
+or its core without leading and trailing digits and symbols is.
+
 Every password is NFKC-normalised before it is checked or hashed, and length counts code
 points of that form, so a Vietnamese password typed composed or decomposed, or digits typed
 full-width, verify the same.
@@ -25,12 +31,14 @@ after a successful login (:attr:`PasswordMatch.new_hash`).
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from importlib import resources
 from itertools import pairwise
 from typing import Any
 
@@ -297,7 +305,7 @@ def _blocklisted(folded: str) -> bool:
     candidates = {folded, folded.translate(_LEET)}
     if len(stem) >= 4:
         candidates |= {stem, stem.translate(_LEET)}
-    return not candidates.isdisjoint(BLOCKLIST)
+    return not candidates.isdisjoint(blocklist())
 
 
 _KEYBOARD_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm", "qazwsxedcrfvtgbyhnujmikolp")
@@ -352,8 +360,9 @@ def _from_context(folded: str, context: Iterable[str], min_length: int) -> bool:
     return len(rest) < min_length or _blocklisted(rest) or _trivial(rest)
 
 
-# A compact blocklist: the most common passwords of public breach-frequency lists (lower-case
-# forms; checks fold case, diacritics, spaces and leet), plus Vietnamese favourites.
+# kyso's own part of the blocklist: passwords common in Vietnam and words of the service, with
+# the most common passwords of public breach-frequency lists it started with (lower-case forms;
+# checks fold case, diacritics, spaces and leet). The bulk comes from COMMON_PASSWORDS_FILE.
 _BLOCKLIST_TEXT = """
 123456 1234567 12345678 123456789 1234567890 0123456789 01234567 987654321 9876543210 87654321
 111111 1111111 11111111 000000 0000000 00000000 22222222 33333333 44444444 55555555 66666666
@@ -391,4 +400,14 @@ minhanh ngocanh tuananh hoanganh ducanh vietanh quanganh phuonganh thuytien
 vneid vneid123 vneid1234 dichvucong congan bocongan cancuoc cancuoccongdan cccd cmnd
 chinhphu ubnd motcua kyso kyso123 dinhdanh dinhdanhdientu chuky chukyso
 """
-BLOCKLIST: frozenset[str] = frozenset(_fold(w) for w in _BLOCKLIST_TEXT.split())
+COMMON_PASSWORDS_FILE = "common-passwords.txt"  # in kyso/authn/data/
+
+
+@functools.cache
+def blocklist() -> frozenset[str]:
+    """Every blocked password, in folded form: the common-passwords data file (one per line,
+    already folded; ``#`` starts a comment line) and kyso's own list. Read on first use, once
+    per process."""
+    text = resources.files("kyso.authn").joinpath("data", COMMON_PASSWORDS_FILE).read_text("utf-8")
+    common = (line for line in text.splitlines() if line and not line.startswith("#"))
+    return frozenset((*common, *(_fold(w) for w in _BLOCKLIST_TEXT.split())))

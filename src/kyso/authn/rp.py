@@ -17,6 +17,15 @@ relying party must check itself (domain §3: ``acr_values`` can be edited in the
 - the roles (``roles``, and Keycloak's ``realm_access.roles``) must be lists of strings; with
   ``role=``, a token without that role raises :class:`InsufficientRoleError`.
 
+Offline verification cannot see a revocation (a reused authorization code revokes the tokens
+issued from it; a client can be disabled, an account locked). A service that must honour one at
+once gives the verifier an :class:`IntrospectionClient` (``introspection=``): after every offline
+check passed, an access token is also sent to the provider's RFC 7662 endpoint, and refused
+unless it is still active there for the same subject and client. The endpoint's failure
+(timeout, network, HTTP error, refused credentials, an answer that is not RFC 7662) is an
+:class:`IntrospectionError`: the token is refused, never accepted unchecked. Without
+``introspection`` nothing changes: no network, the offline path only.
+
 :func:`require_token` wraps a verifier as a FastAPI dependency: ``Authorization: Bearer …``
 (exactly one header, scheme case-insensitive) → :class:`VerifiedToken`; anything wrong → 401
 with ``WWW-Authenticate: Bearer error="invalid_token"`` or, for too low a level,
@@ -27,8 +36,11 @@ traceback is ever echoed.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +49,7 @@ from typing import TYPE_CHECKING, Any, cast
 from kyso.authn.acr import acr_for, level_of
 from kyso.authn.keys import MAX_LEEWAY, KeySet
 from kyso.authn.registry import Level
-from kyso.authn.rp_keys import KeySource, PublicKeySet, RemoteJwks, StaticKeys
+from kyso.authn.rp_keys import KeySource, PublicKeySet, RemoteJwks, StaticKeys, is_loopback
 from kyso.authn.tokens import (
     DEFAULT_LEEWAY,
     MAX_TOKEN_BYTES,
@@ -51,6 +63,7 @@ from kyso.clock import Clock
 from kyso.errors import TokenError
 
 if TYPE_CHECKING:
+    import httpx
     from starlette.requests import Request
 
     from kyso.context import Kyso
@@ -58,6 +71,8 @@ if TYPE_CHECKING:
 __all__ = [
     "InsufficientLevelError",
     "InsufficientRoleError",
+    "IntrospectionClient",
+    "IntrospectionError",
     "RelyingParty",
     "TokenVerifier",
     "VerifiedToken",
@@ -151,6 +166,141 @@ class VerifiedToken:
         }
 
 
+class IntrospectionError(TokenError):
+    """The provider's introspection endpoint gave no usable answer, so the token's status is
+    unknown and it is refused (fail closed); :func:`require_token` answers 503."""
+
+
+MAX_INTROSPECTION_BYTES = 64 * 1024
+DEFAULT_INTROSPECTION_TIMEOUT = 5.0
+
+
+def _check_introspection_url(url: object) -> str:
+    if not isinstance(url, str) or not 0 < len(url) <= 2048:
+        raise ValueError("introspection URL must be a URL of at most 2048 characters")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("introspection URL is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError("introspection URL must be an absolute https URL")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ValueError("introspection URL over plain http is refused except to a loopback "
+                         "address: the client secret would travel in clear; use https")
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise ValueError("introspection URL must not carry user info or a fragment")
+    return url
+
+
+class IntrospectionClient:
+    """A backend service's client of the provider's token introspection endpoint (RFC 7662),
+    authenticated as a confidential client with HTTP Basic (``client_secret_basic``).
+
+    ``url``: the endpoint (``introspection_endpoint`` of the discovery document), https — or
+    http to a loopback address. ``timeout``: seconds to connect, and then between bytes of the
+    answer. ``http``: an :class:`httpx.Client` to send through (a shared connection pool, a
+    test client), whose own timeout settings then apply; by default one is made on first use
+    and closed by :meth:`close`. Redirects are not followed."""
+
+    def __init__(self, url: str, client_id: str, client_secret: str, *,
+                 timeout: float = DEFAULT_INTROSPECTION_TIMEOUT,
+                 http: httpx.Client | None = None) -> None:
+        self.url = _check_introspection_url(url)
+        if not isinstance(client_id, str) or not client_id:
+            raise ValueError("client_id must be a non-empty string")
+        if not isinstance(client_secret, str) or not client_secret:
+            raise ValueError("client_secret must be a non-empty string (introspection is for "
+                             "confidential clients)")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+                0 < timeout <= 120):
+            raise ValueError("timeout must be between 0 and 120 seconds")
+        self.client_id = client_id
+        self.timeout = float(timeout)
+        pair = f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(client_secret, safe='')}"
+        # RFC 6749 §2.3.1: both form-encoded, then Basic.
+        self._authorization = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        self._http = http
+        self._owned = http is None
+
+    def __repr__(self) -> str:
+        return f"IntrospectionClient(url={self.url!r}, client_id={self.client_id!r})"
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(timeout=self.timeout, follow_redirects=False)
+        return self._http
+
+    def close(self) -> None:
+        """Close the HTTP client this object made (not one it was given)."""
+        if self._owned and self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def __enter__(self) -> IntrospectionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def introspect(self, token: str, *,
+                   token_type_hint: str | None = "access_token",  # noqa: S107 - a type name
+                   ) -> dict[str, Any]:
+        """The endpoint's answer: a JSON object whose ``active`` is a boolean;
+        :class:`IntrospectionError` naming the problem otherwise."""
+        import httpx
+
+        where = urllib.parse.urlsplit(self.url).netloc
+        form = {"token": token}
+        if token_type_hint:
+            form["token_type_hint"] = token_type_hint
+        try:
+            response = self._client().post(
+                self.url, data=form, follow_redirects=False,
+                headers={"Authorization": self._authorization, "Accept": "application/json"})
+        except httpx.TimeoutException:
+            raise IntrospectionError(f"token introspection at {where} timed out after "
+                                     f"{self.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise IntrospectionError(f"token introspection at {where} failed: "
+                                     f"{type(exc).__name__}") from None
+        body = response.content
+        if len(body) > MAX_INTROSPECTION_BYTES:
+            raise IntrospectionError(f"token introspection at {where}: the answer is larger "
+                                     f"than {MAX_INTROSPECTION_BYTES} bytes")
+        try:
+            answer = json.loads(body)
+        except (ValueError, RecursionError):
+            answer = None
+        error = answer.get("error") if isinstance(answer, dict) else None
+        code = error[:64] if isinstance(error, str) else ""
+        if response.status_code == 401 or code == "invalid_client":
+            raise IntrospectionError(f"token introspection at {where} refused this service's "
+                                     f"client credentials (invalid_client): check the client "
+                                     f"id and secret, and that the client is confidential")
+        if response.status_code != 200:
+            raise IntrospectionError(f"token introspection at {where} answered HTTP "
+                                     f"{response.status_code}" + (f" ({code})" if code else ""))
+        if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
+            raise IntrospectionError(f"token introspection at {where} answered something that "
+                                     f"is not an RFC 7662 response")
+        return answer
+
+    def check(self, token: str, verified: VerifiedToken) -> None:
+        """That the provider still holds ``token`` (already verified offline as ``verified``)
+        active for the same subject and client; :class:`TokenError` (not active, or an answer
+        about someone else) or :class:`IntrospectionError` otherwise."""
+        answer = self.introspect(token)
+        if answer["active"] is not True:
+            raise TokenError("the provider reports the token is no longer active (revoked, "
+                             "expired, or its client or account disabled)")
+        if answer.get("sub") != verified.subject or answer.get("client_id") != verified.client_id:
+            raise TokenError("the provider's introspection answer is about another token")
+
+
 def _max_age(max_age: dt.timedelta | int | None) -> dt.timedelta | None:
     if isinstance(max_age, bool) or not isinstance(max_age, int | dt.timedelta | None):
         raise ValueError("max_age must be a number of seconds or a timedelta")
@@ -204,10 +354,13 @@ class TokenVerifier:
     """Verifies tokens of one issuer for a relying party (see the module docstring).
 
     ``audit``, when given, records one ``INTROSPECT_TOKEN`` / ``INTROSPECT_TOKEN_ERROR`` event
-    per decision (actor: the subject's pseudonym; never the token or the subject)."""
+    per decision (actor: the subject's pseudonym; never the token or the subject).
+    ``introspection``, when given, also asks the provider online whether an access token is
+    still active, once every offline check passed (ID tokens are not introspected)."""
 
     def __init__(self, issuer: str, keys: KeySet | VerificationKeys | KeySource, clock: Clock, *,
-                 leeway: dt.timedelta = DEFAULT_LEEWAY, audit: Kyso | None = None) -> None:
+                 leeway: dt.timedelta = DEFAULT_LEEWAY, audit: Kyso | None = None,
+                 introspection: IntrospectionClient | None = None) -> None:
         if not isinstance(issuer, str) or not issuer:
             raise ValueError("issuer must be a non-empty string")
         if not dt.timedelta(0) <= leeway <= MAX_LEEWAY:
@@ -217,6 +370,9 @@ class TokenVerifier:
         self._clock = clock
         self._leeway = leeway
         self._audit = audit
+        if introspection is not None and not isinstance(introspection, IntrospectionClient):
+            raise TypeError("introspection must be an IntrospectionClient")
+        self.introspection = introspection
 
     @classmethod
     def from_jwks(cls, issuer: str, jwks: Mapping[str, Any] | str | bytes, clock: Clock,
@@ -240,7 +396,8 @@ class TokenVerifier:
                access_token: str | None = None, role: str | None = None) -> VerifiedToken:
         """The verified token, or :class:`TokenError` naming the first problem
         (:class:`InsufficientLevelError` when only the level or freshness falls short,
-        :class:`InsufficientRoleError` when the token lacks ``role``). An ID token carrying
+        :class:`InsufficientRoleError` when the token lacks ``role``; with ``introspection``,
+        :class:`IntrospectionError` when the provider could not be asked). An ID token carrying
         ``at_hash`` verifies only with the ``access_token`` it came with."""
         try:
             result = self._verify(token, audience, Level(min_level), TokenType(token_type),
@@ -248,6 +405,8 @@ class TokenVerifier:
             if role is not None and not result.has_role(role):
                 raise InsufficientRoleError(f"the token does not carry the {role} role",
                                             role=role)
+            if self.introspection is not None and result.token_type is TokenType.ACCESS:
+                self.introspection.check(token, result)
         except TokenError as exc:
             self._record(None, exc, audience)
             raise
@@ -376,7 +535,8 @@ def require_token(verifier: TokenVerifier, *, audience: str, min_level: Level = 
     """A FastAPI dependency: ``token: VerifiedToken = Depends(require_token(rp, audience=…,
     min_level=Level.TWO, role="auditor"))``. Refusals are 401 with an RFC 6750 / RFC 9470
     ``WWW-Authenticate`` challenge, or 403 ``insufficient_scope`` for a valid token without
-    ``role``; the body names the problem, never the token."""
+    ``role``, or 503 when the verifier's introspection endpoint could not be asked; the body
+    names the problem, never the token."""
     from fastapi import HTTPException
     from starlette.requests import Request as RuntimeRequest
 
@@ -398,6 +558,8 @@ def require_token(verifier: TokenVerifier, *, audience: str, min_level: Level = 
         except InsufficientLevelError as exc:
             raise HTTPException(401, detail=str(exc),
                                 headers={"WWW-Authenticate": exc.www_authenticate}) from None
+        except IntrospectionError as exc:  # the provider is unreachable: not the caller's fault
+            raise HTTPException(503, detail=str(exc), headers={"Retry-After": "5"}) from None
         except TokenError as exc:
             raise HTTPException(401, detail=str(exc), headers={
                 "WWW-Authenticate": invalid_token_challenge(exc)}) from None

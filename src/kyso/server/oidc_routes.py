@@ -3,6 +3,8 @@ the store and argon2 block), render. Protocol errors follow the specs: before th
 redirect URI are verified an HTML error page, afterwards a redirect with ``error`` (RFC 6749
 §4.1.2.1); the token endpoint answers JSON (§5.2; 401 + ``WWW-Authenticate`` for
 ``invalid_client``), userinfo RFC 6750 §3.1; token responses are ``Cache-Control: no-store``.
+Token introspection (RFC 7662, :mod:`kyso.authn.oidc_introspect`) authenticates its callers and
+answers its errors exactly as the token endpoint does.
 """
 
 from __future__ import annotations
@@ -15,12 +17,21 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from kyso.authn import oidc_qr
+from kyso.authn import oidc_introspect, oidc_qr
 from kyso.authn.oidc import ENDPOINTS, Provider
 from kyso.authn.oidc_flow import FlowResult
 from kyso.authn.oidc_requests import OidcError, pick_lang
 from kyso.authn.oidc_tokens import BearerError, Origin, TokenEndpointError
-from kyso.server.forms import MAX_FORM, BadRequestError, Params, form_params, query_params
+from kyso.authn.tokens import MAX_TOKEN_BYTES
+from kyso.server.api import error_responses
+from kyso.server.forms import (
+    FORM_TYPE,
+    MAX_FORM,
+    BadRequestError,
+    Params,
+    form_params,
+    query_params,
+)
 from kyso.server.options import AppOptions
 from kyso.server.pages import COOKIE, error_page, render
 
@@ -193,6 +204,48 @@ async def token(request: Request) -> Response:
     except TokenEndpointError as exc:
         return _token_error(exc)
     return JSONResponse(body, headers=NO_STORE)
+
+
+_INTROSPECTION_BODY = {"requestBody": {"required": True, "content": {FORM_TYPE: {"schema": {
+    "type": "object", "required": ["token"],
+    "properties": {
+        "token": {"type": "string", "maxLength": MAX_TOKEN_BYTES,
+                  "description": "The access token to check"},
+        "token_type_hint": {"type": "string", "maxLength": oidc_introspect.MAX_HINT,
+                            "description": "access_token (kyso issues no other kind)"},
+        "client_id": {"type": "string", "description": "client_secret_post: the client id"},
+        "client_secret": {"type": "string",
+                          "description": "client_secret_post: the client secret"}}}}}}}
+
+
+@router.post(
+    oidc_introspect.INTROSPECTION_PATH, tags=["oidc"], summary="Token introspection (RFC 7662)",
+    description="Whether an access token is still active (not expired, revoked, or issued to a "
+                "disabled client or a locked account), for a confidential client authenticated "
+                "as at the token endpoint (HTTP Basic or client_id + client_secret in the form). "
+                "A token that is not active, or is meant for another audience, gets "
+                '`{"active": false}` and nothing else.',
+    openapi_extra=_INTROSPECTION_BODY,
+    responses={200: {"description": '`{"active": false}`, or `active: true` with scope, '
+                                    "client_id, sub, aud, iss, exp, iat, token_type, acr and "
+                                    "auth_time"},
+               **error_responses(400, 401, described={
+                   400: "invalid_request: a parameter missing, repeated or too long; a body "
+                        "that is not form-encoded or over the size limit",
+                   401: "invalid_client: no or wrong client authentication, an unknown or "
+                        "disabled client, or a public client (WWW-Authenticate: Basic)"})})
+async def introspect(request: Request) -> Response:
+    try:
+        form = await form_params(request, limit=MAX_TOKEN_FORM)
+    except BadRequestError as exc:
+        return _token_error(exc)
+    try:
+        answer: oidc_introspect.Introspection = await run_in_threadpool(
+            oidc_introspect.introspect, provider_of(request).tokens, form,
+            request.headers.get("authorization"), origin_of(request))
+    except TokenEndpointError as exc:
+        return _token_error(exc)
+    return JSONResponse(answer.to_dict(), headers=NO_STORE)
 
 
 @router.get(ENDPOINTS["userinfo_endpoint"], operation_id="userinfo_get")
