@@ -12,8 +12,9 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_API_PREFIXES = ("/device/", "/token", "/userinfo", "/jwks", "/.well-known/", "/ocsp/", "/crl/",
-                 "/crt/", "/tsa", "/api/", "/csc/", "/health", "/ready", "/openapi.json")
+_API_PREFIXES = ("/device/", "/token", "/introspect", "/userinfo", "/jwks", "/.well-known/",
+                 "/ocsp/", "/crl/", "/crt/", "/tsa", "/api/", "/csc/", "/health", "/ready",
+                 "/openapi.json")
 _COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
 
