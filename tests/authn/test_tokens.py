@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from jose import jwt as jose_jwt
 from jose.backends.ecdsa_backend import ECDSAECKey
 
 import kyso.authn.tokens as tokens_module
@@ -263,7 +264,7 @@ def pem_and_der(keys: KeySet) -> list[bytes]:
             public.public_bytes(serialization.Encoding.DER, spki),
             public.public_bytes(serialization.Encoding.X962,
                                 serialization.PublicFormat.UncompressedPoint),
-            json.dumps(keys.current.public_jwk()).encode("ascii"), b""]
+            json.dumps(keys.current.public_jwk()).encode("ascii")]
 
 
 def test_hs256_forged_with_our_public_key_as_hmac_secret_is_refused(
@@ -273,6 +274,22 @@ def test_hs256_forged_with_our_public_key_as_hmac_secret_is_refused(
             forged = hs_sign(secret, {"alg": alg, "kid": keys.current.kid, "typ": "JWT"}, claims())
             with pytest.raises(TokenError, match=r"symmetric algorithm .* refused"):
                 check(forged, keys, clock)
+
+
+@pytest.mark.parametrize("signature", ["hmac", "empty"])
+def test_hs256_with_an_empty_key_is_refused(keys: KeySet, clock: FrozenClock,
+                                            signature: str) -> None:
+    """The "empty key" forgery: HMAC-SHA-256 under the empty secret (or no signature at all),
+    naming our kid. Bare python-jose given an empty key accepts it; our verify never does."""
+    forged = hs_sign(b"", {"alg": "HS256", "kid": keys.current.kid, "typ": "JWT"}, claims())
+    if signature == "empty":
+        forged = forged.rsplit(".", 1)[0] + "."
+    else:
+        accepted = jose_jwt.decode(forged, "", algorithms=["HS256"], options={
+            "verify_exp": False, "verify_iat": False, "verify_aud": False})
+        assert accepted["sub"] == ID_NUMBER
+    with pytest.raises(TokenError, match="symmetric algorithm HS256 refused"):
+        check(forged, keys, clock)
 
 
 @pytest.mark.parametrize("signature", ["", "AA", b64(bytes(64))])
@@ -304,6 +321,23 @@ def test_missing_or_odd_alg_is_refused(keys: KeySet, clock: FrozenClock, alg: An
                                                                   "typ": "JWT"}
     with pytest.raises(TokenError, match=r"alg|algorithm"):
         check(es_sign(keys.current.private_key, head, claims()), keys, clock)
+
+
+_NO_KID = object()
+
+
+@pytest.mark.parametrize("kid", [_NO_KID, "", 5, None, "x" * 300, ["kid"], {"kid": "x"}],
+                         ids=["missing", "empty", "number", "null", "300 chars", "list", "object"])
+def test_missing_empty_or_odd_kid_is_refused(keys: KeySet, clock: FrozenClock, kid: Any) -> None:
+    """Signed with our own current key: only the kid is wrong, and nothing falls back to
+    "the only key" or "the current key"."""
+    assert check(ours(keys), keys, clock).kid == keys.current.kid  # the same token, our kid
+    head = {name: value for name, value in header(keys).items() if name != "kid"}
+    if kid is not _NO_KID:
+        head["kid"] = kid
+    with pytest.raises(TokenError, match=r"has no kid|unknown or retired key") as refused:
+        check(es_sign(keys.current.private_key, head, claims()), keys, clock)
+    assert "xxxxxxxx" not in str(refused.value)
 
 
 @pytest.mark.parametrize("name", ["jwk", "jku", "x5u", "x5c", "crit"])

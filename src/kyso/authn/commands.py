@@ -14,12 +14,13 @@ from kyso.authn import (
     credential_commands,
     device_commands,
     enrol_commands,
+    key_commands,
     role_commands,
     token_commands,
 )
 
 _MODULES = (enrol_commands, credential_commands, device_commands, client_commands,
-            token_commands, role_commands)
+            key_commands, token_commands, role_commands)
 
 
 @click.group("id")

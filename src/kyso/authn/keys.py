@@ -10,7 +10,12 @@ python-jose; :mod:`kyso.authn.tokens` signs and verifies with these keys.
 On disk a key set is a directory: one encrypted PKCS#8 file per key (``<kid>.key.pem``, PBES2
 with PBKDF2-HMAC-SHA-256, mode 0600, via :mod:`kyso.pki.keys`) and ``token-keys.json``
 (kid, creation and retirement times, the current kid; no secret, still 0600). Loading checks
-that every key file holds exactly the key its kid names.
+that every key file holds exactly the key its kid names; the index alone
+(:func:`read_key_index`) tells each key's state without the passphrase.
+
+:func:`rotate_key_set` rotates the stored set under a lock (``kyso id keys rotate``). A running
+provider holds a :class:`KeyRing`: the stored set, reloaded when its index changes on disk, so
+that a rotation made by the CLI or another node reaches it without a restart.
 """
 
 from __future__ import annotations
@@ -18,18 +23,23 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
+import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kyso.clock import Clock
-from kyso.errors import KeyFileError
+from kyso.errors import KeyFileError, KysoError
 from kyso.files import atomic_write, ensure_private_dir
 from kyso.pki.keys import load_private_key, save_private_key
 from kyso.pki.pkcs8 import DEFAULT_ITERATIONS
@@ -250,9 +260,64 @@ def _time(value: object, where: str) -> dt.datetime:
     return moment
 
 
-def load_key_set(directory: Path, passphrase: str) -> KeySet:
-    """Load the key set saved by :func:`save_key_set`; every key file must hold the key its
-    kid names (KeyFileError), a wrong passphrase raises PassphraseError."""
+class KeyState(StrEnum):
+    CURRENT = "current"  # signs every new token
+    RETIRING = "retiring"  # signs no more; verifies the tokens it signed until they expire
+    RETIRED = "retired"  # its window is over: verifies nothing, dropped at the next rotation
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One key as the index names it: no key material."""
+
+    kid: str
+    created_at: dt.datetime
+    retired_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """A key's state at a moment. ``verifies_until``: when it stops verifying and leaves the
+    JWKS (its last token's expiry plus the largest clock-skew leeway); None while it signs."""
+
+    kid: str
+    created_at: dt.datetime
+    state: KeyState
+    retired_at: dt.datetime | None = None
+    verifies_until: dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kid": self.kid, "state": self.state.value,
+                "created_at": self.created_at.isoformat(),
+                "retired_at": self.retired_at.isoformat() if self.retired_at else None,
+                "verifies_until": self.verifies_until.isoformat() if self.verifies_until else None}
+
+
+@dataclass(frozen=True)
+class KeyIndex:
+    """A stored key set's index (``token-keys.json``), readable without the passphrase."""
+
+    current: str
+    keys: tuple[KeyEntry, ...]
+    max_token_lifetime: dt.timedelta
+
+    def statuses(self, now: dt.datetime) -> tuple[KeyStatus, ...]:
+        """Each key's state at ``now``, by the rule :meth:`KeySet.verification_key` applies."""
+        found = []
+        for key in self.keys:
+            if key.retired_at is None:
+                found.append(KeyStatus(key.kid, key.created_at, KeyState.CURRENT))
+                continue
+            until = key.retired_at + self.max_token_lifetime + MAX_LEEWAY
+            found.append(KeyStatus(key.kid, key.created_at,
+                                   KeyState.RETIRING if now < until else KeyState.RETIRED,
+                                   key.retired_at, until))
+        return tuple(found)
+
+
+def read_key_index(directory: Path) -> KeyIndex:
+    """The index saved by :func:`save_key_set`, checked (KeyFileError naming the problem); the
+    key files are not opened."""
     index_path = directory / KEYSET_FILE
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
@@ -267,27 +332,224 @@ def load_key_set(directory: Path, passphrase: str) -> KeySet:
     if not isinstance(entries, list) or not entries or not isinstance(lifetime, int) or isinstance(
             lifetime, bool):
         raise KeyFileError(f"{index_path} is malformed")
-    keys: list[SigningKey] = []
+    if not 0 < lifetime <= LONGEST_TOKEN_LIFETIME.total_seconds():
+        raise KeyFileError(f"{index_path}: max_token_lifetime_seconds is out of range")
+    keys: list[KeyEntry] = []
     for n, entry in enumerate(entries):
         kid = entry.get("kid") if isinstance(entry, dict) else None
         if not isinstance(kid, str) or not _KID.fullmatch(kid):
             raise KeyFileError(f"{index_path}: key {n} has no valid kid")
+        created = _time(entry.get("created_at"), f"key {n} created_at")
         retired = entry.get("retired_at")
-        try:
-            key = SigningKey(_load_p256(_key_path(directory, kid), passphrase),
-                             created_at=_time(entry.get("created_at"), f"key {n} created_at"),
-                             retired_at=None if retired is None else _time(retired,
-                                                                           f"key {n} retired_at"))
-        except ValueError as exc:
-            raise KeyFileError(f"{index_path}: key {n}: {exc}") from None
-        if key.kid != kid:
-            raise KeyFileError(f"key file {kid}.key.pem does not hold the key its name says")
+        retired = None if retired is None else _time(retired, f"key {n} retired_at")
+        if retired is not None and retired < created:
+            raise KeyFileError(f"{index_path}: key {n} is retired before it was created")
+        keys.append(KeyEntry(kid, created, retired))
+    kids = [key.kid for key in keys]
+    if len(set(kids)) != len(kids):
+        raise KeyFileError(f"{index_path}: a key appears twice")
+    if not isinstance(current, str) or current not in kids:
+        raise KeyFileError(f"{index_path}: the current key is not in the set")
+    if any((key.kid == current) != (key.retired_at is None) for key in keys):
+        raise KeyFileError(f"{index_path}: the current key, and only it, must be unretired")
+    return KeyIndex(current, tuple(keys), dt.timedelta(seconds=lifetime))
+
+
+def load_key_set(directory: Path, passphrase: str, *, known: KeySet | None = None) -> KeySet:
+    """Load the key set saved by :func:`save_key_set`; every key file must hold the key its
+    kid names (KeyFileError), a wrong passphrase raises PassphraseError. Keys of ``known`` (the
+    set already in use) are reused, not decrypted again."""
+    index = read_key_index(directory)
+    loaded = {key.kid: key for key in known} if known is not None else {}
+    keys: list[SigningKey] = []
+    for entry in index.keys:
+        old = loaded.get(entry.kid)
+        if old is not None and (old.created_at, old.retired_at) == (entry.created_at,
+                                                                    entry.retired_at):
+            keys.append(old)  # the same object: its prepared verification key stays cached
+            continue
+        private = old.private_key if old is not None else _load_p256(
+            _key_path(directory, entry.kid), passphrase)
+        key = SigningKey(private, created_at=entry.created_at, retired_at=entry.retired_at)
+        if key.kid != entry.kid:
+            raise KeyFileError(f"key file {entry.kid}.key.pem does not hold the key its name says")
         keys.append(key)
     by_kid = {key.kid: key for key in keys}
-    if not isinstance(current, str) or current not in by_kid:
-        raise KeyFileError(f"{index_path}: the current key is not in the set")
     try:
-        return KeySet(by_kid[current], tuple(k for k in keys if k.kid != current),
-                      dt.timedelta(seconds=lifetime))
+        return KeySet(by_kid[index.current], tuple(k for k in keys if k.kid != index.current),
+                      index.max_token_lifetime)
     except ValueError as exc:
-        raise KeyFileError(f"{index_path}: {exc}") from None
+        raise KeyFileError(f"{directory / KEYSET_FILE}: {exc}") from None
+
+
+# --- rotation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What :func:`rotate_key_set` did: ``key_set`` is the saved result."""
+
+    key_set: KeySet = field(repr=False)
+    previous_kid: str
+    dropped: tuple[str, ...]
+
+    @property
+    def current_kid(self) -> str:
+        return self.key_set.current.kid
+
+    @property
+    def previous_verifies_until(self) -> dt.datetime:
+        """When the previous key stops verifying (and leaves the JWKS)."""
+        until = next(k for k in self.key_set if k.kid == self.previous_kid).verifies_until(
+            self.key_set.max_token_lifetime)
+        assert until is not None
+        return until + MAX_LEEWAY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"current": self.current_kid, "previous": self.previous_kid,
+                "previous_verifies_until": self.previous_verifies_until.isoformat(),
+                "dropped": list(self.dropped), **self.key_set.to_dict()}
+
+
+@contextlib.contextmanager
+def _rotation_lock(directory: Path) -> Iterator[None]:
+    try:
+        fd = os.open(directory / ".rotate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"cannot write into {directory}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def rotate_key_set(directory: Path, passphrase: str, clock: Clock, *,
+                   iterations: int = DEFAULT_ITERATIONS) -> Rotation:
+    """Rotate the stored key set, under a lock so that two rotations never interleave: load
+    it, let a fresh key sign from now on (the old one verifies its tokens until they expire,
+    keys past their window are dropped: :meth:`KeySet.rotate`) and save it
+    (:func:`save_key_set`: the new key file encrypted, 0600; index and ``jwks.json``
+    replaced atomically)."""
+    if not (directory / KEYSET_FILE).is_file():
+        raise KeyFileError(f"no token key set in {directory}")
+    with _rotation_lock(directory):
+        old = load_key_set(directory, passphrase)
+        new = old.rotate(clock)
+        try:
+            save_key_set(directory, new, passphrase, iterations=iterations)
+        except OSError as exc:
+            raise KeyFileError(f"cannot write the token key set in {directory}: "
+                               f"{exc.strerror or exc}") from None
+    kept = {key.kid for key in new}
+    return Rotation(new, old.current.kid, tuple(k.kid for k in old if k.kid not in kept))
+
+
+# --- the provider's live key set ------------------------------------------------------------
+
+RELOAD_CHECK = dt.timedelta(seconds=1)  # how often a watched key set looks at its files
+_log = structlog.get_logger("kyso.authn.keys")
+
+
+def _stamp(directory: Path) -> tuple[int, ...] | None:
+    """What changes when the key set on disk may have: the index (replaced by a rename) and
+    the directory (a key file added or removed: a copy that brings the index first is loaded
+    again when its key files arrive)."""
+    try:
+        index, folder = (directory / KEYSET_FILE).stat(), directory.stat()
+    except OSError:
+        return None
+    return index.st_ino, index.st_mtime_ns, index.st_size, folder.st_mtime_ns
+
+
+class KeyRing:
+    """The provider's key set as its directory holds it now; :meth:`snapshot` is the set to
+    sign and verify with.
+
+    A ring made by :meth:`open` watches its directory: at most once per ``check_every`` of its
+    clock (the clock paces it, so tests move it) it stats the index and the directory and, when
+    they changed — ``kyso id keys rotate``, another node sharing the home, a copy from another
+    node — loads the new set, decrypting only the new key files. A changed set that does not
+    load (corrupt, wrong passphrase, a key file not there yet) leaves the set in use as it was
+    and logs one warning per change on disk, without secrets. A ``kid`` the set does not hold
+    makes it look at once (a token signed by the key another node just rotated to).
+    Thread-safe: one thread reloads while the others go on with the set they have. A ring made
+    from a :class:`KeySet` alone never changes.
+
+    It verifies like a key set (:class:`kyso.authn.tokens.VerificationKeys`), so a verifier
+    built on it follows rotations."""
+
+    def __init__(self, key_set: KeySet, clock: Clock) -> None:
+        self._key_set = key_set
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._directory: Path | None = None
+        self._passphrase = ""
+        self._stamp: tuple[int, ...] | None = None
+        self._checked_at: dt.datetime | None = None
+        self._check_every = RELOAD_CHECK
+
+    @classmethod
+    def open(cls, directory: Path, passphrase: str, clock: Clock, *,
+             check_every: dt.timedelta = RELOAD_CHECK) -> KeyRing:
+        """The key set stored in ``directory``, watched for changes."""
+        stamp = _stamp(directory)  # before reading: a change meanwhile is seen next time
+        ring = cls(load_key_set(directory, passphrase), clock)
+        ring._directory, ring._passphrase, ring._stamp = directory, passphrase, stamp
+        ring._checked_at, ring._check_every = clock.now(), check_every
+        return ring
+
+    @property
+    def directory(self) -> Path | None:
+        return self._directory
+
+    def snapshot(self) -> KeySet:
+        """The key set in use, after looking for a change if the last look is old enough."""
+        if self._directory is not None:
+            now, checked = self._clock.now(), self._checked_at
+            if checked is None or not checked <= now < checked + self._check_every:
+                self.check(wait=False)
+        return self._key_set
+
+    def check(self, *, wait: bool = True) -> bool:
+        """Look at the files now and load the set if they changed; True when a new set is in
+        use. ``wait=False`` returns at once while another thread is looking."""
+        if self._directory is None or not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            self._checked_at = self._clock.now()
+            stamp = _stamp(self._directory)
+            if stamp == self._stamp:
+                return False
+            try:
+                fresh = load_key_set(self._directory, self._passphrase, known=self._key_set)
+            except Exception as exc:  # a bad file must never stop signing with the set in use
+                if _stamp(self._directory) == stamp:  # not a save or copy in progress
+                    self._stamp = stamp
+                    _log.warning("token_keys_reload_failed", directory=str(self._directory),
+                                 reason=str(exc) if isinstance(exc, KysoError) else
+                                 type(exc).__name__, kid_in_use=self._key_set.current.kid)
+                return False
+            self._stamp, self._key_set = stamp, fresh
+            _log.info("token_keys_reloaded", directory=str(self._directory),
+                      current=fresh.current.kid, kids=[key.kid for key in fresh])
+            return True
+        finally:
+            self._lock.release()
+
+    def __iter__(self) -> Iterator[SigningKey]:
+        return iter(self.snapshot())
+
+    def __len__(self) -> int:
+        return len(self.snapshot())
+
+    @property
+    def max_token_lifetime(self) -> dt.timedelta:
+        return self.snapshot().max_token_lifetime
+
+    def verification_key(self, kid: str, now: dt.datetime,
+                         leeway: dt.timedelta = MAX_LEEWAY) -> SigningKey | None:
+        key_set = self.snapshot()
+        if all(key.kid != kid for key in key_set) and self.check():
+            key_set = self._key_set
+        return key_set.verification_key(kid, now, leeway)

@@ -24,7 +24,7 @@ from typing import Any
 from kyso.audit import Outcome
 from kyso.authn import oidc_logout
 from kyso.authn.acr import SUPPORTED_ACR_VALUES, acr_for, level_of
-from kyso.authn.keys import KeySet
+from kyso.authn.keys import KeyRing, KeySet
 from kyso.authn.login import LoginService, SecondFactor
 from kyso.authn.oidc_clients import SUPPORTED_SCOPES, Client, ClientRegistry
 from kyso.authn.oidc_flow import FlowResult, Step, first_value, session_lang
@@ -61,10 +61,11 @@ CLAIMS_SUPPORTED = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "ac
 class Provider:
     """The e-ID's OpenID Connect provider for one issuer."""
 
-    def __init__(self, kyso: Kyso, keys: KeySet, issuer: str, *,
+    def __init__(self, kyso: Kyso, keys: KeySet | KeyRing, issuer: str, *,
                  login: LoginService | None = None) -> None:
         self.kyso = kyso
-        self.keys = keys
+        # A KeyRing from KeyRing.open follows rotations on disk; a bare KeySet never changes.
+        self.keys = keys if isinstance(keys, KeyRing) else KeyRing(keys, kyso.clock)
         self.issuer = issuer.rstrip("/")
         authn = kyso.settings.authn
         self.login = login or LoginService(kyso)
@@ -73,7 +74,7 @@ class Provider:
         self.sessions = SessionStore(kyso.store, kyso.clock,
                                      idle=dt.timedelta(minutes=authn.session_idle_user_minutes),
                                      absolute=dt.timedelta(hours=authn.session_max_hours))
-        self.tokens = TokenService(kyso, keys, self.issuer, self.clients)
+        self.tokens = TokenService(kyso, self.keys, self.issuer, self.clients)
         self.registry = Registry(kyso.store, kyso.clock)
 
     # -- metadata ---------------------------------------------------------------------
@@ -103,7 +104,9 @@ class Provider:
         return meta
 
     def jwks(self) -> dict[str, Any]:
-        return self.keys.pruned(self.kyso.clock).public_jwks()
+        """The keys that may verify now: the current one and those still in their window
+        (after a rotation on disk, the new set once the ring has seen it)."""
+        return self.keys.snapshot().pruned(self.kyso.clock).public_jwks()
 
     # -- authorize --------------------------------------------------------------------
 

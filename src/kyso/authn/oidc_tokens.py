@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from kyso.audit import Layer, Outcome
 from kyso.authn import tokens
-from kyso.authn.keys import KeySet, b64url
+from kyso.authn.keys import KeyRing, KeySet, b64url
 from kyso.authn.oidc_clients import Client, ClientRegistry
 from kyso.authn.oidc_requests import OidcError, single
 from kyso.authn.registry import Identity, Registry
@@ -173,9 +173,10 @@ def peek_claim(token: str, name: str) -> Any:
 class TokenService:
     """Issue codes; exchange them for tokens; answer userinfo."""
 
-    def __init__(self, kyso: Kyso, keys: KeySet, issuer: str, clients: ClientRegistry) -> None:
+    def __init__(self, kyso: Kyso, keys: KeySet | KeyRing, issuer: str,
+                 clients: ClientRegistry) -> None:
         self.kyso = kyso
-        self.keys = keys
+        self.keys = keys if isinstance(keys, KeyRing) else KeyRing(keys, kyso.clock)
         self.issuer = issuer
         self.clients = clients
         self.registry = Registry(kyso.store, kyso.clock)
@@ -289,11 +290,12 @@ class TokenService:
         roles = roles_of(self.kyso.store, row["subject"])
         if roles:
             access_claims.update(roles=list(roles), realm_access={"roles": list(roles)})
-        access = tokens.issue(self.keys, typ=tokens.TokenType.ACCESS, issuer=self.issuer,
+        keys = self.keys.snapshot()  # both tokens signed by one key, even across a rotation
+        access = tokens.issue(keys, typ=tokens.TokenType.ACCESS, issuer=self.issuer,
                               subject=row["subject"], audience=list(client.audiences),
                               lifetime=ACCESS_TOKEN_LIFETIME, clock=self.kyso.clock,
                               claims=access_claims)
-        jti = tokens.verify(access, self.keys, typ=tokens.TokenType.ACCESS, issuer=self.issuer,
+        jti = tokens.verify(access, keys, typ=tokens.TokenType.ACCESS, issuer=self.issuer,
                             audience=client.audiences[0], clock=self.kyso.clock).jwt_id
         id_claims: dict[str, Any] = {**common, "azp": client.client_id,
                                      "at_hash": b64url(hashlib.sha256(access.encode()).digest()[:16])}
@@ -302,7 +304,7 @@ class TokenService:
             id_claims["sid"] = sid
         if row["nonce"] is not None:
             id_claims["nonce"] = row["nonce"]
-        id_token = tokens.issue(self.keys, typ=tokens.TokenType.ID, issuer=self.issuer,
+        id_token = tokens.issue(keys, typ=tokens.TokenType.ID, issuer=self.issuer,
                                 subject=row["subject"], audience=client.client_id,
                                 lifetime=ID_TOKEN_LIFETIME, clock=self.kyso.clock,
                                 claims=id_claims)

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kyso import __version__
-from kyso.authn.keys import KEYSET_FILE, KeySet, load_key_set, save_key_set
+from kyso.authn.keys import KEYSET_FILE, KeyRing, KeySet, save_key_set
 from kyso.authn.login import LoginService
 from kyso.authn.oidc import Provider
 from kyso.authn.otp import SmsOutbox
@@ -45,15 +45,15 @@ _DOMAINS = (oidc_routes, pki_routes, verify_routes, audit_routes, ca_routes, csc
             health_routes)
 
 
-def load_or_create_keys(settings: Settings, clock: Clock, passphrase: str) -> KeySet:
-    """The home's token key set; created (and saved encrypted) on first use."""
+def load_or_create_keys(settings: Settings, clock: Clock, passphrase: str) -> KeyRing:
+    """The home's token key set, created (and saved encrypted) on first use, and watched: a
+    rotation on disk (``kyso id keys rotate``, another node) is picked up without a restart."""
     directory = settings.token_keys_dir
-    if (directory / KEYSET_FILE).exists():
-        return load_key_set(directory, passphrase)
-    check_new_passphrase(passphrase, "token key passphrase")
-    keys = KeySet.create(clock)
-    save_key_set(directory, keys, passphrase, iterations=settings.key_kdf_iterations)
-    return keys
+    if not (directory / KEYSET_FILE).exists():
+        check_new_passphrase(passphrase, "token key passphrase")
+        save_key_set(directory, KeySet.create(clock), passphrase,
+                     iterations=settings.key_kdf_iterations)
+    return KeyRing.open(directory, passphrase, clock)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, kyso: Kyso | None = None,
@@ -71,13 +71,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None, kyso: Kyso | N
     context = kyso if kyso is not None else open_kyso(settings, clock=clock, actor="server",
                                                       source="server")
     try:
-        if keys is None:
+        ring: KeySet | KeyRing | None = keys
+        if ring is None:
             passphrase = key_passphrase or passphrase_from_env(ENV_TOKEN_KEY_PASSPHRASE)
             if not passphrase:
                 raise ConfigError(f"the token key passphrase is needed: set "
                                   f"{ENV_TOKEN_KEY_PASSPHRASE} or give --key-passphrase-file")
-            keys = load_or_create_keys(settings, context.clock, passphrase)
-        provider = Provider(context, keys, options.issuer,
+            ring = load_or_create_keys(settings, context.clock, passphrase)
+        provider = Provider(context, ring, options.issuer,
                             login=LoginService(context, outbox=outbox))
     except BaseException:
         if owned:
