@@ -28,6 +28,7 @@ from kyso.authn.keys import KeyRing, KeySet
 from kyso.authn.login import LoginService, SecondFactor
 from kyso.authn.oidc_clients import SUPPORTED_SCOPES, Client, ClientRegistry
 from kyso.authn.oidc_flow import FlowResult, Step, first_value, session_lang
+from kyso.authn.oidc_introspect import INTROSPECTION_AUTH_METHODS, INTROSPECTION_PATH
 from kyso.authn.oidc_requests import (
     LANGS,
     AuthorizeRequest,
@@ -51,7 +52,7 @@ __all__ = ["ENDPOINTS", "FlowResult", "Origin", "Provider", "Step"]
 
 ENDPOINTS = {"authorization_endpoint": "/authorize", "token_endpoint": "/token",
              "userinfo_endpoint": "/userinfo", "jwks_uri": "/jwks",
-             "end_session_endpoint": "/logout"}
+             "end_session_endpoint": "/logout", "introspection_endpoint": INTROSPECTION_PATH}
 CLAIMS_SUPPORTED = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp",
                     "sid", "name", "preferred_username", "birthdate", "gender", "phone_number",
                     "phone_number_verified", "email", "email_verified", "SoDinhDanh", "HoVaTen",
@@ -91,6 +92,7 @@ class Provider:
             "userinfo_signing_alg_values_supported": ["none"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic",
                                                       "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": list(INTROSPECTION_AUTH_METHODS),
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": list(SUPPORTED_SCOPES),
             "claims_supported": list(CLAIMS_SUPPORTED),

@@ -9,7 +9,7 @@ The request (``POST /introspect``, form-encoded): ``token`` (required, at most
 :data:`~kyso.authn.tokens.MAX_TOKEN_BYTES`), ``token_type_hint`` (optional; kyso issues only
 access tokens, so the hint changes nothing), and client authentication exactly as at the token
 endpoint (``client_secret_basic`` or ``client_secret_post``: the same code,
-:meth:`TokenService._client <kyso.authn.oidc_tokens.TokenService>`). A parameter given twice or
+:meth:`TokenService.authenticate_client <kyso.authn.oidc_tokens.TokenService>`). A parameter given twice or
 too long, or no ``token``, is ``invalid_request`` (400); a missing or wrong secret, an unknown or
 disabled client, and any *public* client are ``invalid_client`` (401). These are
 :class:`~kyso.authn.oidc_tokens.TokenEndpointError`, answered like the token endpoint's.
@@ -91,7 +91,7 @@ def introspect(service: TokenService, form: Mapping[str, Sequence[str]],
     try:
         for name, limit in _LIMITS.items():
             single(form, name, limit=limit)  # repeated or oversized → invalid_request
-        client = service._client(form, authorization)
+        client = service.authenticate_client(form, authorization)
         actor = client.client_id
         if not client.confidential:
             raise TokenEndpointError("invalid_client", "token introspection is for confidential "

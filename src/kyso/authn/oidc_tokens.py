@@ -206,7 +206,7 @@ class TokenService:
         try:
             for name in _TOKEN_PARAMS:
                 single(form, name)  # repeated → invalid_request
-            client = self._client(form, authorization)
+            client = self.authenticate_client(form, authorization)
             client_id = client.client_id
             response, subject = self._exchange(client, form)
         except TokenEndpointError as exc:
@@ -221,7 +221,10 @@ class TokenService:
                      client_id=client_id, scope=response["scope"])
         return response
 
-    def _client(self, form: Mapping[str, Sequence[str]], authorization: str | None) -> Client:
+    def authenticate_client(self, form: Mapping[str, Sequence[str]], authorization: str | None
+                            ) -> Client:
+        """The client a token or introspection request authenticates as (Basic or the body's
+        ``client_id``/``client_secret``); :class:`TokenEndpointError` ``invalid_client`` if none."""
         body_id, body_secret = single(form, "client_id"), single(form, "client_secret")
         if authorization:
             if body_secret is not None:
