@@ -266,6 +266,7 @@ def test_lock_and_unlock_record_the_ground(kyso: Kyso) -> None:
     [unlock_event] = events(kyso, "USER_UNLOCKED")
     assert unlock_event["outcome"] == "success"
     assert unlock_event["details"]["ground"] == "card-revoked"
+    assert unlock_event["details"]["kind"] == "decree-69"  # every unlock event has a kind
     assert RAW_ID not in audit_text(kyso)
 
 
@@ -277,6 +278,7 @@ def test_deceased_holder_cannot_be_unlocked_and_the_refusal_is_recorded(kyso: Ky
     [event] = events(kyso, "USER_UNLOCKED")
     assert event["outcome"] == "failure"
     assert event["details"]["ground"] == "deceased"
+    assert event["details"]["kind"] == "decree-69"
 
 
 def test_unknown_lock_ground_is_refused(kyso: Kyso) -> None:

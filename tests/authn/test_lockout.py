@@ -1,4 +1,5 @@
-"""Brute-force protection: Keycloak's modes and defaults, per-factor counters, NIST's cap."""
+"""Brute-force protection: Keycloak's modes and defaults, per-factor counters, NIST's cap; a
+damaged stored state fails closed until an administrator's unlock replaces it."""
 
 from __future__ import annotations
 
@@ -7,20 +8,26 @@ import threading
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from kyso.authn.lockout import (
     BruteForceGuard,
     BruteForceSettings,
+    DamagedLockoutStateError,
     Decision,
     Factor,
     LockoutMode,
+    LockoutState,
     LockReason,
     MemoryLockoutStore,
     WaitStrategy,
 )
+from kyso.authn.stores import SqlLockoutStore, encode_lockout_state
 from kyso.clock import FrozenClock
 from kyso.config import AuthnSettings
+from kyso.context import Kyso
 from kyso.errors import AccountLockedError, AuthenticationFailedError, ConfigError
+from kyso.store.schema import lockout_states
 
 ACCOUNT = "033301000123"
 GAP = dt.timedelta(seconds=2)  # slower than Keycloak's quick-login check (1 s)
@@ -293,3 +300,90 @@ def test_concurrent_failures_are_all_counted(clock: FrozenClock) -> None:
         t.join()
     assert guard.check(ACCOUNT).failures == 80
     assert guard.failures(ACCOUNT)[Factor.PASSWORD] == 80
+
+
+# -- a damaged stored state (the SQL store, its JSON overwritten) ------------------------------
+
+
+def sql_guard(kyso: Kyso, clock: FrozenClock, **settings: Any) -> BruteForceGuard:
+    return BruteForceGuard(BruteForceSettings(**settings), SqlLockoutStore(kyso.store), clock)
+
+
+def store_row(kyso: Kyso, version: Any, text: str) -> None:
+    kyso.store.write(lambda conn: conn.execute(sa.insert(lockout_states).values(
+        account=ACCOUNT, version=version, state=text)))
+
+
+def stored(kyso: Kyso) -> tuple[int, str]:
+    with kyso.store.read() as conn:
+        row = conn.execute(sa.select(lockout_states.c.version, lockout_states.c.state)
+                           .where(lockout_states.c.account == ACCOUNT)).one()
+    return row.version, row.state
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"failures": {"bogus": 1}}', "[]",
+                                  '{"not_before": "2026-11-23T09:00:00"}'])
+def test_a_damaged_state_is_a_permanent_lock_that_time_and_logins_never_clear(
+        kyso: Kyso, clock: FrozenClock, text: str) -> None:
+    guard = sql_guard(kyso, clock)
+    store_row(kyso, 3, text)
+    decision = guard.check(ACCOUNT)
+    assert (decision.allowed, decision.permanent, decision.end_session) == (False, True, True)
+    assert decision.reason is LockReason.DAMAGED
+    assert decision.to_dict()["reason"] == "damaged-state"
+    with pytest.raises(AccountLockedError) as locked:
+        guard.ensure_allowed(ACCOUNT)
+    assert str(locked.value) == "invalid credentials"
+    with pytest.raises(DamagedLockoutStateError, match="damaged") as exc:
+        guard.record_failure(ACCOUNT, Factor.PASSWORD)  # never counted again from zero
+    assert exc.value.version == 3
+    with pytest.raises(DamagedLockoutStateError):
+        guard.record_success(ACCOUNT)
+    clock.advance(dt.timedelta(days=365))
+    assert not guard.check(ACCOUNT).allowed
+    assert stored(kyso) == (3, text)  # untouched
+
+
+def test_a_revealing_policy_tells_a_damaged_account_to_call_an_administrator(
+        kyso: Kyso, clock: FrozenClock) -> None:
+    store_row(kyso, 1, "{not json")
+    with pytest.raises(AccountLockedError, match="contact an administrator"):
+        sql_guard(kyso, clock, reveal_lockout=True).ensure_allowed(ACCOUNT)
+
+
+def test_unlock_replaces_a_damaged_state_with_a_fresh_one(kyso: Kyso, clock: FrozenClock) -> None:
+    guard = sql_guard(kyso, clock)
+    store_row(kyso, 7, '{"failures": {"password": 3')
+    assert guard.unlock(ACCOUNT).allowed
+    assert stored(kyso) == (8, encode_lockout_state(LockoutState(version=8)))
+    assert guard.check(ACCOUNT).allowed
+    assert guard.failures(ACCOUNT) == {Factor.PASSWORD: 0, Factor.TOTP: 0, Factor.SMS: 0}
+    assert guard.record_failure(ACCOUNT, Factor.PASSWORD).allowed  # counting again from 1
+    assert guard.failures(ACCOUNT)[Factor.PASSWORD] == 1
+
+
+def test_reset_says_whether_the_state_it_replaced_was_damaged(
+        kyso: Kyso, clock: FrozenClock) -> None:
+    guard = sql_guard(kyso, clock)
+    assert guard.reset(ACCOUNT) is False  # none stored: a fresh one is written
+    assert stored(kyso)[0] == 1
+    fail(guard, clock, 2)
+    assert guard.reset(ACCOUNT) is False
+    assert guard.failures(ACCOUNT)[Factor.PASSWORD] == 0
+    kyso.store.write(lambda conn: conn.execute(
+        sa.update(lockout_states).values(state="\x00garbage")))
+    assert guard.reset(ACCOUNT) is True
+    assert guard.reset(ACCOUNT) is False
+    assert stored(kyso) == (6, encode_lockout_state(LockoutState(version=6)))
+
+
+@pytest.mark.parametrize("version", [0, -2, pytest.param("three", marks=pytest.mark.sqlite_only)])
+def test_a_damaged_state_without_a_usable_version_cannot_be_reset_and_says_so(
+        kyso: Kyso, clock: FrozenClock, version: Any) -> None:
+    guard = sql_guard(kyso, clock)
+    store_row(kyso, version, "{not json")
+    assert not guard.check(ACCOUNT).allowed
+    with pytest.raises(DamagedLockoutStateError, match="cannot be reset") as exc:
+        guard.unlock(ACCOUNT)
+    assert exc.value.version is None
+    assert stored(kyso) == (version, "{not json")

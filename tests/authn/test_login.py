@@ -1,28 +1,33 @@
 """The login service: password then TOTP or SMS, uniform refusals, per-factor brute-force
-counters, replay safety (also under racing threads), Decree 69 locks, audit without secrets."""
+counters, replay safety (also under racing threads), Decree 69 locks, a damaged brute-force
+state failing closed, audit without secrets. (Unlocks and the SMS outbox:
+test_login_admin.py.)"""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import datetime as dt
-import re
 import threading
 from typing import Any
 
 import pyotp
 import pytest
-
-from conftest import audit_events, audit_text
-from kyso.authn.lockout import Factor, LockReason
-from kyso.authn.login import (
-    LockKind,
-    LoginResult,
-    LoginService,
-    PasswordAccepted,
-    SecondFactor,
-    lockout_status,
+from login_support import (
+    ID_NUMBER,
+    NEXT_TRY,
+    PASSWORD,
+    PHONE,
+    UNKNOWN_ID,
+    appears,
+    damage_lockout,
+    events,
+    register,
+    sms_code,
+    stored_lockout,
 )
+
+from conftest import audit_text
+from kyso.authn.lockout import Factor
+from kyso.authn.login import LoginResult, LoginService, PasswordAccepted, SecondFactor
 from kyso.authn.passwords import HashParams, PasswordHasher
 from kyso.authn.registry import Identity, Level, LockGround, Person, Registry
 from kyso.clock import FrozenClock
@@ -31,16 +36,8 @@ from kyso.errors import (
     AccountLockedError,
     AuthenticationFailedError,
     AuthnError,
-    IdentityError,
-    InvalidIdentifierError,
     PasswordPolicyError,
 )
-
-ID_NUMBER = "019090012345"
-UNKNOWN_ID = "019090054321"
-PASSWORD = "tram nam trong coi nguoi ta"
-PHONE = "+84912345678"
-NEXT_TRY = dt.timedelta(seconds=2)  # past Keycloak's 1 s quick-login check
 
 
 @pytest.fixture
@@ -50,11 +47,7 @@ def service(kyso: Kyso) -> LoginService:
 
 @pytest.fixture
 def identity(kyso: Kyso, service: LoginService) -> Identity:
-    created = Registry(kyso.store, kyso.clock).create(
-        Person.of(id_number=ID_NUMBER, full_name="Nguyễn Văn Bình", birth_date="1990-03-04",
-                  sex="male", phone="0912345678"), password_hash=None)
-    service.set_password(created.subject, PASSWORD)
-    return created
+    return register(kyso, service)
 
 
 @pytest.fixture
@@ -75,43 +68,8 @@ def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 10**6:06d}"
 
 
-def sms_code(service: LoginService, subject: str) -> str:
-    service.send_sms(subject)
-    code = service.outbox.last_code(PHONE)  # type: ignore[attr-defined]
-    assert code is not None
-    return code
-
-
-def with_authn(kyso: Kyso, **authn: Any) -> Kyso:
-    """The same home (store, audit log) under other ``[authn]`` settings."""
-    view = copy.copy(kyso)
-    view.settings = dataclasses.replace(
-        kyso.settings, authn=dataclasses.replace(kyso.settings.authn, **authn))
-    return view
-
-
-def fail_passwords(service: LoginService, clock: FrozenClock, times: int, *,
-                   locks: bool = True) -> None:
-    """``times`` wrong passwords, each past the quick-login check; the last one locks if
-    ``locks``."""
-    for attempt in range(times):
-        with pytest.raises(AuthenticationFailedError) as exc:
-            service.check_password(ID_NUMBER, f"wrong password {attempt}")
-        assert isinstance(exc.value, AccountLockedError) == (locks and attempt == times - 1)
-        clock.advance(NEXT_TRY)
-
-
-def events(kyso: Kyso, *actions: str) -> list[dict[str, Any]]:
-    return [e for e in audit_events(kyso) if e["layer"] == "authn"
-            and (not actions or e["action"] in actions)]
-
-
 def uniform(exc: pytest.ExceptionInfo[AuthenticationFailedError]) -> None:
     assert str(exc.value) == "invalid credentials"
-
-
-def appears(needle: str, text: str) -> bool:
-    return re.search(rf"(?<![0-9A-Za-z]){re.escape(needle)}(?![0-9A-Za-z])", text) is not None
 
 
 # -- success ------------------------------------------------------------------------------
@@ -358,159 +316,27 @@ def test_a_resend_does_not_reset_the_otp_counter(
         service.send_sms(identity.subject)
 
 
-# -- administrators lift brute-force lockouts ---------------------------------------------
-
-
-def test_an_administrator_unlock_clears_a_permanent_lockout(
-        kyso: Kyso, identity: Identity, clock: FrozenClock) -> None:
-    service = LoginService(with_authn(kyso, lockout="permanent", max_login_failures=3))
-    fail_passwords(service, clock, 3)
-    clock.advance(dt.timedelta(days=30))  # a permanent lockout never ends by itself
-    with pytest.raises(AccountLockedError):
+def test_a_damaged_lockout_state_refuses_every_login_uniformly_until_an_unlock(
+        kyso: Kyso, service: LoginService, identity: Identity, clock: FrozenClock) -> None:
+    service.check_password(ID_NUMBER, PASSWORD)  # a password accepted before the damage…
+    code = sms_code(service, identity.subject)
+    damage_lockout(kyso, identity.subject)
+    damaged = stored_lockout(kyso, identity.subject)
+    with pytest.raises(AccountLockedError) as exc:  # …cannot be completed with its code
+        service.check_otp(identity.subject, code, SecondFactor.SMS)
+    uniform(exc)
+    clock.advance(dt.timedelta(days=30))  # it never ends by itself
+    with pytest.raises(AccountLockedError) as exc:
         service.check_password(ID_NUMBER, PASSWORD)
-    status = service.lockout_status(identity.subject)
-    assert (status.locked, status.permanent, status.locked_until) == (True, True, None)
-    assert status.reason is LockReason.PERMANENT
-    assert status.failures[Factor.PASSWORD] == 3
-    assert status.summary == "permanently locked (permanent-lockout)"
-
-    lifted = service.unlock(identity.subject)
-
-    assert lifted == status  # what was lifted, as it was
-    after = service.lockout_status(identity.subject)
-    assert not after.locked
-    assert dict(after.failures) == {Factor.PASSWORD: 0, Factor.TOTP: 0, Factor.SMS: 0}
-    assert after.consecutive == 0
-    assert service.check_password(ID_NUMBER, PASSWORD).subject == identity.subject
-    [event] = events(kyso, "USER_UNLOCKED")
-    assert event["outcome"] == "success"
-    assert event["actor"] == "admin:test"  # the operator, not the citizen
-    assert event["object"] == kyso.pseudonyms.pseudonym(ID_NUMBER)
-    assert event["details"]["kind"] == "brute-force"
-    assert event["details"]["id_hint"] == "019******345"
-    assert event["details"]["lockout"]["reason"] == "permanent-lockout"
-    assert {"factor": "password", "count": 3} in event["details"]["lockout"]["failures"]
-    assert ID_NUMBER not in audit_text(kyso)
-
-
-def test_an_administrator_unlock_lifts_the_nist_failure_cap(
-        kyso: Kyso, identity: Identity, clock: FrozenClock) -> None:
-    # Per-factor thresholds far away; the consecutive cap (NIST: at most 100) at 4.
-    service = LoginService(with_authn(kyso, lockout="temporary", max_login_failures=30))
-    service.guard.settings = dataclasses.replace(service.guard.settings,
-                                                 max_consecutive_failures=4)
-    service.check_password(ID_NUMBER, PASSWORD)
-    for _ in range(2):
-        with pytest.raises(AuthenticationFailedError):
-            service.check_otp(identity.subject, "000000", SecondFactor.SMS)
-        clock.advance(NEXT_TRY)
-    fail_passwords(service, clock, 2)
-    clock.advance(dt.timedelta(days=2))  # past the failure reset: the cap's counter stays
-    status = service.lockout_status(identity.subject)
-    assert status.permanent
-    assert status.reason is LockReason.FAILURE_CAP
-    assert (status.failures[Factor.SMS], status.failures[Factor.PASSWORD]) == (2, 2)
-    assert status.consecutive == 4
-    result = service.unlock_account(ID_NUMBER)
-    assert result.lifted == (LockKind.BRUTE_FORCE,)
-    assert result.ground is None
-    assert result.lockout == status
-    assert service.check_password(ID_NUMBER, PASSWORD).subject == identity.subject
-
-
-def test_a_temporary_lockout_says_until_when(service: LoginService, identity: Identity,
-                                             clock: FrozenClock) -> None:
-    fail_passwords(service, clock, 5)  # [authn] defaults: 5 failures, 1 minute
-    status = service.lockout_status(identity.subject)
-    assert status.locked
-    assert not status.permanent
-    assert status.reason is LockReason.TEMPORARY
-    assert status.locked_until is not None
-    assert status.locked_until - clock.now() == dt.timedelta(minutes=1) - NEXT_TRY
-    assert status.summary.startswith("temporarily locked until 2026-11-23T")
-    assert status.to_dict()["locked_until"].endswith("+07:00")
-    assert lockout_status(service.kyso, identity.subject) == status
-
-
-def test_unlock_account_lifts_a_decree_69_lock_and_a_lockout_with_one_event_each(
-        kyso: Kyso, service: LoginService, identity: Identity, clock: FrozenClock) -> None:
-    fail_passwords(service, clock, 5)
-    Registry(kyso.store, kyso.clock).lock(identity.subject, LockGround.HOLDER_REQUEST,
-                                          by="admin:test")
-    result = service.unlock_account(ID_NUMBER)
-    assert result.lifted == (LockKind.DECREE_69, LockKind.BRUTE_FORCE)
-    assert result.ground is LockGround.HOLDER_REQUEST
-    assert result.lockout is not None
-    assert result.lockout.reason is LockReason.TEMPORARY
-    assert not result.identity.locked
-    assert result.to_dict()["lifted"] == ["decree-69", "brute-force"]
-    assert service.check_password(ID_NUMBER, PASSWORD).subject == identity.subject
-    first, second = events(kyso, "USER_UNLOCKED")
-    assert first["details"]["ground"] == "holder-request"
-    assert second["details"]["kind"] == "brute-force"
-
-
-def test_unlock_account_of_an_account_under_no_lock_is_refused_and_recorded(
-        kyso: Kyso, service: LoginService, identity: Identity, clock: FrozenClock) -> None:
-    fail_passwords(service, clock, 1, locks=False)  # a failure counted is not a lock
-    with pytest.raises(IdentityError, match=r"not locked.*no brute-force lockout"):
-        service.unlock_account(ID_NUMBER)
-    [event] = events(kyso, "USER_UNLOCKED")
-    assert event["outcome"] == "failure"
-    assert service.guard.failures(identity.subject)[Factor.PASSWORD] == 1  # untouched
-
-
-def test_a_deceased_holders_account_keeps_its_lockout_too(
-        kyso: Kyso, service: LoginService, identity: Identity, clock: FrozenClock) -> None:
-    fail_passwords(service, clock, 5)
-    Registry(kyso.store, kyso.clock).lock(identity.subject, LockGround.DECEASED, by="admin:test")
-    with pytest.raises(IdentityError, match="cannot be unlocked"):
-        service.unlock_account(ID_NUMBER)
-    assert service.lockout_status(identity.subject).locked  # nothing changed
-    assert [e["outcome"] for e in events(kyso, "USER_UNLOCKED")] == ["failure"]
-
-
-# -- the simulated SMS outbox -------------------------------------------------------------
-
-
-def test_the_sms_outbox_shows_each_code_with_its_state(
-        kyso: Kyso, service: LoginService, identity: Identity, clock: FrozenClock) -> None:
-    first = sms_code(service, identity.subject)
-    clock.advance(dt.timedelta(seconds=61))
-    second = sms_code(service, identity.subject)
-    old, new = service.read_sms_outbox(id_number=ID_NUMBER)
-    assert (old.code, old.state, new.code, new.state) == (first, "replaced", second, "current")
-    assert new.expires_at == new.sent_at + dt.timedelta(minutes=5)
-    assert new.to_dict()["to"] == "+84******678"
-    assert second in new.to_dict()["text"]
-    assert service.read_sms_outbox(phone="0912 345 678", last=True) == (new,)
-    clock.advance(dt.timedelta(minutes=5))
-    [expired] = service.read_sms_outbox(last=True)
-    assert expired.state == "expired"
-    reads = events(kyso, "SMS_OUTBOX_READ")
-    assert [e["details"]["count"] for e in reads] == [2, 1, 1]
-    assert reads[0]["object"] == kyso.pseudonyms.pseudonym(ID_NUMBER)
-    assert reads[0]["details"]["phone_hint"] == "+84******678"
-    text = audit_text(kyso)
-    assert not appears(first, text)
-    assert not appears(second, text)
-    assert ID_NUMBER not in text
-
-
-def test_the_sms_outbox_refuses_bad_filters_clearly(kyso: Kyso, service: LoginService,
-                                                    identity: Identity) -> None:
-    with pytest.raises(AuthnError, match="not both"):
-        service.read_sms_outbox(id_number=ID_NUMBER, phone="0912345678")
-    with pytest.raises(InvalidIdentifierError, match="Vietnamese mobile number"):
-        service.read_sms_outbox(phone="12345")
-    with pytest.raises(IdentityError, match=r"019\*{6}321"):
-        service.read_sms_outbox(id_number=UNKNOWN_ID)
-    Registry(kyso.store, kyso.clock).create(
-        Person.of(id_number=UNKNOWN_ID, full_name="Lê Văn C", birth_date="1990-01-01",
-                  sex="male"), password_hash=None)
-    with pytest.raises(AuthnError, match="no phone number"):
-        service.read_sms_outbox(id_number=UNKNOWN_ID)
-    assert service.read_sms_outbox() == ()
+    uniform(exc)
+    with pytest.raises(AccountLockedError):
+        service.send_sms(identity.subject)
+    refusals = events(kyso, "LOGIN_ERROR")
+    assert [(e["details"]["factor"], e["details"]["error"]) for e in refusals] == [
+        ("sms", "user_disabled"), ("password", "user_disabled"), ("sms", "user_disabled")]
+    assert {e["details"]["lockout"]["reason"] for e in refusals} == {"damaged-state"}
+    assert not events(kyso, "LOGIN")
+    assert stored_lockout(kyso, identity.subject) == damaged  # never restarted from zero
 
 
 # -- replay and input ---------------------------------------------------------------------

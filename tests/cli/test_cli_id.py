@@ -342,7 +342,7 @@ def test_unlock_says_which_locks_it_lifted_in_json(home: Path) -> None:
     assert logs_in(home)
     kinds = [(e["details"].get("ground"), e["details"].get("kind")) for e in audit_lines(home)
              if e["action"] == "USER_UNLOCKED"]
-    assert kinds == [("holder-request", None), (None, "brute-force")]
+    assert kinds == [("holder-request", "decree-69"), (None, "brute-force")]
 
 
 def test_show_unknown_account_exits_1(ca_home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ import click
 import segno
 
 from kyso.authn.login import LoginService
+from kyso.authn.login_admin import LoginAdmin
 from kyso.authn.registry import Identity, Registry
 from kyso.cliutil import App, emit_fields, emit_json, obtain_passphrase, pass_app
 from kyso.clock import vn_iso
@@ -161,7 +162,7 @@ def sms_outbox(app: App, id_number: str | None, phone: str | None, last: bool) -
     """Read the simulated SMS outbox (a simulator's view: the codes are shown)."""
     if id_number is not None and phone is not None:
         raise UsageError("give --id or --phone, not both")
-    messages = LoginService(app.kyso).read_sms_outbox(
+    messages = LoginAdmin(app.kyso).read_sms_outbox(
         id_number=id_number.strip() if id_number is not None else None, phone=phone, last=last)
     if app.json:
         emit_json([m.to_dict() for m in messages])

@@ -2,7 +2,7 @@
 ``kyso id csca init | show | crl | ds-revoke``: parse, one library call, render.
 
 ``show`` and ``unlock`` cover both locks an account can be under: a Decree 69 lock and a
-brute-force lockout (:class:`~kyso.authn.login.LockKind`)."""
+brute-force lockout (:class:`~kyso.authn.login_admin.LockKind`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from kyso.authn.enrolment import (
     lock_identity,
     register_level1,
 )
-from kyso.authn.login import LockoutStatus, LoginService, lockout_status
+from kyso.authn.login_admin import LockoutStatus, LoginAdmin, lockout_status
 from kyso.authn.passive_auth import PassiveAuthResult, check_passive_auth
 from kyso.authn.registry import LockGround, Person, Registry
 from kyso.cliutil import (
@@ -324,6 +324,8 @@ def chip_verify(app: App, chip_path: Path, csca_files: tuple[Path, ...],
 # --- show / lock / unlock ---------------------------------------------------------------------
 
 def _lockout_fields(status: LockoutStatus) -> list[tuple[str, object]]:
+    if status.damaged:
+        return [("brute-force lock", status.summary), ("failures", "unreadable")]
     failures = ", ".join(f"{factor.value} {count}" for factor, count in status.failures.items())
     return [("brute-force lock", status.summary),
             ("failures", f"{failures} ({status.consecutive} in a row, all factors)")]
@@ -379,21 +381,26 @@ Examples:
 \b
 Lifts whatever locks the account is under: a Decree 69 lock (kyso id lock) once its grounds
 have ended, and a brute-force lockout (temporary, permanent, or NIST's cap of consecutive
-failures), whose failure counters are cleared. The output names each lock lifted; the audit
-log gets one USER_UNLOCKED event per lock, its kind decree-69 or brute-force. An account
-locked because the holder died is never unlocked; an account under no lock is an error.""")
+failures), whose failure counters are cleared. A damaged brute-force state (every login
+refused, kyso id show says so) is replaced by a fresh one. The output names each lock lifted;
+the audit log gets one USER_UNLOCKED event per lock, its kind decree-69 or brute-force. An
+account locked because the holder died is never unlocked; an account under no lock is an
+error.""")
 @click.option("--id", "id_number", required=True, help="12-digit personal ID number.")
 @pass_app
 def unlock(app: App, id_number: str) -> None:
     """Unlock an e-ID account: its Decree 69 lock and its brute-force lockout."""
-    result = LoginService(app.kyso).unlock_account(id_number.strip())
+    result = LoginAdmin(app.kyso).unlock_account(id_number.strip())
     if app.json:
         emit_json(result.to_dict())
         return
     who = result.identity.masked_id
     if result.ground is not None:
         click.echo(f"unlocked {who}: Decree 69 lock lifted ({result.ground.value})")
-    if result.lockout is not None:
+    if result.lockout is not None and result.lockout.damaged:
+        click.echo(f"unlocked {who}: the damaged brute-force state was replaced by a fresh one "
+                   "(no lock, no failures)")
+    elif result.lockout is not None:
         until = result.lockout.locked_until
         kind = f"temporary, until {vn_iso(until)}" if until else "permanent"
         click.echo(f"unlocked {who}: brute-force lockout lifted ({kind}, "

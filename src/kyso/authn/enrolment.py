@@ -282,6 +282,11 @@ def enrol_level2(
     return EnrolmentResult(identity, report, evidence, created)
 
 
+# ``kind`` of the USER_UNLOCKED events of a Decree 69 unlock: LockKind.DECREE_69 of
+# kyso.authn.login_admin, which imports this module (the brute-force unlock's is "brute-force").
+_DECREE_69_LOCK = "decree-69"
+
+
 def lock_identity(kyso: Kyso, id_number: str, ground: LockGround | str, *,
                   by: str | None = None) -> Identity:
     """Lock an account on a Decree 69 ground (``USER_LOCKED``)."""
@@ -304,8 +309,9 @@ def lock_identity(kyso: Kyso, id_number: str, ground: LockGround | str, *,
 
 
 def unlock_identity(kyso: Kyso, id_number: str, *, by: str | None = None) -> Identity:
-    """Unlock when the grounds have ended (``USER_UNLOCKED``); a deceased holder's account
-    and an account that is not locked are refused (the refusal is recorded too)."""
+    """Unlock when the grounds have ended (``USER_UNLOCKED``, ``kind`` ``decree-69``); a
+    deceased holder's account and an account that is not locked are refused (the refusal is
+    recorded too)."""
     registry = Registry(kyso.store, kyso.clock)
     current = registry.get(id_number)
     psn = kyso.pseudonyms.pseudonym(id_number)
@@ -314,11 +320,11 @@ def unlock_identity(kyso: Kyso, id_number: str, *, by: str | None = None) -> Ide
         identity = registry.unlock(current.subject, by=by or kyso.actor)
     except IdentityError as exc:
         kyso.record(Layer.AUTHN, "USER_UNLOCKED", Outcome.FAILURE, object=psn,
-                    actor=by or kyso.actor, id_hint=current.masked_id, ground=ground,
-                    error=str(exc))
+                    actor=by or kyso.actor, id_hint=current.masked_id, kind=_DECREE_69_LOCK,
+                    ground=ground, error=str(exc))
         raise
     kyso.record(Layer.AUTHN, "USER_UNLOCKED", Outcome.SUCCESS, object=psn, actor=by or kyso.actor,
-                id_hint=current.masked_id, ground=ground)
+                id_hint=current.masked_id, kind=_DECREE_69_LOCK, ground=ground)
     _signing_follows(kyso, identity.subject, locked=False, by=by or kyso.actor, holder=psn,
                      ground=ground)
     return identity

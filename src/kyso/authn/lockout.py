@@ -17,6 +17,11 @@ lockout"), with three differences:
 - a lockout ends the login session in progress (``Decision.end_session``), so a password that
   was accepted before the lock cannot be completed with an OTP afterwards.
 
+A stored state that cannot be read (:class:`DamagedLockoutStateError` from the store) fails
+closed: :meth:`~BruteForceGuard.check` treats it as a permanent lock (:attr:`LockReason.DAMAGED`)
+instead of starting again from zero failures, and only an administrator's
+:meth:`~BruteForceGuard.unlock` (:meth:`~BruteForceGuard.reset`) replaces it with a fresh state.
+
 Every refusal says only :data:`INVALID_CREDENTIALS` (Keycloak shows the generic message to a
 locked user too); the reason goes to the audit log through :meth:`Decision.to_dict`.
 """
@@ -69,6 +74,17 @@ class LockReason(StrEnum):
     TEMPORARY = "temporary-lockout"
     PERMANENT = "permanent-lockout"
     FAILURE_CAP = "failure-cap"  # NIST's consecutive-failure cap
+    DAMAGED = "damaged-state"  # the stored state cannot be read: locked until an admin resets it
+
+
+class DamagedLockoutStateError(AuthnError):
+    """An account's stored brute-force state cannot be read. ``version`` is the stored version,
+    the compare-and-set key under which :meth:`BruteForceGuard.reset` replaces the state; None
+    when it cannot be read either (then the state cannot be replaced through the store)."""
+
+    def __init__(self, message: str, *, version: int | None = None) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -140,7 +156,8 @@ class LockoutStore(Protocol):
     """
 
     def load(self, account: str) -> LockoutState:
-        """The account's state; a fresh ``LockoutState()`` (version 0) if none is stored."""
+        """The account's state; a fresh ``LockoutState()`` (version 0) if none is stored;
+        :class:`DamagedLockoutStateError` (with the stored version) if it cannot be read."""
         ...
 
     def compare_and_set(self, account: str, expected_version: int, state: LockoutState) -> bool:
@@ -202,8 +219,14 @@ class BruteForceGuard:
         self._clock = clock
 
     def check(self, account: str) -> Decision:
-        """Before an attempt: may this account try to log in now?"""
-        return self._decide(self._store.load(account), self._clock.now())
+        """Before an attempt: may this account try to log in now? Not if its stored state is
+        damaged: that is a permanent lock (:attr:`LockReason.DAMAGED`) until :meth:`unlock`."""
+        try:
+            state = self._store.load(account)
+        except DamagedLockoutStateError:
+            return Decision(allowed=False, locked_until=None, permanent=True,
+                            reason=LockReason.DAMAGED, end_session=True, failures=0)
+        return self._decide(state, self._clock.now())
 
     def ensure_allowed(self, account: str) -> Decision:
         """Like :meth:`check`, but a locked account raises :class:`AccountLockedError` with the
@@ -214,12 +237,14 @@ class BruteForceGuard:
         return decision
 
     def failures(self, account: str) -> Mapping[Factor, int]:
-        """The account's current failure count per factor (for tests, admins and the audit)."""
+        """The account's current failure count per factor (for tests, admins and the audit);
+        :class:`DamagedLockoutStateError` if its stored state is damaged."""
         state = self._store.load(account)
         return {factor: state.failures.get(factor, 0) for factor in Factor}
 
     def record_failure(self, account: str, factor: Factor) -> Decision:
-        """After a factor failed: count it and lock the account if a limit is reached."""
+        """After a factor failed: count it and lock the account if a limit is reached
+        (:class:`DamagedLockoutStateError` on a damaged state: never counted from zero)."""
         now = self._clock.now()
         state = self._update(account, lambda s: self._fail(s, factor, now))
         return self._decide(state, now)
@@ -233,9 +258,26 @@ class BruteForceGuard:
         return self._decide(state, now)
 
     def unlock(self, account: str) -> Decision:
-        """An administrator lifts every lock and clears every counter of the account."""
-        state = self._update(account, lambda s: LockoutState(version=s.version + 1))
-        return self._decide(state, self._clock.now())
+        """An administrator lifts every lock and clears every counter of the account, a
+        damaged stored state included (:meth:`reset`)."""
+        self.reset(account)
+        return self._decide(LockoutState(), self._clock.now())
+
+    def reset(self, account: str) -> bool:
+        """Replace the account's stored state with a fresh one (no lock, no failures), even
+        a damaged one, which nothing else can clear; True if the state replaced was damaged.
+        :class:`DamagedLockoutStateError` if even its version cannot be read."""
+        for _ in range(_CAS_RETRIES):
+            try:
+                version, damaged = self._store.load(account).version, False
+            except DamagedLockoutStateError as exc:
+                if exc.version is None:
+                    raise DamagedLockoutStateError(
+                        f"{exc}, its version too: it cannot be reset through the store") from None
+                version, damaged = exc.version, True
+            if self._store.compare_and_set(account, version, LockoutState(version=version + 1)):
+                return damaged
+        raise AuthnError("the lockout store is too busy: try again")
 
     # -- internals -----------------------------------------------------------------------
 

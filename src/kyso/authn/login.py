@@ -20,51 +20,39 @@ failure locks the account). The accepted first factor is ``LOGIN_PASSWORD`` (no 
 equivalent). Events carry the pseudonym as actor and the masked ID — never the raw number, the
 password or the code.
 
-Administrators see an account's brute-force state with :meth:`LoginService.lockout_status`
-and lift a lock with :meth:`~LoginService.unlock_account` (a Decree 69 lock, a brute-force
-lockout, or both: one ``USER_UNLOCKED`` event per lock lifted, its ``kind`` saying which).
-SMS codes are simulated: :meth:`~LoginService.read_sms_outbox` shows the simulated phones'
-messages (``SMS_OUTBOX_READ``).
+An account whose stored brute-force state is damaged is refused like a permanently locked
+one (``user_disabled``, the lockout's reason ``damaged-state``) until an administrator unlocks
+it. The administration side — brute-force state, unlocks, the simulated SMS outbox — is
+:mod:`kyso.authn.login_admin`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from kyso.audit import Layer, Outcome
 from kyso.authn.credentials import OtpCredentials
-from kyso.authn.enrolment import unlock_identity
 from kyso.authn.lockout import (
     INVALID_CREDENTIALS,
     BruteForceGuard,
     BruteForceSettings,
     Decision,
     Factor,
-    LockReason,
 )
-from kyso.authn.otp import SmsMessage, SmsOtp, SmsOutbox, SmsSent, TotpVerifier
+from kyso.authn.otp import SmsOtp, SmsOutbox, SmsSent, TotpVerifier
 from kyso.authn.passwords import PasswordHasher, hash_params, require_password_policy
-from kyso.authn.registry import Identity, Level, LockGround, Registry, parse_phone
+from kyso.authn.registry import Identity, Level, Registry
 from kyso.authn.sealing import SecretSealer
-from kyso.authn.stores import (
-    SqlLockoutStore,
-    SqlSmsChallengeStore,
-    SqlSmsOutbox,
-    SqlTotpStepStore,
-    sms_code_in,
-)
-from kyso.clock import vn_iso
+from kyso.authn.stores import SqlLockoutStore, SqlSmsChallengeStore, SqlSmsOutbox, SqlTotpStepStore
 from kyso.context import Kyso
 from kyso.errors import AccountLockedError, AuthenticationFailedError, AuthnError, IdentityError, KysoError
 from kyso.pki.identifiers import mask_id
 
-__all__ = ["AccountUnlock", "LockKind", "LockoutStatus", "LoginResult", "LoginService",
-           "PasswordAccepted", "SecondFactor", "SimulatedSms", "lockout_status"]
+__all__ = ["LoginResult", "LoginService", "PasswordAccepted", "SecondFactor"]
 
 _MAX_ID_TEXT = 64  # longer "ID numbers" are cut before they are hashed into a pseudonym
 
@@ -99,99 +87,6 @@ class LoginResult:
     def to_dict(self) -> dict[str, Any]:
         return {"subject": self.subject, "level": int(self.level), "amr": list(self.amr),
                 "auth_time": self.auth_time.isoformat()}
-
-
-class LockKind(StrEnum):
-    """The two locks an account can be under; ``kind`` of the ``USER_UNLOCKED`` events."""
-
-    DECREE_69 = "decree-69"  # an authority's lock on a Decree 69 ground (kyso id lock)
-    BRUTE_FORCE = "brute-force"  # brute-force protection: temporary, permanent, the NIST cap
-
-
-@dataclass(frozen=True)
-class LockoutStatus:
-    """An account's brute-force state, as an administrator sees it."""
-
-    locked: bool
-    permanent: bool
-    locked_until: dt.datetime | None  # a temporary lock's end; None if not or for good
-    reason: LockReason
-    failures: Mapping[Factor, int]  # per factor, Keycloak's counters
-    consecutive: int  # all factors since the last complete login (the NIST cap's counter)
-
-    @classmethod
-    def of(cls, guard: BruteForceGuard, account: str) -> LockoutStatus:
-        decision = guard.check(account)
-        return cls(locked=not decision.allowed, permanent=decision.permanent,
-                   locked_until=decision.locked_until, reason=decision.reason,
-                   failures=dict(guard.failures(account)), consecutive=decision.failures)
-
-    @property
-    def summary(self) -> str:
-        if self.permanent:
-            return f"permanently locked ({self.reason.value})"
-        if self.locked_until is not None:
-            return f"temporarily locked until {vn_iso(self.locked_until)} ({self.reason.value})"
-        return "not locked"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"locked": self.locked, "permanent": self.permanent,
-                "locked_until": vn_iso(self.locked_until) if self.locked_until else None,
-                "reason": self.reason.value,
-                "failures": {f.value: n for f, n in self.failures.items()},
-                "consecutive_failures": self.consecutive}
-
-    def to_event(self) -> dict[str, Any]:
-        """:meth:`to_dict` for the audit log, whose scrubber redacts any value under a key
-        named ``password`` or ``totp``: the failures as a list of factor and count."""
-        return {**self.to_dict(), "failures": [{"factor": f.value, "count": n}
-                                               for f, n in self.failures.items()]}
-
-
-@dataclass(frozen=True)
-class AccountUnlock:
-    """What :meth:`LoginService.unlock_account` lifted."""
-
-    identity: Identity  # after the unlock
-    lifted: tuple[LockKind, ...]
-    ground: LockGround | None  # the Decree 69 ground lifted
-    lockout: LockoutStatus | None  # the brute-force lockout lifted, as it was
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.identity.to_dict(), "lifted": [k.value for k in self.lifted],
-                "ground": self.ground.value if self.ground else None,
-                "lockout": self.lockout.to_dict() if self.lockout else None}
-
-
-@dataclass(frozen=True)
-class SimulatedSms:
-    """One message of the simulated SMS network, as the citizen's phone shows it."""
-
-    to: str = field(repr=False)
-    text: str = field(repr=False)
-    code: str | None = field(repr=False)
-    sent_at: dt.datetime
-    expires_at: dt.datetime
-    state: str  # "replaced" (a later code was sent), "expired", or "current" (maybe used)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"to": mask_id(self.to), "sent_at": vn_iso(self.sent_at),
-                "expires_at": vn_iso(self.expires_at), "state": self.state, "code": self.code,
-                "text": self.text}
-
-
-@runtime_checkable
-class _ReadableOutbox(Protocol):
-    def messages(self, to: str | None = None) -> tuple[SmsMessage, ...]:
-        ...
-
-
-def lockout_status(kyso: Kyso, subject: str) -> LockoutStatus:
-    """The brute-force state of an account (by ``sub``) under the home's ``[authn]`` rules,
-    without the login service's secrets (``kyso id show``)."""
-    guard = BruteForceGuard(BruteForceSettings.from_authn(kyso.settings.authn),
-                            SqlLockoutStore(kyso.store), kyso.clock)
-    return LockoutStatus.of(guard, subject)
 
 
 def _id_text(value: object) -> str:
@@ -275,7 +170,7 @@ class LoginService:
     def send_sms(self, subject: str, *, source: str = "", request_id: str = "") -> SmsSent:
         """Send a new SMS code to the account's phone (the previous code dies; the failure
         counters stay). :class:`AuthnError` when throttled or the account has no phone."""
-        identity = self._identity(subject)
+        identity = self.account(subject)
         ctx = _Attempt(self, identity.id_number, identity, "", source, request_id, Factor.SMS)
         self._ensure_may_log_in(ctx, identity)
         phone = identity.person.phone
@@ -300,7 +195,7 @@ class LoginService:
         except ValueError:
             raise AuthnError("the second factor must be 'totp' or 'sms'") from None
         try:
-            identity = self._identity(subject)
+            identity = self.account(subject)
         except IdentityError:
             raise AuthenticationFailedError(INVALID_CREDENTIALS) from None
         ctx = _Attempt(self, identity.id_number, identity, client_id, source, request_id,
@@ -328,12 +223,12 @@ class LoginService:
         ctx.record("LOGIN", Outcome.SUCCESS, amr=list(result.amr), level=int(identity.level))
         return result
 
-    # -- administration ---------------------------------------------------------------
+    # -- passwords --------------------------------------------------------------------
 
     def set_password(self, subject: str, password: str) -> None:
         """Set a new password after checking it against ``[authn] password_policy`` with the
         holder's own data as context; ``UPDATE_PASSWORD`` (or ``…_ERROR``) event."""
-        identity = self._identity(subject)
+        identity = self.account(subject)
         person = identity.person
         born = person.birth_date
         context = [person.id_number, person.full_name, born.isoformat(),
@@ -356,93 +251,16 @@ class LoginService:
         self.kyso.record(Layer.AUTHN, "UPDATE_PASSWORD", Outcome.SUCCESS,
                          object=identity.subject, **details)
 
-    def lockout_status(self, subject: str) -> LockoutStatus:
-        """The account's brute-force state: locked or not, until when, per-factor failures."""
-        return LockoutStatus.of(self.guard, self._identity(subject).subject)
-
-    def unlock(self, subject: str) -> LockoutStatus:
-        """An administrator lifts the account's brute-force lockout (temporary, permanent or
-        the NIST failure cap) and clears its failure counters; ``USER_UNLOCKED`` with
-        ``kind`` ``brute-force`` and the lockout as it was. Returns that lockout."""
-        identity = self._identity(subject)
-        before = LockoutStatus.of(self.guard, identity.subject)
-        self.guard.unlock(identity.subject)
-        self.kyso.record(Layer.AUTHN, "USER_UNLOCKED", Outcome.SUCCESS,
-                         object=self._pseudonym(identity.id_number), id_hint=identity.masked_id,
-                         kind=LockKind.BRUTE_FORCE.value, subject=identity.subject,
-                         lockout=before.to_event())
-        return before
-
-    def unlock_account(self, id_number: str) -> AccountUnlock:
-        """Lift whatever locks the account of ``id_number`` is under: its Decree 69 lock
-        (:func:`~kyso.authn.enrolment.unlock_identity`: a deceased holder's is refused, and
-        then nothing changes) and its brute-force lockout (:meth:`unlock`). One
-        ``USER_UNLOCKED`` per lock lifted; :class:`IdentityError` (recorded) if neither."""
-        identity = self.registry.get(id_number)
-        lockout = LockoutStatus.of(self.guard, identity.subject)
-        if not identity.locked and not lockout.locked:
-            try:
-                unlock_identity(self.kyso, id_number)  # records the refusal, then raises
-            except IdentityError as exc:
-                raise IdentityError(f"{exc} (no Decree 69 lock, no brute-force lockout)") from None
-        lifted: list[LockKind] = []
-        ground = identity.lock_reason
-        if identity.locked:
-            identity = unlock_identity(self.kyso, id_number)
-            lifted.append(LockKind.DECREE_69)
-        if lockout.locked:
-            lockout = self.unlock(identity.subject)
-            lifted.append(LockKind.BRUTE_FORCE)
-        return AccountUnlock(identity, tuple(lifted),
-                             ground if LockKind.DECREE_69 in lifted else None,
-                             lockout if LockKind.BRUTE_FORCE in lifted else None)
-
-    # -- the simulated SMS network ----------------------------------------------------
-
-    def read_sms_outbox(self, *, id_number: str | None = None, phone: str | None = None,
-                        last: bool = False) -> tuple[SimulatedSms, ...]:
-        """The simulated SMS messages, oldest first: all, those to the phone of the account
-        of ``id_number``, or those to ``phone``; with ``last``, only the latest. A
-        simulator's view (no real SMS is ever sent): each message carries its code.
-        ``SMS_OUTBOX_READ`` records who read which phone's messages (never the codes)."""
-        if id_number is not None and phone is not None:
-            raise AuthnError("give an ID number or a phone number, not both")
-        psn = ""
-        if id_number is not None:
-            identity = self.registry.get(id_number)
-            psn = self._pseudonym(identity.id_number)
-            if not identity.person.phone:
-                raise AuthnError(f"the e-ID account of {identity.masked_id} has no phone number")
-            phone = identity.person.phone
-        elif phone is not None:
-            phone = parse_phone(phone)
-        if not isinstance(self.outbox, _ReadableOutbox):
-            raise AuthnError("this SMS outbox cannot be read back")
-        sent = self.outbox.messages(phone)
-        now, validity = self.kyso.now(), self.sms.settings.validity
-        latest = {m.to: m for m in sent}  # the last message to each phone
-        found = tuple(SimulatedSms(
-            to=m.to, text=m.text, code=sms_code_in(m.text), sent_at=m.sent_at,
-            expires_at=m.sent_at + validity,
-            state=("replaced" if latest[m.to] is not m
-                   else "expired" if now >= m.sent_at + validity else "current"))
-            for m in sent)
-        if last:
-            found = found[-1:]
-        self.kyso.record(Layer.AUTHN, "SMS_OUTBOX_READ", Outcome.SUCCESS, object=psn,
-                         phone_hint=mask_id(phone) if phone else None, count=len(found),
-                         last=last, simulator=True)
-        return found
+    def account(self, subject: str) -> Identity:
+        """The account of ``subject``; :class:`IdentityError` if there is none."""
+        if not isinstance(subject, str) or not subject or len(subject) > 40:
+            raise IdentityError("no e-ID account with that subject")
+        return self.registry.by_subject(subject)
 
     # -- internals --------------------------------------------------------------------
 
     def _pseudonym(self, id_text: str) -> str:
         return self.kyso.pseudonyms.pseudonym(id_text)
-
-    def _identity(self, subject: str) -> Identity:
-        if not isinstance(subject, str) or not subject or len(subject) > 40:
-            raise IdentityError("no e-ID account with that subject")
-        return self.registry.by_subject(subject)
 
     def _dummy_verify(self, password: str) -> None:
         with contextlib.suppress(AuthenticationFailedError):

@@ -23,9 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kyso.authn.lockout import Factor, LockoutState, LockReason
+from kyso.authn.lockout import DamagedLockoutStateError, Factor, LockoutState, LockReason
 from kyso.authn.otp import SmsChallenge, SmsMessage
-from kyso.errors import AuthnError
 from kyso.store import Store
 from kyso.store.schema import (
     lockout_states,
@@ -103,8 +102,9 @@ def encode_lockout_state(state: LockoutState) -> str:
 
 
 def decode_lockout_state(version: int, text: str) -> LockoutState:
-    """The state stored as ``text``; :class:`AuthnError` if it is damaged (the login then
-    fails closed instead of starting from zero failures)."""
+    """The state stored as ``text``; :class:`~kyso.authn.lockout.DamagedLockoutStateError`
+    (an ``AuthnError``, carrying ``version`` if it is a valid one) if it is damaged (the
+    login then fails closed instead of starting from zero failures)."""
     try:
         data = json.loads(text)
         return LockoutState(
@@ -118,7 +118,9 @@ def decode_lockout_state(version: int, text: str) -> LockoutState:
             permanent=bool(data.get("permanent", False)),
         )
     except (ValueError, TypeError, AttributeError):
-        raise AuthnError("the stored lockout state of an account is damaged") from None
+        stored = version if isinstance(version, int) and version >= 1 else None
+        raise DamagedLockoutStateError("the stored lockout state of an account is damaged",
+                                       version=stored) from None
 
 
 class SqlLockoutStore:
