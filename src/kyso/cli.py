@@ -43,9 +43,9 @@ COMMANDS: dict[str, Entry] = {
     "audit": Entry("kyso.audit.commands", "Inspect and prove the tamper-evident audit log."),
     "pdf": Entry("kyso.signing.commands", "Sign and verify PDF dossiers (PAdES)."),
     "id": Entry("kyso.authn.commands",
-                "The VNeID-style e-ID: register citizens (level 1), enrol them at level 2 with "
-                "a chip check, lock and unlock accounts, set up one-time codes, register OpenID "
-                "Connect clients."),
+                "The VNeID-style e-ID: register citizens, enrol them at level 2 with a chip "
+                "check, lock and unlock accounts, one-time codes, devices, OIDC clients, token "
+                "signing keys, the SMS outbox simulator."),
     "token": Entry("kyso.authn.commands",
                    "Tokens issued by the e-ID provider, checked the way a relying party must."),
     "serve": Entry("kyso.server.commands",

@@ -17,7 +17,8 @@ from cli_support import assert_refused, audit_lines, cli_env, run_main  # noqa: 
 from click.testing import CliRunner
 
 from kyso.authn.acr import ACR_LEVEL_1, ACR_LEVEL_2
-from kyso.authn.keys import PUBLIC_JWKS_FILE, KeySet, save_key_set
+from kyso.authn.key_store import PUBLIC_JWKS_FILE, save_key_set
+from kyso.authn.keys import KeySet
 from kyso.authn.tokens import TokenType, issue
 from kyso.cli import cli
 from kyso.clock import FrozenClock, SystemClock
@@ -270,7 +271,7 @@ def test_decision_is_audited_in_an_initialised_home(capsys: pytest.CaptureFixtur
     outcome = run_main(capsys, home, "token", "verify", token(keys, acr=ACR_LEVEL_1),
                        "--audience", API, "--min-level", "2")
     assert outcome.code == 1
-    events = [e for e in audit_lines(home) if e["action"] == "INTROSPECT_TOKEN_ERROR"]
+    events = [e for e in audit_lines(home) if e["action"] == "VERIFY_TOKEN_ERROR"]
     assert len(events) == 1
     assert SUBJECT not in json.dumps(events)
 

@@ -13,7 +13,8 @@ import pytest
 from cli_support import assert_refused, audit_lines, cli_env, mode, run_main  # noqa: F401 - autouse
 
 from conftest import FAST_KDF
-from kyso.authn.keys import KEYSET_FILE, PUBLIC_JWKS_FILE, KeySet, load_key_set, save_key_set
+from kyso.authn.key_store import KEYSET_FILE, PUBLIC_JWKS_FILE, load_key_set, save_key_set
+from kyso.authn.keys import KeySet
 from kyso.authn.tokens import TokenType, issue
 from kyso.clock import FrozenClock, SystemClock
 from kyso.config import ENV_TOKEN_KEY_PASSPHRASE, load_settings

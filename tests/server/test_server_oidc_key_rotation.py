@@ -1,5 +1,5 @@
 """Key rotation on a running provider: a rotation made on disk (``kyso id keys rotate`` calls
-:func:`kyso.authn.keys.rotate_key_set`, as here, with the server's clock) reaches the app without
+:func:`kyso.authn.key_store.rotate_key_set`, as here, with the server's clock) reaches the app without
 a restart — /jwks lists both keys, a token issued before still passes /userinfo, new tokens carry
 the new kid and PyJWT verifies them from /jwks; the verifiers the token-protected APIs built at
 start-up follow it; a relying party caching /jwks refetches it for the new kid; a changed key
@@ -26,7 +26,8 @@ from server_support import (
 from structlog.testing import capture_logs
 
 from kyso.authn.acr import ACR_LEVEL_2
-from kyso.authn.keys import KEYSET_FILE, KeySet, Rotation, rotate_key_set, save_key_set
+from kyso.authn.key_store import KEYSET_FILE, Rotation, rotate_key_set, save_key_set
+from kyso.authn.keys import KeySet
 from kyso.authn.oidc import Provider
 from kyso.authn.registry import Level
 from kyso.authn.rp import TokenVerifier

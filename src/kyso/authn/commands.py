@@ -25,8 +25,9 @@ _MODULES = (enrol_commands, credential_commands, device_commands, client_command
 
 @click.group("id")
 def id_group() -> None:
-    """The VNeID-style e-ID: register citizens (level 1), enrol them at level 2 with a chip
-    check, lock and unlock accounts, set up one-time codes, register OpenID Connect clients.
+    """The VNeID-style e-ID: register citizens, enrol them at level 2 with a chip check, lock
+    and unlock accounts, one-time codes, devices, OIDC clients, token signing keys, the SMS
+    outbox simulator.
     """
 
 

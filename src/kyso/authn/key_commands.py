@@ -1,11 +1,11 @@
 """``kyso id keys list|rotate``: the e-ID provider's token signing keys (parse, one library call
-in :mod:`kyso.authn.keys`, render).
+in :mod:`kyso.authn.key_store`, render).
 
 ``list`` reads the key set's index only (no passphrase: it holds no secret). ``rotate`` unlocks
 the key set with the token key passphrase — ``--key-passphrase-file``, else
 ``$KYSO_TOKEN_KEY_PASSPHRASE``, else a prompt, as ``kyso serve`` and ``kyso token verify`` do —
 and records one ``TOKEN_KEY_ROTATED`` event, a success or the refusal. Running servers sharing
-the home pick the new key up by themselves (:class:`kyso.authn.keys.KeyRing`).
+the home pick the new key up by themselves (:class:`kyso.authn.key_ring.KeyRing`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from kyso.audit import Layer, Outcome
-from kyso.authn.keys import (
+from kyso.authn.key_store import (
     KEYSET_FILE,
     KeyIndex,
     KeyState,

@@ -24,7 +24,8 @@ from typing import Any
 from kyso.audit import Outcome
 from kyso.authn import oidc_logout
 from kyso.authn.acr import SUPPORTED_ACR_VALUES, acr_for, level_of
-from kyso.authn.keys import KeyRing, KeySet
+from kyso.authn.key_ring import KeyRing
+from kyso.authn.keys import KeySet
 from kyso.authn.login import LoginService, SecondFactor
 from kyso.authn.oidc_clients import SUPPORTED_SCOPES, Client, ClientRegistry
 from kyso.authn.oidc_flow import FlowResult, Step, first_value, session_lang

@@ -33,7 +33,8 @@ from sqlalchemy.engine import Connection
 
 from kyso.audit import Layer, Outcome
 from kyso.authn import tokens
-from kyso.authn.keys import KeyRing, KeySet, b64url
+from kyso.authn.key_ring import KeyRing
+from kyso.authn.keys import KeySet, b64url
 from kyso.authn.oidc_clients import Client, ClientRegistry
 from kyso.authn.oidc_requests import OidcError, single
 from kyso.authn.registry import Identity, Registry

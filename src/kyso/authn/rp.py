@@ -353,8 +353,10 @@ def _source(keys: KeySet | VerificationKeys | KeySource) -> KeySource:
 class TokenVerifier:
     """Verifies tokens of one issuer for a relying party (see the module docstring).
 
-    ``audit``, when given, records one ``INTROSPECT_TOKEN`` / ``INTROSPECT_TOKEN_ERROR`` event
-    per decision (actor: the subject's pseudonym; never the token or the subject).
+    ``audit``, when given, records one ``VERIFY_TOKEN`` / ``VERIFY_TOKEN_ERROR`` event per
+    decision (object: the audience; actor: the subject's pseudonym; never the token or the
+    subject). Those are this relying party's own checks; ``INTROSPECT_TOKEN`` is the provider
+    answering its RFC 7662 endpoint (:mod:`kyso.authn.oidc_introspect`).
     ``introspection``, when given, also asks the provider online whether an access token is
     still active, once every offline check passed (ID tokens are not introspected)."""
 
@@ -495,13 +497,13 @@ class TokenVerifier:
         from kyso.audit import Layer, Outcome
 
         if result is not None:
-            self._audit.record(Layer.AUTHN, "INTROSPECT_TOKEN", Outcome.SUCCESS,
+            self._audit.record(Layer.AUTHN, "VERIFY_TOKEN", Outcome.SUCCESS,
                                object=audience,
                                actor=self._audit.pseudonyms.pseudonym(result.subject),
                                level=int(result.level), token_type=result.to_dict()["token_type"],
                                client_id=result.client_id or "")
         else:
-            self._audit.record(Layer.AUTHN, "INTROSPECT_TOKEN_ERROR", Outcome.FAILURE,
+            self._audit.record(Layer.AUTHN, "VERIFY_TOKEN_ERROR", Outcome.FAILURE,
                                object=audience, reason=str(error),
                                error=type(error).__name__)
 

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import click
 
-from kyso.authn.keys import KEYSET_FILE, PUBLIC_JWKS_FILE, load_key_set
+from kyso.authn.key_store import KEYSET_FILE, PUBLIC_JWKS_FILE, load_key_set
 from kyso.authn.registry import Level
 from kyso.authn.rp import InsufficientLevelError, TokenVerifier, VerifiedToken
 from kyso.authn.rp_keys import JwksError, PublicKeySet, RemoteJwks

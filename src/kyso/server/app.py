@@ -19,7 +19,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kyso import __version__
-from kyso.authn.keys import KEYSET_FILE, KeyRing, KeySet, save_key_set
+from kyso.authn.key_ring import KeyRing
+from kyso.authn.key_store import KEYSET_FILE, save_key_set
+from kyso.authn.keys import KeySet
 from kyso.authn.login import LoginService
 from kyso.authn.oidc import Provider
 from kyso.authn.otp import SmsOutbox
