@@ -49,7 +49,13 @@ from typing import TYPE_CHECKING, Any, cast
 from kyso.authn.acr import acr_for, level_of
 from kyso.authn.keys import MAX_LEEWAY, KeySet
 from kyso.authn.registry import Level
-from kyso.authn.rp_keys import KeySource, PublicKeySet, RemoteJwks, StaticKeys, is_loopback
+from kyso.authn.rp_keys import (
+    KeySource,
+    PublicKeySet,
+    RemoteJwks,
+    StaticKeys,
+    check_service_url,
+)
 from kyso.authn.tokens import (
     DEFAULT_LEEWAY,
     MAX_TOKEN_BYTES,
@@ -176,22 +182,8 @@ DEFAULT_INTROSPECTION_TIMEOUT = 5.0
 
 
 def _check_introspection_url(url: object) -> str:
-    if not isinstance(url, str) or not 0 < len(url) <= 2048:
-        raise ValueError("introspection URL must be a URL of at most 2048 characters")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError("introspection URL is not a valid URL") from None
-    if parts.scheme not in ("https", "http") or not host:
-        raise ValueError("introspection URL must be an absolute https URL")
-    if parts.scheme == "http" and not is_loopback(host):
-        raise ValueError("introspection URL over plain http is refused except to a loopback "
-                         "address: the client secret would travel in clear; use https")
-    if parts.username is not None or parts.password is not None or parts.fragment:
-        raise ValueError("introspection URL must not carry user info or a fragment")
-    return url
+    return check_service_url(url, "introspection URL", ValueError,
+                             ": the client secret would travel in clear")
 
 
 class IntrospectionClient:

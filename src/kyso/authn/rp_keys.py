@@ -243,21 +243,28 @@ def is_loopback(host: str | None) -> bool:
 def check_jwks_url(url: str) -> str:
     """``https``, or ``http`` to a loopback address (a sidecar or a test server); no user
     info, no fragment. :class:`JwksError` otherwise."""
-    if not isinstance(url, str) or len(url) > 2048:
-        raise JwksError("JWKS URL must be a URL of at most 2048 characters")
+    return check_service_url(url, "JWKS URL", JwksError)
+
+
+def check_service_url(url: object, what: str, error: type[Exception], clear: str = "") -> str:
+    """``url`` if it is an absolute ``https`` URL, or ``http`` to a loopback address, of at
+    most 2048 characters, without user info or fragment; else ``error`` naming ``what`` (and
+    ``clear``: what would travel in clear over plain http)."""
+    if not isinstance(url, str) or not 0 < len(url) <= 2048:
+        raise error(f"{what} must be a non-empty URL of at most 2048 characters")
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise JwksError("JWKS URL is not a valid URL") from None
+        raise error(f"{what} is not a valid URL") from None
     if parts.scheme not in ("https", "http") or not host:
-        raise JwksError("JWKS URL must be an absolute https URL")
+        raise error(f"{what} must be an absolute https URL")
     if parts.scheme == "http" and not is_loopback(host):
-        raise JwksError("JWKS URL over plain http is refused except to a loopback address; "
-                        "use https")
+        raise error(f"{what} over plain http is refused except to a loopback address"
+                    f"{clear}; use https")
     if parts.username is not None or parts.password is not None or parts.fragment:
-        raise JwksError("JWKS URL must not carry user info or a fragment")
+        raise error(f"{what} must not carry user info or a fragment")
     return url
 
 
