@@ -371,7 +371,7 @@ def test_reset_says_whether_the_state_it_replaced_was_damaged(
     assert guard.reset(ACCOUNT) is False
     assert guard.failures(ACCOUNT)[Factor.PASSWORD] == 0
     kyso.store.write(lambda conn: conn.execute(
-        sa.update(lockout_states).values(state="\x00garbage")))
+        sa.update(lockout_states).values(state="garbage, not JSON")))
     assert guard.reset(ACCOUNT) is True
     assert guard.reset(ACCOUNT) is False
     assert stored(kyso) == (6, encode_lockout_state(LockoutState(version=6)))
