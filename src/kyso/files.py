@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -42,6 +43,21 @@ def atomic_output(path: Path, *, mode: int = 0o644, exclusive: bool = True
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+@contextmanager
+def exclusive_lock(path: Path, fail: Callable[[str], Exception]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created 0600) for the block; ``fail(reason)``
+    is raised when the lock file cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise fail(exc.strerror or str(exc)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, exclusive: bool = False) -> None:

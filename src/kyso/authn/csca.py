@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,7 +40,7 @@ from kyso.clock import vn_iso
 from kyso.config import check_new_passphrase
 from kyso.context import Kyso
 from kyso.errors import CertificateNotFoundError, PkiError, RevocationError
-from kyso.files import atomic_write, ensure_private_dir
+from kyso.files import atomic_write, ensure_private_dir, exclusive_lock
 from kyso.pki.keys import PrivateKey, load_private_key, save_private_key, spki_sha256
 from kyso.pki.serials import new_serial, parse_serial, serial_hex
 
@@ -265,15 +263,9 @@ def _paths(kyso: Kyso) -> dict[str, Path]:
 @contextlib.contextmanager
 def _locked(kyso: Kyso) -> Iterator[None]:
     folder = ensure_private_dir(_dir(kyso))
-    try:
-        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise PkiError(f"cannot write into {folder}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(folder / ".lock",
+                        lambda why: PkiError(f"cannot write into {folder}: {why}")):
         yield
-    finally:
-        os.close(fd)
 
 
 def csca_exists(kyso: Kyso) -> bool:

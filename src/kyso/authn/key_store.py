@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kyso.authn.keys import LONGEST_TOKEN_LIFETIME, MAX_LEEWAY, KeySet, SigningKey, jwk_thumbprint
 from kyso.clock import Clock
 from kyso.errors import KeyFileError
-from kyso.files import atomic_write, ensure_private_dir
+from kyso.files import atomic_write, ensure_private_dir, exclusive_lock
 from kyso.pki.keys import load_private_key, save_private_key
 from kyso.pki.pkcs8 import DEFAULT_ITERATIONS
 
@@ -247,15 +245,9 @@ class Rotation:
 
 @contextlib.contextmanager
 def _rotation_lock(directory: Path) -> Iterator[None]:
-    try:
-        fd = os.open(directory / ".rotate.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise KeyFileError(f"cannot write into {directory}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(directory / ".rotate.lock",
+                        lambda why: KeyFileError(f"cannot write into {directory}: {why}")):
         yield
-    finally:
-        os.close(fd)
 
 
 def rotate_key_set(directory: Path, passphrase: str, clock: Clock, *,

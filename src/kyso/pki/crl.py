@@ -7,8 +7,6 @@ listed with reason certificateHold and leave the next CRL when released.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from kyso.audit import Layer, Outcome
 from kyso.clock import vn_iso
 from kyso.context import Kyso
 from kyso.errors import PkiError
-from kyso.files import atomic_write
+from kyso.files import atomic_write, exclusive_lock
 from kyso.pki.authority import CertificateAuthority
 from kyso.pki.builder import Issuer
 from kyso.pki.keys import signature_hash
@@ -91,15 +89,9 @@ def build_crl(
 
 @contextmanager
 def _publish_lock(folder: Path, ca_name: str) -> Iterator[None]:
-    try:
-        fd = os.open(folder / f".{ca_name}.crl.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise PkiError(f"cannot write CRLs into {folder}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(folder / f".{ca_name}.crl.lock",
+                        lambda why: PkiError(f"cannot write CRLs into {folder}: {why}")):
         yield
-    finally:
-        os.close(fd)
 
 
 def publish_crl(
