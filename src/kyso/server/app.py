@@ -43,8 +43,10 @@ from kyso.server.options import DEFAULT_ISSUER, DEFAULT_MAX_PDF_BYTES, AppOption
 
 __all__ = ["DEFAULT_ISSUER", "AppOptions", "create_app", "load_or_create_keys"]
 
-_DOMAINS = (oidc_routes, pki_routes, verify_routes, audit_routes, ca_routes, csc_routes,
-            health_routes)
+# A request is matched against the routes in this order, one by one (~3 µs each): the routes
+# relying parties and load balancers call all day (OCSP, CRL, TSA, verify, health) come first.
+_DOMAINS = (pki_routes, verify_routes, health_routes, oidc_routes, audit_routes, ca_routes,
+            csc_routes)
 
 
 def load_or_create_keys(settings: Settings, clock: Clock, passphrase: str) -> KeyRing:
