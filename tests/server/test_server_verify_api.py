@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from server_support import ISSUER, KEY_PASSPHRASE, TestClient
 
 from conftest import PASSPHRASE, STAFF, audit_events, audit_text
+from kyso.clock import FrozenClock
 from kyso.context import Kyso
 from kyso.pki.authority import CertificateAuthority
 from kyso.pki.crl import publish_crl
@@ -25,7 +27,7 @@ from kyso.pki.issuance import issue
 from kyso.pki.keys import KeyType
 from kyso.pki.subjects import SubjectRequest
 from kyso.server.app import create_app
-from kyso.server.verify_routes import BATCH_SCHEMA, MAX_BATCH_FILES
+from kyso.server.verify_routes import BATCH_SCHEMA, MAX_BATCH_FILES, RESCAN, VerifierHolder
 from kyso.signing.sample import sample_pdf
 from kyso.signing.setup import build_verifier
 from kyso.signing.sign import PdfSigner, SignRequest
@@ -366,6 +368,49 @@ def test_the_verifier_follows_crls_published_after_start_up(
     publish_crls(kyso, ca)  # the server is not restarted
     after = raw(api, data).json()
     assert after["indication"] == "TOTAL-PASSED", after["reasons"]
+
+
+def test_the_verifier_is_kept_while_the_crl_directory_is_unchanged(
+        kyso: Kyso, ca: CertificateAuthority) -> None:
+    publish_crls(kyso, ca)
+    holder = VerifierHolder(kyso)
+    first = holder.get()
+    assert holder.get() is first
+    assert isinstance(kyso.clock, FrozenClock)
+    kyso.clock.advance(RESCAN)  # the periodic listing finds the same files
+    assert holder.get() is first
+
+
+def test_a_crl_overwritten_in_place_is_used_after_the_rescan_interval(
+        kyso: Kyso, ca: CertificateAuthority) -> None:
+    publish_crls(kyso, ca)
+    holder = VerifierHolder(kyso)
+    first = holder.get()
+    staff_crl = kyso.settings.crl_dir / "staff.crl"
+    before = staff_crl.stat()
+    with staff_crl.open("r+b") as fh:  # as `cp` would: same inode, the directory untouched
+        fh.write(staff_crl.read_bytes())
+    os.utime(staff_crl, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert holder.get() is first  # within the interval: the directory did not change
+    assert isinstance(kyso.clock, FrozenClock)
+    kyso.clock.advance(RESCAN)
+    assert holder.get() is not first
+
+
+def test_a_damaged_crl_answers_503_naming_it_until_it_is_replaced(
+        api: TestClient, kyso: Kyso, ca: CertificateAuthority, signed: bytes) -> None:
+    staff_crl = kyso.settings.crl_dir / "staff.crl"
+    good = staff_crl.read_bytes()
+    damaged = staff_crl.with_name("staff.crl.tmp")
+    damaged.write_bytes(good[:40])  # truncated, renamed into place as a copy tool would
+    damaged.replace(staff_crl)
+    response = raw(api, signed)
+    error_of(response, 503, "service_unavailable", "staff.crl", "not a DER CRL",
+             "kyso crl publish")
+    with staff_crl.open("r+b") as fh:  # repaired in place: the directory does not change
+        fh.write(good)
+    report = raw(api, signed).json()  # at once, not after the rescan interval
+    assert report["indication"] == "TOTAL-PASSED", report["reasons"]
 
 
 # --- audit and OpenAPI --------------------------------------------------------------------------

@@ -253,6 +253,18 @@ def test_verify_with_an_explicit_trust_anchor_outside_the_home(
     assert "Chữ ký hợp lệ" in outcome.out
 
 
+def test_verify_in_a_home_with_a_damaged_crl_refuses_naming_the_file(
+        capsys: pytest.CaptureFixture[str], pki: Pki, dossier: Path, tmp_path: Path) -> None:
+    out = dossier.with_name("signed.pdf")
+    sign_ok(capsys, pki, dossier, out)
+    home = tmp_path / "home"
+    shutil.copytree(pki.home, home)
+    damaged = home / "crl" / "staff.crl"
+    damaged.write_bytes(damaged.read_bytes()[:40])  # truncated
+    outcome = run_main(capsys, home, "pdf", "verify", out)
+    assert_refused(outcome, 1, "staff.crl", "not a DER CRL", "kyso crl publish")
+
+
 @pytest.mark.parametrize("style", ["official", "seal", "copy"])
 def test_visible_stamp_of_each_style_verifies(capsys: pytest.CaptureFixture[str], pki: Pki,
                                               dossier: Path, style: str) -> None:

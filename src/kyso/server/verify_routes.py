@@ -21,6 +21,7 @@ request records one ``DOCUMENT_VERIFY`` event (file count and verdict, never con
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import threading
 from collections.abc import Sequence
@@ -79,18 +80,30 @@ MULTIPART = "multipart/form-data"
 # --- the verifier ----------------------------------------------------------------------------
 
 
+RESCAN = dt.timedelta(seconds=1)  # the CRL files are listed at least this often
+
+
 class VerifierHolder:
     """The home's :class:`PdfVerifier`, rebuilt when the set of published CRL files changes
-    (a stat of a few files per request) and built late if the CA did not exist at start-up.
-    A verifier in use by other threads stays valid while a new one replaces it."""
+    and built late if the CA did not exist at start-up. A verifier in use by other threads
+    stays valid while a new one replaces it.
+
+    Each request stats the CRL directory (a CRL published by ``/crl/…``, ``kyso crl publish``
+    or another node is renamed into place, which changes it); the files themselves are listed
+    when it changed, and at least once per :data:`RESCAN` of the home's clock whatever happened
+    (a file overwritten in place, or renamed within the directory's timestamp granularity). A
+    build that fails (a damaged CRL: 503 naming it) is tried again by the next request."""
 
     def __init__(self, kyso: Kyso) -> None:
         self.kyso = kyso
         self._lock = threading.Lock()
         self._verifier: PdfVerifier | None = None
         self._stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._folder: tuple[int, int] | None = None  # the directory's inode and mtime
+        self._listed_at: dt.datetime | None = None
 
     def _crl_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        """The CRL files' names, mtimes and sizes; () when the directory is missing."""
         found = []
         try:
             with os.scandir(self.kyso.settings.crl_dir) as entries:  # ~4x faster than glob
@@ -102,19 +115,34 @@ class VerifierHolder:
             return ()
         return tuple(sorted(found))
 
+    def _folder_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.kyso.settings.crl_dir)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
     @property
     def built(self) -> bool:
         """Whether a verifier exists (it may still be rebuilt by :meth:`get`)."""
         return self._verifier is not None
 
     def get(self) -> PdfVerifier:
-        """The current verifier; :class:`ApiError` 503 when the home has no trust anchor."""
-        stamp = self._crl_stamp()
+        """The current verifier; :class:`ApiError` 503 when the home has no trust anchor or a
+        published CRL is damaged."""
         with self._lock:
+            now, listed = self.kyso.clock.now(), self._listed_at
+            folder = self._folder_stamp()  # before listing: a change meanwhile is seen next time
+            if (self._verifier is not None and folder == self._folder and listed is not None
+                    and listed <= now < listed + RESCAN):
+                return self._verifier
+            stamp = self._crl_stamp()
+            self._folder, self._listed_at = folder, now
             if self._verifier is None or stamp != self._stamp:
                 try:
                     self._verifier = build_verifier(self.kyso.clock, kyso=self.kyso)
                 except KysoError as exc:
+                    self._listed_at = None  # the next request tries again
                     raise ApiError(503, "service_unavailable",
                                    f"PDF verification is not available on this node: {exc}",
                                    {"Retry-After": "60"}) from None

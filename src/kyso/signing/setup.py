@@ -99,11 +99,23 @@ def read_certificates(paths: Sequence[Path]) -> tuple[x509.Certificate, ...]:
 
 
 def home_crls(kyso: Kyso) -> tuple[bytes, ...]:
-    """The CRLs this home has published (signed, so they are evidence, not just state)."""
+    """The CRLs this home has published (signed, so they are evidence, not just state);
+    :class:`KysoError` naming a file that is not a CRL."""
     folder = kyso.settings.crl_dir
     if not folder.is_dir():
         return ()
-    return tuple(p.read_bytes() for p in sorted(folder.glob("*.crl")) if p.is_file())
+    crls = []
+    for path in sorted(folder.glob("*.crl")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        try:
+            x509.load_der_x509_crl(data)
+        except ValueError:  # damaged (a truncated copy, a full disk): no verdict rests on it
+            raise KysoError(f"the published CRL {path} is not a DER CRL ({len(data)} bytes): "
+                            "publish it again with kyso crl publish") from None
+        crls.append(data)
+    return tuple(crls)
 
 
 def build_verifier(clock: Clock, *, kyso: Kyso | None, trust: Sequence[Path] = (),
