@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import stat
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from kyso.authn.key_store import (
     KEYSET_FILE,
     PUBLIC_JWKS_FILE,
     KeyState,
+    create_key_set,
     load_key_set,
     read_key_index,
     rotate_key_set,
@@ -233,3 +235,27 @@ def test_concurrent_rotations_never_lose_a_key(tmp_path: Path, clock: FrozenCloc
     assert {k.kid for k in loaded} >= set(results)
     assert loaded.current.kid in results
     assert len(loaded) == 6  # the two stored keys + four rotations, all in their window
+
+
+def test_nodes_starting_at_once_on_a_new_home_create_one_key_set(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    directory = tmp_path / "token-keys"
+    start = threading.Barrier(4)
+
+    def create(_: int) -> bool:
+        start.wait()
+        return create_key_set(directory, PASSPHRASE, clock, iterations=ITERATIONS)
+
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(create, range(4)))
+
+    assert made.count(True) == 1
+    loaded = load_key_set(directory, PASSPHRASE)  # its key file was not deleted by another
+    assert len(loaded) == 1
+    assert [p.name for p in directory.glob("*.key.pem")] == [f"{loaded.current.kid}.key.pem"]
+
+
+def test_create_key_set_keeps_an_existing_set(tmp_path: Path, clock: FrozenClock) -> None:
+    directory, keys = stored(tmp_path, clock)
+    assert create_key_set(directory, PASSPHRASE, clock, iterations=ITERATIONS) is False
+    assert load_key_set(directory, PASSPHRASE).current.kid == keys.current.kid

@@ -250,6 +250,26 @@ def _rotation_lock(directory: Path) -> Iterator[None]:
         yield
 
 
+def create_key_set(directory: Path, passphrase: str, clock: Clock, *,
+                   iterations: int = DEFAULT_ITERATIONS) -> bool:
+    """Create and save a new key set unless ``directory`` holds one, under the rotation lock:
+    two nodes starting at once on a new home make one set, not two that delete each other's
+    key files. True when this call made it."""
+    try:
+        ensure_private_dir(directory)
+    except OSError as exc:
+        raise KeyFileError(f"cannot create {directory}: {exc.strerror or exc}") from None
+    with _rotation_lock(directory):
+        if (directory / KEYSET_FILE).exists():
+            return False
+        try:
+            save_key_set(directory, KeySet.create(clock), passphrase, iterations=iterations)
+        except OSError as exc:
+            raise KeyFileError(f"cannot write the token key set in {directory}: "
+                               f"{exc.strerror or exc}") from None
+    return True
+
+
 def rotate_key_set(directory: Path, passphrase: str, clock: Clock, *,
                    iterations: int = DEFAULT_ITERATIONS) -> Rotation:
     """Rotate the stored key set, under a lock so that two rotations never interleave: load

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from kyso import __version__
 from kyso.authn.key_ring import KeyRing
-from kyso.authn.key_store import KEYSET_FILE, save_key_set
+from kyso.authn.key_store import KEYSET_FILE, create_key_set
 from kyso.authn.keys import KeySet
 from kyso.authn.login import LoginService
 from kyso.authn.oidc import Provider
@@ -55,8 +55,7 @@ def load_or_create_keys(settings: Settings, clock: Clock, passphrase: str) -> Ke
     directory = settings.token_keys_dir
     if not (directory / KEYSET_FILE).exists():
         check_new_passphrase(passphrase, "token key passphrase")
-        save_key_set(directory, KeySet.create(clock), passphrase,
-                     iterations=settings.key_kdf_iterations)
+        create_key_set(directory, passphrase, clock, iterations=settings.key_kdf_iterations)
     return KeyRing.open(directory, passphrase, clock)
 
 
