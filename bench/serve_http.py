@@ -120,6 +120,18 @@ class Server:
             [str(Path(sys.executable).with_name("kyso")), "serve", "--port", str(self.port),
              "--workers", str(workers), "--log-level", "warning"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if workers > 1:  # every worker, not the first one up: each has its own socket
+            ready = threading.Timer(120, self.proc.kill)
+            ready.start()
+            seen = []
+            for line in self.proc.stderr:  # type: ignore[union-attr]
+                seen.append(line)
+                if "workers are ready" in line:
+                    break
+            ready.cancel()
+            if self.proc.poll() is not None:
+                raise SystemExit(f"kyso serve exited: {''.join(seen)}")
+            threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

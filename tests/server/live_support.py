@@ -81,6 +81,29 @@ class ServeProcess:
             time.sleep(0.2)
         raise AssertionError(f"kyso serve ({self.base}) did not start")
 
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
+
+    def logged(self) -> str:
+        """What the process has written into its ``log`` file so far."""
+        assert self.log is not None, "start with log= to read the output while it runs"
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, within: float = 120) -> None:
+        """Until ``text`` appears in the ``log`` file; AssertionError with the output if the
+        process ends first or after ``within`` seconds."""
+        assert self.log is not None, "wait_for reads the log file: start with log="
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if text in self._output():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"kyso serve exited {self.proc.returncode}: "
+                                     f"{self._output()[-2000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} did not appear: {self._output()[-2000:]}")
+
     def stop(self) -> tuple[int, str]:
         """SIGTERM (SIGKILL after 30 s); the exit code and what it wrote."""
         if self.proc.poll() is None:

@@ -4,11 +4,15 @@ for a wrong set-up."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +42,23 @@ def start(ca: CertificateAuthority, home: Path) -> Iterator:  # type: ignore[typ
 
     def run(*args: str, scheme: str = "http", **env: str) -> ServeProcess:
         running = start_serve(free_port(), *args, env=serve_env(home, **env), scheme=scheme)
+        started.append(running)
+        return running
+
+    yield run
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def start_logged(ca: CertificateAuthority, home: Path, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """``kyso serve`` writing into a log file (read while it runs), with the CA passphrase."""
+    started: list[ServeProcess] = []
+
+    def run(*args: str) -> ServeProcess:
+        port = free_port()
+        running = start_serve(port, *args, env=serve_env(home, KYSO_CA_PASSPHRASE=PASSPHRASE),
+                              log=tmp_path / f"serve-{port}.log")
         started.append(running)
         return running
 
@@ -88,6 +109,103 @@ def test_serve_with_two_workers_shares_the_port(start) -> None:  # type: ignore[
     assert len(workers) >= 2, err
     assert "with 2 workers" in err
     assert "Traceback" not in err
+
+
+def access_log_pids(output: str, path: str) -> Counter[int]:
+    """How many requests for ``path`` each worker answered, from the access-log lines."""
+    pids: Counter[int] = Counter()
+    for line in output.splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("event") == "request" and entry.get("path") == path:
+                pids[entry["pid"]] += 1
+    return pids
+
+
+def get_on_each(port: int, connections: int) -> list[bytes]:
+    """Open ``connections`` connections at once, then GET /health on each (kept open until all
+    have answered): the burst a balancer opening its pool sends."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=30)
+             for _ in range(connections)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        return [sock.recv(65536).split(b"\r\n", 1)[0] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_serve_with_two_workers_spreads_a_burst_of_connections_over_both(
+        start_logged) -> None:  # type: ignore[no-untyped-def]
+    server = start_logged("--workers", "2")
+    server.wait_for("all 2 workers are ready")
+
+    answers = get_on_each(server.port, 32)
+    _code, output = server.stop()
+
+    assert answers == [b"HTTP/1.1 200 OK"] * 32
+    pids = access_log_pids(output, "/health")
+    assert len(pids) == 2, output[-3000:]
+    assert min(pids.values()) >= 4, pids  # an even spread; 32 on one worker before
+    assert "Traceback" not in output
+
+
+def test_serve_workers_log_json_lines_at_the_level_given(start_logged) -> None:  # type: ignore[no-untyped-def]
+    quiet = start_logged("--workers", "2", "--log-level", "warning")
+    loud = start_logged("--workers", "2")
+    for server in (quiet, loud):
+        server.wait_for("all 2 workers are ready")
+        get_on_each(server.port, 8)
+
+    _, quiet_output = quiet.stop()
+    _, loud_output = loud.stop()
+
+    assert "/health" not in quiet_output, quiet_output[-2000:]
+    assert sum(access_log_pids(loud_output, "/health").values()) == 8, loud_output[-2000:]
+
+
+def test_serve_replaces_a_worker_that_dies(start_logged) -> None:  # type: ignore[no-untyped-def]
+    server = start_logged("--workers", "2")
+    server.wait_for("all 2 workers are ready")
+    get_on_each(server.port, 16)
+    first = access_log_pids(server.logged(), "/health")
+    victim = max(first, key=lambda pid: first[pid])
+    os.kill(victim, signal.SIGKILL)
+    server.wait_for("worker_replaced")
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # the new worker starts on the dead one's socket
+        answered = access_log_pids(server.logged(), "/health")
+        if len(set(answered) - set(first)) == 1:
+            break
+        get_on_each(server.port, 16)
+        time.sleep(0.5)
+    _code, output = server.stop()
+
+    pids = access_log_pids(output, "/health")
+    assert victim in pids, pids
+    assert len(pids) == 3, pids  # both old workers, then the new one
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_serve_with_workers_refuses_a_port_in_use(
+        ca: CertificateAuthority, home: Path, reuse_port: bool) -> None:
+    with socket.socket() as taken:
+        if reuse_port:  # another server with SO_REUSEPORT would otherwise share the port
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([KYSO, "serve", "--port", str(port), "--workers", "2"],
+                              env=serve_env(home), capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "in use" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_serve_tls_uses_the_certificate_in_the_home(start, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from kyso.config import (
     passphrase_from_env,
     read_passphrase_file,
 )
-from kyso.errors import UsageError
+from kyso.errors import KysoError, UsageError
 from kyso.server.options import DEFAULT_MAX_PDF_BYTES
 
 TLS_DIR = "tls"
@@ -130,7 +130,8 @@ def serve(app: App, host: str, port: int, workers: int, issuer: str | None, tls:
     import uvicorn  # this command alone needs the server: other commands start faster
 
     from kyso.server.app import create_app
-    from kyso.server.factory import ENV_ISSUER, ENV_MAX_PDF_BYTES
+    from kyso.server.factory import ENV_ISSUER, ENV_LOG_LEVEL, ENV_MAX_PDF_BYTES
+    from kyso.server.workers import Workers, listening_sockets
 
     files = _tls_files(app, tls, tls_cert, tls_key)
     scheme = "https" if files else "http"
@@ -160,10 +161,17 @@ def serve(app: App, host: str, port: int, workers: int, issuer: str | None, tls:
     os.environ.update({ENV_HOME: str(app.settings.home),
                        ENV_DATABASE_URL: app.settings.database_url,
                        ENV_TOKEN_KEY_PASSPHRASE: passphrase, ENV_ISSUER: issuer_url,
-                       ENV_MAX_PDF_BYTES: str(max_pdf_bytes)})
+                       ENV_MAX_PDF_BYTES: str(max_pdf_bytes), ENV_LOG_LEVEL: log_level})
     if ca_pass is not None:
         os.environ[ENV_CA_PASSPHRASE] = ca_pass
+    sockets = listening_sockets(host, port, workers)  # one per worker: balanced connections
     click.echo(f"kyso serving {issuer_url} (issuer) on {scheme}://{_host_in_url(host)}:{port} "
                f"with {workers} workers", err=True)
-    uvicorn.run("kyso.server.factory:worker_app", factory=True, workers=workers,
-                **common)  # type: ignore[arg-type]
+    config = uvicorn.Config("kyso.server.factory:worker_app", factory=True, workers=workers,
+                            **common)  # type: ignore[arg-type]
+
+    def ready() -> None:
+        click.echo(f"kyso: all {workers} workers are ready", err=True)
+
+    if not Workers(config, sockets).run(on_ready=ready):
+        raise KysoError("a worker failed while starting; see the log above")

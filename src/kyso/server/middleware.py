@@ -1,10 +1,12 @@
-"""The outermost layer of every request: a request id, one structured access-log line, security
+"""The outermost layer of every request: a request id, one structured access-log line (with the
+worker's process id), security
 headers, and the catch-all that turns any unexpected exception into a ``server_error``
 response — the type is logged, never a traceback, a message or a local variable."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from typing import Any
@@ -27,6 +29,7 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.log = structlog.get_logger("kyso.server")
+        self.pid = os.getpid()  # which worker of `kyso serve --workers N` answered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +61,7 @@ class RequestContextMiddleware:
             self.log.info("request", request_id=request_id, method=scope.get("method", ""),
                           path=scope.get("path", ""), status=status["code"] or 500,
                           duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                          client=_client(scope))
+                          client=_client(scope), pid=self.pid)
 
     @staticmethod
     async def _server_error(scope: Scope, send: Any) -> None:
