@@ -189,6 +189,36 @@ def test_serve_replaces_a_worker_that_dies(start_logged) -> None:  # type: ignor
     assert "Traceback" not in output
 
 
+def test_serve_sighup_replaces_the_workers_one_by_one(start_logged) -> None:  # type: ignore[no-untyped-def]
+    server = start_logged("--workers", "2")
+    server.wait_for("all 2 workers are ready")
+    get_on_each(server.port, 16)
+    before = set(access_log_pids(server.logged(), "/health"))
+    server.proc.send_signal(signal.SIGHUP)
+
+    deadline, answers = time.monotonic() + 120, []
+    while time.monotonic() < deadline:  # requests keep being answered during the restart
+        answers += get_on_each(server.port, 4)
+        served = set(access_log_pids(server.logged(), "/health"))
+        if len(served - before) == 2 and not set(children(server.proc.pid)) & before:
+            break
+        time.sleep(0.3)
+    after = children(server.proc.pid)
+    code, output = server.stop()
+
+    assert set(answers) == {b"HTTP/1.1 200 OK"}
+    assert not set(after) & before, (before, after)  # both old workers are gone
+    assert len(set(access_log_pids(output, "/health")) - before) == 2
+    assert code in (0, -signal.SIGTERM)
+    assert "Traceback" not in output
+
+
+def children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
+                           check=False).stdout.split()
+    return [int(p) for p in found]
+
+
 @pytest.mark.parametrize("reuse_port", [False, True])
 def test_serve_with_workers_refuses_a_port_in_use(
         ca: CertificateAuthority, home: Path, reuse_port: bool) -> None:
