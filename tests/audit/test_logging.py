@@ -8,7 +8,10 @@ import dataclasses
 import io
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -210,3 +213,25 @@ def test_json_lines_stay_single_lines_and_keep_vietnamese() -> None:
 def test_an_unknown_level_is_refused() -> None:
     with pytest.raises(ConfigError, match="log level"):
         configure_logging(level="verbose")
+
+
+def test_processes_sharing_stderr_never_interleave_their_lines(tmp_path: Path) -> None:
+    """Each line is one write (``kyso serve --workers N``: the workers share the parent's
+    stderr, which Python leaves unbuffered; a line and its newline used to be two writes)."""
+    script = ("import structlog, sys\n"
+              "from kyso.audit.logging import configure_logging\n"
+              "configure_logging(level='info', json=True, stream=sys.stderr)\n"
+              "log = structlog.get_logger('test')\n"
+              "for i in range(2000):\n"
+              "    log.info('request', worker=sys.argv[1], n=i, path='/health')\n")
+    out = tmp_path / "shared.log"
+    with out.open("wb") as shared:
+        workers = [subprocess.Popen([sys.executable, "-c", script, name], stderr=shared)
+                   for name in ("a", "b", "c")]
+        assert [w.wait(timeout=120) for w in workers] == [0, 0, 0]
+
+    lines = out.read_text().splitlines()
+    assert len(lines) == 6000
+    entries = [json.loads(line) for line in lines]  # no two lines run together
+    assert {(e["worker"], e["n"]) for e in entries} == {
+        (w, n) for w in ("a", "b", "c") for n in range(2000)}

@@ -162,7 +162,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level.lower()]),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=structlog.WriteLoggerFactory(file=out),  # one write per line (workers share stderr)
         context_class=dict,
         cache_logger_on_first_use=False,
     )
