@@ -7,6 +7,8 @@ and never carry secrets (passwords, passphrases, keys, raw ID numbers).
 
 from __future__ import annotations
 
+import datetime as dt
+
 
 class KysoError(Exception):
     """Root of every error kyso raises on purpose."""
@@ -145,6 +147,15 @@ class AccountLockedError(AuthenticationFailedError):
 
 class TokenError(AuthnError):
     """A token is malformed, forged, expired, oversized or not meant for this audience."""
+
+
+class ThrottledError(AuthnError):
+    """Too many requests of one kind (SMS codes for an account); ``retry_at`` is the earliest
+    time another one is accepted."""
+
+    def __init__(self, message: str, retry_at: dt.datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class GatewayError(SigningError):

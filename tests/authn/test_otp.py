@@ -24,7 +24,7 @@ from kyso.authn.otp import (
     new_totp_secret,
 )
 from kyso.clock import FrozenClock
-from kyso.errors import AuthenticationFailedError, AuthnError, ConfigError
+from kyso.errors import AuthenticationFailedError, AuthnError, ConfigError, ThrottledError
 
 CITIZEN_ID = "033301000123"
 PHONE = "0912345678"
@@ -285,9 +285,11 @@ def test_a_code_is_valid_for_five_minutes(
 def test_a_resend_within_sixty_seconds_is_refused(
         sms: SmsOtp, outbox: MemorySmsOutbox, clock: FrozenClock) -> None:
     send(sms, outbox)
+    sent_at = clock.now()
     clock.advance(dt.timedelta(seconds=59))
-    with pytest.raises(AuthnError, match="too many codes"):
+    with pytest.raises(ThrottledError, match="too many codes") as refused:
         sms.send(CITIZEN_ID, PHONE)
+    assert refused.value.retry_at == sent_at + dt.timedelta(seconds=60)
     assert len(outbox.messages(PHONE)) == 1
     clock.advance(dt.timedelta(seconds=1))
     send(sms, outbox)
@@ -299,9 +301,10 @@ def test_at_most_five_codes_an_hour(
     for _ in range(5):
         send(sms, outbox)
         clock.advance(dt.timedelta(minutes=2))
-    with pytest.raises(AuthnError, match="too many codes"):
+    with pytest.raises(ThrottledError, match="too many codes") as refused:
         sms.send(CITIZEN_ID, PHONE)
     assert sms.next_send_at(CITIZEN_ID) == start + dt.timedelta(hours=1)
+    assert refused.value.retry_at == start + dt.timedelta(hours=1)
     clock.set(start + dt.timedelta(hours=1) - dt.timedelta(seconds=1))
     with pytest.raises(AuthnError):
         sms.send(CITIZEN_ID, PHONE)

@@ -87,6 +87,7 @@ def test_a_second_sms_within_the_resend_interval_is_refused_and_the_first_code_w
     clock.advance(dt.timedelta(seconds=30))  # within the 60 s resend interval
     second = browser.post("/login/sms", {"csrf": csrf_of(first.text)})
     assert second.status_code == 429
+    assert second.headers["retry-after"] == "30"  # the rest of the 60 s resend interval
     assert "Không thể gửi SMS lúc này. Vui lòng thử lại sau." in second.text  # uniform…
     assert "+07:00" not in second.text  # …without the throttle's details
     assert 'name="code"' in second.text  # the code form stays, for the code already sent

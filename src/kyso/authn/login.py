@@ -49,7 +49,14 @@ from kyso.authn.registry import Identity, Level, Registry
 from kyso.authn.sealing import SecretSealer
 from kyso.authn.stores import SqlLockoutStore, SqlSmsChallengeStore, SqlSmsOutbox, SqlTotpStepStore
 from kyso.context import Kyso
-from kyso.errors import AccountLockedError, AuthenticationFailedError, AuthnError, IdentityError, KysoError
+from kyso.errors import (
+    AccountLockedError,
+    AuthenticationFailedError,
+    AuthnError,
+    IdentityError,
+    KysoError,
+    ThrottledError,
+)
 from kyso.pki.identifiers import mask_id
 
 __all__ = ["LoginResult", "LoginService", "PasswordAccepted", "SecondFactor"]
@@ -169,7 +176,8 @@ class LoginService:
 
     def send_sms(self, subject: str, *, source: str = "", request_id: str = "") -> SmsSent:
         """Send a new SMS code to the account's phone (the previous code dies; the failure
-        counters stay). :class:`AuthnError` when throttled or the account has no phone."""
+        counters stay). :class:`ThrottledError` when throttled, :class:`AuthnError` when the
+        account has no phone."""
         identity = self.account(subject)
         ctx = _Attempt(self, identity.id_number, identity, "", source, request_id, Factor.SMS)
         self._ensure_may_log_in(ctx, identity)
@@ -179,7 +187,7 @@ class LoginService:
             raise AuthnError("this account has no phone number for SMS codes")
         try:
             sent = self.sms.send(identity.subject, phone)
-        except AuthnError as exc:
+        except ThrottledError as exc:
             ctx.record("SEND_SMS_CODE", Outcome.FAILURE, error="too_many_codes",
                        phone_hint=mask_id(phone))
             raise exc from None

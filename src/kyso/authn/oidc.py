@@ -18,6 +18,7 @@ whatever ``acr_values`` asked; an essential ``acr`` claim it cannot meet is refu
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,7 +47,7 @@ from kyso.authn.oidc_tokens import NO_ORIGIN, Grant, Origin, TokenService, recor
 from kyso.authn.passwords import PasswordHasher, hash_params
 from kyso.authn.registry import Level, Registry
 from kyso.context import Kyso
-from kyso.errors import AccountLockedError, AuthenticationFailedError, AuthnError
+from kyso.errors import AccountLockedError, AuthenticationFailedError, AuthnError, ThrottledError
 from kyso.pki.identifiers import mask_id
 
 __all__ = ["ENDPOINTS", "FlowResult", "Origin", "Provider", "Step"]
@@ -225,9 +226,11 @@ class Provider:
         return session, cookie
 
     def _otp_page(self, cookie: str, session: BrowserSession, *, message: str = "",
-                  selected: str = "", status: int = 200) -> FlowResult:
+                  selected: str = "", status: int = 200,
+                  retry_after: int | None = None) -> FlowResult:
         factors = tuple(session.data.get("factors", ()))
         return FlowResult(Step.OTP, lang=session_lang(session), status=status,
+                          retry_after=retry_after,
                           csrf=self.sessions.csrf_token(cookie, session), message=message,
                           factors=factors, selected=selected or factors[0],
                           id_hint=str(session.data.get("id_hint", "")))
@@ -283,8 +286,12 @@ class Provider:
                                 request_id=origin.request_id)
         except AccountLockedError:
             return self._locked(session)
-        except AuthnError:
+        except ThrottledError as exc:
+            wait = math.ceil((exc.retry_at - self.kyso.now()).total_seconds())
             return self._otp_page(cookie, session, message="sms_refused", status=429,
+                                  selected=SecondFactor.SMS.value, retry_after=max(1, wait))
+        except AuthnError:  # no phone for SMS codes
+            return self._otp_page(cookie, session, message="sms_refused", status=400,
                                   selected=SecondFactor.SMS.value)
         return self._otp_page(cookie, session, message="sms_sent",
                               selected=SecondFactor.SMS.value)

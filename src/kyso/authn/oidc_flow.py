@@ -46,6 +46,7 @@ class FlowResult:
     id_hint: str = ""
     qr_payload: str = ""  # Step.QR: what the QR code shows
     qr_expires: dt.datetime | None = None
+    retry_after: int | None = None  # seconds, for a 429 (the Retry-After header)
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step.value, "lang": self.lang, "status": self.status,

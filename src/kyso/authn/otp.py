@@ -33,7 +33,7 @@ from pyotp.exceptions import OTPVerificationError
 
 from kyso.authn.lockout import INVALID_CREDENTIALS
 from kyso.clock import Clock, vn_iso
-from kyso.errors import AuthenticationFailedError, AuthnError, ConfigError
+from kyso.errors import AuthenticationFailedError, AuthnError, ConfigError, ThrottledError
 from kyso.pki.identifiers import mask_id
 
 ISSUER = "kyso"
@@ -367,7 +367,7 @@ class SmsOtp:
         return earliest
 
     def send(self, account: str, phone: str) -> SmsSent:
-        """Send a new code, replacing the previous one; :class:`AuthnError` when throttled."""
+        """Send a new code, replacing the previous one; :class:`ThrottledError` when throttled."""
         s, now = self.settings, self._clock.now()
         code = f"{secrets.randbelow(10 ** s.digits):0{s.digits}d}"
         challenge_id = secrets.token_hex(16)
@@ -376,8 +376,9 @@ class SmsOtp:
         if not self._store.issue(challenge, previous_by=now - s.resend_interval,
                                  window_start=now - s.send_window,
                                  max_sends=s.max_sends):
-            raise AuthnError(f"too many codes requested: try again after "
-                             f"{vn_iso(self.next_send_at(account))}")
+            retry_at = self.next_send_at(account)
+            raise ThrottledError(f"too many codes requested: try again after {vn_iso(retry_at)}",
+                                 retry_at)
         minutes = int(s.validity.total_seconds() // 60)
         self._outbox.deliver(SmsMessage(phone, SMS_TEXT.format(code=code, minutes=minutes), now))
         return SmsSent(challenge_id, now, challenge.expires_at,

@@ -165,6 +165,8 @@ def render(result: FlowResult, *, after_post: bool) -> Response:
                         description=result.error_description, factors=result.factors,
                         selected=result.selected, client_name=result.client_name,
                         id_hint=result.id_hint, **qr_context(result))
+    if result.retry_after is not None:
+        response.headers["Retry-After"] = str(result.retry_after)
     if result.set_cookie is not None:
         response.set_cookie(COOKIE, result.set_cookie, path="/", secure=True, httponly=True,
                             samesite="lax")
