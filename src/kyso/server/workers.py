@@ -72,6 +72,9 @@ class Workers:
         self.processes: list[Process] = []
         self.stopping = threading.Event()
         self._restart = threading.Event()
+        # how long a new worker may take to start: opening the store and unlocking the keys
+        # takes seconds (uvicorn's health-check timeout, 5 s, is for an answer to a ping)
+        self.startup_timeout = config.timeout_worker_healthcheck * 12
 
     def _start(self, index: int) -> Process:
         process = Process(self.config, [self.sockets[index]])
@@ -91,8 +94,9 @@ class Workers:
             signal.signal(signum, self._signal)
         self.processes = [self._start(i) for i in range(len(self.sockets))]
         failed = False
-        timeout = self.config.timeout_worker_healthcheck * 12  # an app's start-up takes seconds
-        if all(p.wait_until_ready(timeout, self.stopping) for p in self.processes) and on_ready:
+        ready = all(p.wait_until_ready(self.startup_timeout, self.stopping)
+                    for p in self.processes)
+        if ready and on_ready is not None:
             on_ready()
         while not self.stopping.wait(0.5):
             if self._restart.is_set():
@@ -132,7 +136,7 @@ class Workers:
             if self.stopping.is_set():
                 return
             new = self._start(index)
-            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.stopping):
+            if not new.wait_until_ready(self.startup_timeout, self.stopping):
                 new.kill()
                 new.join()
                 _log.error("worker_restart_aborted", pid=new.pid, keeping=old.pid)
