@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -37,11 +37,15 @@ def serve_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def start(ca: CertificateAuthority, home: Path) -> Iterator:  # type: ignore[type-arg]
+def start(ca: CertificateAuthority, home: Path, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """``kyso serve`` started (stopped at the end); with ``logged=True`` it writes into a log
+    file that can be read while it runs."""
     started: list[ServeProcess] = []
 
-    def run(*args: str, scheme: str = "http", **env: str) -> ServeProcess:
-        running = start_serve(free_port(), *args, env=serve_env(home, **env), scheme=scheme)
+    def run(*args: str, scheme: str = "http", logged: bool = False, **env: str) -> ServeProcess:
+        port = free_port()
+        running = start_serve(port, *args, env=serve_env(home, **env), scheme=scheme,
+                              log=tmp_path / f"serve-{port}.log" if logged else None)
         started.append(running)
         return running
 
@@ -51,20 +55,9 @@ def start(ca: CertificateAuthority, home: Path) -> Iterator:  # type: ignore[typ
 
 
 @pytest.fixture
-def start_logged(ca: CertificateAuthority, home: Path, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    """``kyso serve`` writing into a log file (read while it runs), with the CA passphrase."""
-    started: list[ServeProcess] = []
-
-    def run(*args: str) -> ServeProcess:
-        port = free_port()
-        running = start_serve(port, *args, env=serve_env(home, KYSO_CA_PASSPHRASE=PASSPHRASE),
-                              log=tmp_path / f"serve-{port}.log")
-        started.append(running)
-        return running
-
-    yield run
-    for running in started:
-        running.stop()
+def start_logged(start) -> Callable[..., ServeProcess]:  # type: ignore[no-untyped-def]
+    """``start`` with a log file and the CA passphrase."""
+    return lambda *args: start(*args, logged=True, KYSO_CA_PASSPHRASE=PASSPHRASE)
 
 
 def test_serve_answers_health_readiness_and_openapi_then_stops_cleanly(start) -> None:  # type: ignore[no-untyped-def]
@@ -101,8 +94,7 @@ def test_serve_with_two_workers_shares_the_port(start) -> None:  # type: ignore[
     server.wait_ready()
 
     answers = [httpx.get(f"{server.base}/ready").status_code for _ in range(20)]
-    workers = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
-                             text=True, check=False).stdout.split()
+    workers = children(server.proc.pid)
     _code, err = server.stop()
 
     assert answers == [200] * 20
