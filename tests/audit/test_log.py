@@ -772,6 +772,21 @@ def test_a_torn_tail_is_quarantined_and_recorded(audit_dir: Path, clock: FrozenC
     assert {c.name: c.status for c in report.checks}["torn tails"] is Status.WARN
 
 
+def test_a_torn_tail_whose_digest_starts_with_twelve_digits_is_named_as_kept(
+        audit_dir: Path, clock: FrozenClock) -> None:
+    # sha256 of this tail is 446437698653db67…: a 16-character prefix in the file name would be
+    # masked as an ID number (446******653) in the event, and kept_as would name no file.
+    tail = TORN + b"80"
+    assert re.match(r"[0-9]{12}", hashlib.sha256(tail).hexdigest())
+    writer = AuditLog(audit_dir, AuditSettings(), clock)
+    writer.append([event("A")])
+    _tear(audit_dir, tail)
+    writer.append([event("AFTER")])
+    writer.close()
+    torn = read_events(audit_dir)[1]
+    assert (audit_dir / torn["details"]["kept_as"]).read_bytes() == tail
+
+
 def test_before_the_next_write_a_torn_tail_is_reported_not_read(audit_dir: Path, log: AuditLog) -> None:
     log.append([event("A"), event("B")])
     _tear(audit_dir)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from conftest import PASSPHRASE, T0, audit_events, audit_text
+from kyso.audit.events import scrub
 from kyso.authn.chip import ChipData, ChipPersonalData, encode_dg13, issue_chip
 from kyso.authn.csca import (
     DocumentSigner,
@@ -43,6 +44,7 @@ from kyso.authn.devices import (
     signature_from_base64,
     verify_device_signature,
 )
+from kyso.authn.devices.records import challenge_ref
 from kyso.authn.enrolment import issue_test_chip
 from kyso.authn.keys import jwk_thumbprint
 from kyso.authn.passive_auth import Indication, PassiveAuthResult
@@ -822,6 +824,15 @@ def test_messages_are_domain_separated_and_canonical() -> None:
                        b'"subject":"u-1","thumbprint":"t"}')
     assert login != approve
     assert approval_message(nonce='n","x":"', subject="u-1", thumbprint="t") != approve
+
+
+def test_a_challenge_reference_survives_the_event_scrubber_whole() -> None:
+    # sha256("nonce568") is d6db633277545437…: its first 16 hex characters hold 12 digits, which
+    # the scrubber would mask as an ID number; the 32-character reference is left whole.
+    ref = challenge_ref("nonce568")
+    assert ref.startswith("challenge:d6db633277545437")
+    assert scrub({"object": ref}) == {"object": ref}
+    assert challenge_ref("nonce568") == ref != challenge_ref("nonce569")
 
 
 def test_approval_ttl_is_bounded(kyso: Kyso) -> None:

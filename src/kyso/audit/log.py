@@ -502,7 +502,9 @@ class AuditLog:
         label = f"{torn.segment.first}-{torn.segment.day}"
         # Unique per content: a torn tail at the same place twice (the recording write itself
         # torn) never overwrites the first one.
-        kept = self.layout.torn / f"{label}@{torn.offset}-{digest[:16]}.bin"
+        # The whole digest: a shorter hex prefix may hold a 12-digit run, which the event scrubber
+        # would mask as an ID number, and kept_as would name no file.
+        kept = self.layout.torn / f"{label}@{torn.offset}-{digest}.bin"
         if not kept.exists():
             tmp = kept.with_name(f".{kept.name}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
