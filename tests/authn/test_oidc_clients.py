@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
-from kyso.authn.oidc_clients import ClientRegistry, validate_redirect_uri
+from kyso.authn.oidc_clients import ClientRegistry, hash_client_secret, validate_redirect_uri
 from kyso.authn.passwords import PasswordHasher, hash_params
 from kyso.context import Kyso
 from kyso.errors import AuthenticationFailedError, AuthnError
@@ -44,13 +47,80 @@ def test_confidential_client_secret_is_shown_once_and_stored_hashed(
     assert new.secret not in repr(new)
     with kyso.store.read() as conn:
         stored = conn.execute(sa.select(oidc_clients.c.secret_hash)).scalar()
-    assert stored.startswith("$argon2id$")
+    assert stored == hash_client_secret(new.secret)
+    assert stored == "sha256:" + hashlib.sha256(new.secret.encode()).hexdigest()
     assert new.secret not in stored
     registry.authenticate(new.client, new.secret)
     with pytest.raises(AuthenticationFailedError):
         registry.authenticate(new.client, new.secret + "x")
     with pytest.raises(AuthenticationFailedError):
         registry.authenticate(new.client, None)
+
+
+class CountingHasher(PasswordHasher):
+    def __init__(self) -> None:
+        super().__init__(hash_params("test-fast"))
+        self.verifications = 0
+
+    def verify(self, stored: str | None, password: str) -> Any:
+        self.verifications += 1
+        return super().verify(stored, password)
+
+
+def stored_hash(kyso: Kyso, client_id: str) -> str:
+    with kyso.store.read() as conn:
+        value = conn.execute(sa.select(oidc_clients.c.secret_hash).where(
+            oidc_clients.c.client_id == client_id)).scalar()
+    assert isinstance(value, str)
+    return value
+
+
+def test_a_client_secret_is_checked_without_argon2(kyso: Kyso) -> None:
+    hasher = CountingHasher()
+    registry = ClientRegistry(kyso.store, kyso.clock, hasher)
+    new = registry.add("rp-1", "Cổng DVC", ["https://rp.example/cb"], confidential=True)
+    assert new.secret is not None
+    for _ in range(3):
+        registry.authenticate(new.client, new.secret)
+    with pytest.raises(AuthenticationFailedError):
+        registry.authenticate(new.client, "garbage")
+    assert hasher.verifications == 0
+
+
+def test_a_secret_hashed_with_argon2_before_still_works_and_its_hash_becomes_the_digest(
+        kyso: Kyso) -> None:
+    hasher = CountingHasher()
+    registry = ClientRegistry(kyso.store, kyso.clock, hasher)
+    new = registry.add("rp-1", "Cổng DVC", ["https://rp.example/cb"], confidential=True)
+    assert new.secret is not None
+    legacy = hasher.hash(new.secret)
+    kyso.store.write(lambda conn: conn.execute(sa.update(oidc_clients).values(secret_hash=legacy)))
+
+    with pytest.raises(AuthenticationFailedError):
+        registry.authenticate(new.client, new.secret + "x")
+    assert stored_hash(kyso, "rp-1") == legacy  # a wrong secret changes nothing
+    registry.authenticate(new.client, new.secret)
+    assert stored_hash(kyso, "rp-1") == hash_client_secret(new.secret)
+    assert hasher.verifications == 2
+    registry.authenticate(new.client, new.secret)
+    assert hasher.verifications == 2
+    with pytest.raises(AuthenticationFailedError):
+        registry.authenticate(new.client, new.secret + "x")
+
+
+@pytest.mark.parametrize("secret", [
+    "", "x" * 513, "\ud800", "\x00" * 43, "mật khẩu", "sha256:", None,
+])
+def test_hostile_client_secrets_are_refused(registry: ClientRegistry, secret: str | None) -> None:
+    new = registry.add("rp-1", "Cổng DVC", ["https://rp.example/cb"], confidential=True)
+    with pytest.raises(AuthenticationFailedError):
+        registry.authenticate(new.client, secret)
+
+
+def test_the_digest_of_another_secret_is_not_a_secret(registry: ClientRegistry, kyso: Kyso) -> None:
+    new = registry.add("rp-1", "Cổng DVC", ["https://rp.example/cb"], confidential=True)
+    with pytest.raises(AuthenticationFailedError):
+        registry.authenticate(new.client, stored_hash(kyso, "rp-1"))
 
 
 def test_public_client_has_no_secret_and_may_not_present_one(registry: ClientRegistry) -> None:

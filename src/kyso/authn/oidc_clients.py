@@ -4,12 +4,19 @@ lookup, and client authentication at the token endpoint.
 Redirect URIs are compared as exact strings (RFC 9700 §4.1.3: no prefix match, no
 normalisation). At registration each must be absolute, ``https`` — or ``http`` on a loopback
 host only (RFC 8252 §7.3) — without a fragment (RFC 6749 §3.1.2) or user information.
-Confidential clients get a random secret shown once; only its argon2id hash is stored.
+Confidential clients get a random secret shown once; only its SHA-256 digest is stored
+(:func:`hash_client_secret`). The secret holds 256 random bits: there is nothing to guess, so a
+slow password hash would protect nothing and only cost every token and introspection request
+about 25 ms of argon2, a lever for anyone sending garbage secrets. Digests are compared in
+constant time. A client registered before (argon2id hash) still authenticates, and its hash is
+replaced by the digest at its first success.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -21,6 +28,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from kyso.authn.lockout import INVALID_CREDENTIALS
 from kyso.authn.passwords import PasswordHasher
 from kyso.clock import Clock, vn_iso
 from kyso.errors import AuthenticationFailedError, AuthnError
@@ -34,6 +42,7 @@ __all__ = [
     "ClientRegistry",
     "ClientStatus",
     "NewClient",
+    "hash_client_secret",
     "validate_redirect_uri",
 ]
 
@@ -43,6 +52,13 @@ MAX_URI = 2000
 MAX_URIS = 20
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
+DIGEST_PREFIX = "sha256:"
+MAX_SECRET = 512  # characters; ours have 43
+
+
+def hash_client_secret(secret: str) -> str:
+    """How a client secret is stored: ``sha256:`` and the hex digest of its UTF-8 bytes."""
+    return DIGEST_PREFIX + hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
 
 
 class ClientStatus(StrEnum):
@@ -172,7 +188,7 @@ class ClientRegistry:
                              f"{', '.join(SUPPORTED_SCOPES)}")
         secret = secrets.token_urlsafe(32) if confidential else None
         row = {"client_id": client_id, "name": label,
-               "secret_hash": self._hasher.hash(secret) if secret is not None else None,
+               "secret_hash": hash_client_secret(secret) if secret is not None else None,
                "redirect_uris": json.dumps(uris), "post_logout_redirect_uris": json.dumps(logout),
                "scopes": " ".join(scope_list), "audiences": json.dumps(auds),
                "status": ClientStatus.ACTIVE.value, "created_at": self._clock.now()}
@@ -226,4 +242,14 @@ class ClientRegistry:
         with self._store.read() as conn:
             stored = conn.execute(sa.select(oidc_clients.c.secret_hash).where(
                 oidc_clients.c.client_id == client.client_id)).scalar()
-        self._hasher.verify(stored, secret or "")  # raises AuthenticationFailedError
+        if not secret or len(secret) > MAX_SECRET or stored is None:
+            raise AuthenticationFailedError(INVALID_CREDENTIALS)
+        if stored.startswith(DIGEST_PREFIX):
+            if not hmac.compare_digest(stored.encode("ascii", "replace"),
+                                       hash_client_secret(secret).encode("ascii")):
+                raise AuthenticationFailedError(INVALID_CREDENTIALS)
+            return
+        self._hasher.verify(stored, secret)  # registered before: argon2id; raises on a mismatch
+        self._store.write(lambda conn: conn.execute(sa.update(oidc_clients).where(
+            oidc_clients.c.client_id == client.client_id,
+            oidc_clients.c.secret_hash == stored).values(secret_hash=hash_client_secret(secret))))

@@ -241,7 +241,7 @@ oidc_clients = sa.Table(
     metadata,
     sa.Column("client_id", sa.String(64), primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
-    sa.Column("secret_hash", sa.Text, nullable=True),  # argon2id; NULL for public clients
+    sa.Column("secret_hash", sa.Text, nullable=True),  # "sha256:<hex>" (before: argon2id); NULL: public
     sa.Column("redirect_uris", sa.Text, nullable=False),  # JSON list, compared exactly
     sa.Column("post_logout_redirect_uris", sa.Text, nullable=False),  # JSON list
     sa.Column("scopes", sa.Text, nullable=False),  # space-separated allowed scopes
