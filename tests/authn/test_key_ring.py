@@ -51,10 +51,11 @@ def test_ring_picks_up_a_rotation_on_disk_once_its_check_is_due(tmp_path: Path,
     fresh = ring.snapshot()
     assert fresh.current.kid == rotation.current_kid
     assert [k.kid for k in fresh.previous] == [first.current.kid]
+    assert rotation.current_kid == first.next.kid  # type: ignore[union-attr]
     assert check(before, ring, clock) == first.current.kid  # the old key still verifies
     assert check(token(fresh, clock), ring, clock) == rotation.current_kid
-    assert {k["kid"] for k in fresh.public_jwks()["keys"]} == {first.current.kid,
-                                                               rotation.current_kid}
+    assert {k["kid"] for k in fresh.public_jwks()["keys"]} == {
+        first.current.kid, rotation.current_kid, rotation.next_kid}
     clock.advance(dt.timedelta(seconds=5))
     assert ring.snapshot() is fresh  # unchanged file: nothing reloaded
 
@@ -66,16 +67,22 @@ def test_ring_explicit_check_reports_whether_it_reloaded(tmp_path: Path,
     rotate_key_set(directory, PASSPHRASE, clock, iterations=ITERATIONS)
     assert ring.check() is True
     assert ring.check() is False
-    assert len(ring) == 2
+    assert len(ring) == 3  # current, next, previous
 
 
 def test_ring_looks_at_once_for_a_kid_it_does_not_hold(tmp_path: Path,
                                                        clock: FrozenClock) -> None:
-    """A token signed by the key another node has just rotated to verifies at once."""
+    """A token signed by the key another node has just rotated to verifies at once: the next
+    key, which the ring holds already, or after a fresh rotation a key it has never seen."""
     directory, ring = ring_on_disk(tmp_path, clock)
-    ring.snapshot()
+    first = ring.snapshot()
     rotation = rotate_key_set(directory, PASSPHRASE, clock, iterations=ITERATIONS)
     assert check(token(rotation.key_set, clock), ring, clock) == rotation.current_kid
+    assert ring.snapshot() is first  # it held the next key: nothing to reload
+    rotation = rotate_key_set(directory, PASSPHRASE, clock, fresh=True, iterations=ITERATIONS)
+    assert rotation.fresh
+    assert check(token(rotation.key_set, clock), ring, clock) == rotation.current_kid
+    assert ring.snapshot().current.kid == rotation.current_kid
     with pytest.raises(TokenError, match="unknown or retired key"):
         check(token(KeySet.create(clock), clock), ring, clock)
 
@@ -103,7 +110,7 @@ def test_ring_keeps_its_keys_when_the_changed_set_does_not_load(
         elsewhere = tmp_path / "elsewhere"
         save_key_set(elsewhere, rotated, "another-token-key-passphrase", iterations=ITERATIONS)
         if damage == "wrong passphrase":
-            new_key = f"{rotated.current.kid}.key.pem"
+            new_key = f"{rotated.next.kid}.key.pem"  # type: ignore[union-attr]
             (directory / new_key).write_bytes((elsewhere / new_key).read_bytes())
         (directory / KEYSET_FILE).write_bytes((elsewhere / KEYSET_FILE).read_bytes())
     with capture_logs() as logs:
@@ -143,7 +150,7 @@ def test_ring_loads_a_copied_set_once_its_key_file_arrives_after_the_index(
         assert ring.snapshot() is first
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
         "token_keys_reload_failed"]
-    new_key = f"{rotated.current.kid}.key.pem"
+    new_key = f"{rotated.next.kid}.key.pem"  # type: ignore[union-attr]  # the one new key
     (directory / new_key).write_bytes((elsewhere / new_key).read_bytes())
     clock.advance(dt.timedelta(seconds=1))
     assert ring.snapshot().current.kid == rotated.current.kid

@@ -75,7 +75,7 @@ def test_wrong_passphrase_is_refused(tmp_path: Path, clock: FrozenClock) -> None
 
 def test_key_file_swapped_for_another_key_is_refused(tmp_path: Path, clock: FrozenClock) -> None:
     directory, keys = stored(tmp_path, clock)
-    first, second = (directory / f"{k.kid}.key.pem" for k in keys)
+    first, second, *_ = (directory / f"{k.kid}.key.pem" for k in keys)
     first_bytes = first.read_bytes()
     first.write_bytes(second.read_bytes())
     second.write_bytes(first_bytes)
@@ -142,23 +142,34 @@ def test_index_tells_each_keys_state_as_verification_does(tmp_path: Path,
     for at, state in ((clock.now(), KeyState.RETIRING),
                       (until - dt.timedelta(seconds=1), KeyState.RETIRING),
                       (until, KeyState.RETIRED)):
-        current, previous = index.statuses(at)
+        current, following, previous = index.statuses(at)
         assert (current.kid, current.state, current.verifies_until) == (
             keys.current.kid, KeyState.CURRENT, None)
+        assert (following.kid, following.state, following.verifies_until) == (
+            keys.next.kid, KeyState.NEXT, None)  # type: ignore[union-attr]
         assert (previous.kid, previous.state, previous.verifies_until) == (old.kid, state, until)
         assert (keys.verification_key(old.kid, at) is not None) == (state is KeyState.RETIRING)
-    assert index.statuses(clock.now())[1].to_dict() == {
+    assert index.next == keys.next.kid  # type: ignore[union-attr]
+    assert index.statuses(clock.now())[2].to_dict() == {
         "kid": old.kid, "state": "retiring", "created_at": old.created_at.isoformat(),
         "retired_at": clock.now().isoformat(), "verifies_until": until.isoformat()}
 
 
 @pytest.mark.parametrize("edit", [
     lambda index: index["keys"][0].update(retired_at=index["keys"][0]["created_at"]),
-    lambda index: index["keys"][1].update(retired_at=None),
-    lambda index: index["keys"].append(dict(index["keys"][1])),
-    lambda index: index["keys"][1].update(retired_at="2000-01-01T00:00:00+00:00"),
+    lambda index: index["keys"][2].update(retired_at=None),  # a previous key unretired
+    lambda index: index["keys"].append(dict(index["keys"][2])),
+    lambda index: index["keys"][2].update(retired_at="2000-01-01T00:00:00+00:00"),
     lambda index: index.update(max_token_lifetime_seconds=0),
-])
+    lambda index: index["keys"][1].update(retired_at=index["keys"][1]["created_at"]),  # next
+    lambda index: index.update(next=index["current"]),
+    lambda index: index.update(next=index["keys"][2]["kid"]),
+    lambda index: index.update(next="A" * 43),
+    lambda index: index.update(next=["list"]),
+    lambda index: index.update(next=None),  # then the next key is an unretired previous one
+], ids=["current-retired", "previous-unretired", "twice", "retired-before-created",
+        "lifetime-0", "next-retired", "next-is-current", "next-is-previous", "next-unknown",
+        "next-not-text", "next-missing"])
 def test_inconsistent_index_is_refused_with_or_without_the_passphrase(
         tmp_path: Path, clock: FrozenClock, edit: Any) -> None:
     directory, _keys = stored(tmp_path, clock)
@@ -198,16 +209,55 @@ def test_rotate_key_set_saves_a_new_current_key_and_keeps_the_old_one(
     clock.advance(dt.timedelta(days=30))
     rotation = rotate_key_set(directory, PASSPHRASE, clock, iterations=ITERATIONS)
     assert rotation.previous_kid == keys.current.kid != rotation.current_kid
+    assert rotation.current_kid == keys.next.kid  # type: ignore[union-attr]  # published before
+    assert not rotation.fresh
+    assert rotation.next_kid not in {k.kid for k in keys}
     assert rotation.dropped == ()
     assert rotation.previous_verifies_until == clock.now() + dt.timedelta(hours=1, seconds=60)
     loaded = load_key_set(directory, PASSPHRASE)
     assert loaded.to_dict() == rotation.key_set.to_dict()
     assert loaded.previous[0].retired_at == clock.now()
     assert json.loads((directory / PUBLIC_JWKS_FILE).read_text()) == loaded.public_jwks()
-    new_file = directory / f"{rotation.current_kid}.key.pem"
+    new_file = directory / f"{rotation.next_kid}.key.pem"
     assert stat.S_IMODE(new_file.stat().st_mode) == 0o600
     assert new_file.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert rotation.to_dict()["previous"] == keys.current.kid
+
+
+def test_a_fresh_rotation_signs_with_a_key_never_published_and_drops_the_old_next_key(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    directory = tmp_path / "token-keys"
+    keys = KeySet.create(clock)
+    save_key_set(directory, keys, PASSPHRASE, iterations=ITERATIONS)
+    published = {key["kid"] for key in json.loads((directory / PUBLIC_JWKS_FILE).read_text())["keys"]}
+    rotation = rotate_key_set(directory, PASSPHRASE, clock, fresh=True, iterations=ITERATIONS)
+    assert rotation.fresh
+    assert rotation.current_kid not in published
+    assert rotation.dropped == (keys.next.kid,)  # type: ignore[union-attr]  # it signed nothing
+    assert not (directory / f"{keys.next.kid}.key.pem").exists()  # type: ignore[union-attr]
+    loaded = load_key_set(directory, PASSPHRASE)
+    assert [k.kid for k in loaded] == [rotation.current_kid, rotation.next_kid, keys.current.kid]
+
+
+def test_a_key_set_stored_before_next_keys_loads_and_its_first_rotation_adds_one(
+        tmp_path: Path, clock: FrozenClock) -> None:
+    """An index of format kyso-token-keys/1: no next key. It loads; its first rotation signs with
+    a new key (nothing was published ahead) and makes a next key; the index becomes /2."""
+    directory = tmp_path / "token-keys"
+    old = KeySet(KeySet.create(clock).current)
+    save_key_set(directory, old, PASSPHRASE, iterations=ITERATIONS)
+    index = json.loads((directory / KEYSET_FILE).read_text())
+    del index["next"]
+    index["format"] = "kyso-token-keys/1"
+    (directory / KEYSET_FILE).write_text(json.dumps(index))
+    assert read_key_index(directory).next is None
+    assert load_key_set(directory, PASSPHRASE).next is None
+    rotation = rotate_key_set(directory, PASSPHRASE, clock, iterations=ITERATIONS)
+    assert rotation.fresh
+    assert json.loads((directory / KEYSET_FILE).read_text())["format"] == "kyso-token-keys/2"
+    assert read_key_index(directory).next == rotation.next_kid
+    assert rotate_key_set(directory, PASSPHRASE, clock, iterations=ITERATIONS
+                          ).current_kid == rotation.next_kid
 
 
 def test_rotate_key_set_refuses_a_missing_set_or_a_wrong_passphrase(
@@ -234,7 +284,7 @@ def test_concurrent_rotations_never_lose_a_key(tmp_path: Path, clock: FrozenCloc
     # one after the other: every new key is in the final set (none overwritten by a race)
     assert {k.kid for k in loaded} >= set(results)
     assert loaded.current.kid in results
-    assert len(loaded) == 6  # the two stored keys + four rotations, all in their window
+    assert len(loaded) == 7  # the three stored keys + a next key per rotation, all in their window
 
 
 def test_nodes_starting_at_once_on_a_new_home_create_one_key_set(
@@ -251,8 +301,9 @@ def test_nodes_starting_at_once_on_a_new_home_create_one_key_set(
 
     assert made.count(True) == 1
     loaded = load_key_set(directory, PASSPHRASE)  # its key file was not deleted by another
-    assert len(loaded) == 1
-    assert [p.name for p in directory.glob("*.key.pem")] == [f"{loaded.current.kid}.key.pem"]
+    assert len(loaded) == 2  # current and next
+    assert sorted(p.name for p in directory.glob("*.key.pem")) == sorted(
+        f"{key.kid}.key.pem" for key in loaded)
 
 
 def test_create_key_set_keeps_an_existing_set(tmp_path: Path, clock: FrozenClock) -> None:

@@ -394,9 +394,26 @@ def test_remote_jwks_refetches_once_for_a_rotated_key(keys: KeySet, clock: Froze
     assert issuer.fetches == 1  # cached
 
     clock.advance(dt.timedelta(minutes=2))
-    issuer.keys = keys.rotate(clock)
+    issuer.keys = keys.rotate(clock, fresh=True)  # a key the JWKS never held
     assert rp.verify(access(issuer.keys, clock), audience=API).level == 2
     assert issuer.fetches == 2  # the unknown kid caused exactly one refetch
+
+
+def test_a_rotation_seconds_after_a_fetch_needs_no_refetch(keys: KeySet,
+                                                            clock: FrozenClock) -> None:
+    """The key that signs after a rotation was published as the next key: a relying party
+    that fetched the JWKS just before (too recently to refetch) verifies its tokens at once."""
+    issuer = FakeIssuer(keys)
+    rp = TokenVerifier(ISSUER, RemoteJwks("https://id.example/jwks", clock, fetch=issuer), clock)
+    assert rp.verify(access(keys, clock), audience=API).level == 2
+    clock.advance(dt.timedelta(seconds=5))
+    issuer.keys = keys.rotate(clock)
+    assert rp.verify(access(issuer.keys, clock), audience=API).level == 2
+    assert issuer.fetches == 1
+    clock.advance(dt.timedelta(seconds=5))
+    issuer.keys = issuer.keys.rotate(clock, fresh=True)  # without a next key: refused for now
+    with pytest.raises(UnknownKeyError):
+        rp.verify(access(issuer.keys, clock), audience=API)
 
 
 def test_unknown_kids_refetch_at_most_once_a_minute(keys: KeySet, clock: FrozenClock) -> None:

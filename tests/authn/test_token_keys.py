@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kyso.authn.keys import KeySet, SigningKey, jwk_thumbprint
+from kyso.authn.tokens import TokenType, issue, verify
 from kyso.clock import FrozenClock
 
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
@@ -59,7 +60,8 @@ def test_jwks_holds_only_public_members_that_rebuild_the_key(clock: FrozenClock)
     keys = KeySet.create(clock).rotate(clock)
     jwks = json.loads(json.dumps(keys.public_jwks()))
     assert list(jwks) == ["keys"]
-    assert len(jwks["keys"]) == 2
+    assert [jwk["kid"] for jwk in jwks["keys"]] == [  # the signing key first
+        keys.current.kid, keys.next.kid, keys.previous[0].kid]  # type: ignore[union-attr]
     for jwk, key in zip(jwks["keys"], keys, strict=True):
         assert set(jwk) == {"kty", "crv", "x", "y", "kid", "use", "alg"}
         assert (jwk["kty"], jwk["crv"], jwk["use"], jwk["alg"]) == ("EC", "P-256", "sig", "ES256")
@@ -104,10 +106,37 @@ def test_rotate_returns_a_new_set_and_leaves_the_old_one_alone(clock: FrozenCloc
     rotated = keys.rotate(clock)
     assert keys.previous == ()
     assert keys.current.retired_at is None
-    assert rotated.current.kid != keys.current.kid
-    assert rotated.current.created_at == clock.now()
+    assert keys.next is not None
+    assert rotated.next is not None
+    assert rotated.current is keys.next  # published since the set was made, signs from now on
+    assert rotated.next.created_at == clock.now()
+    assert rotated.next.kid not in {k.kid for k in keys}
     (old,) = rotated.previous
     assert (old.kid, old.retired_at) == (keys.current.kid, clock.now())
+
+
+def test_a_fresh_rotation_signs_with_a_new_key_and_drops_the_old_next_key(
+        clock: FrozenClock) -> None:
+    keys = KeySet.create(clock)
+    clock.advance(dt.timedelta(days=1))
+    rotated = keys.rotate(clock, fresh=True)
+    assert rotated.current.created_at == clock.now()
+    assert {k.kid for k in rotated} == {rotated.current.kid, rotated.next.kid,  # type: ignore[union-attr]
+                                        keys.current.kid}
+    assert keys.next is not None
+    assert keys.next.kid not in {k.kid for k in rotated}
+
+
+def test_the_next_key_is_published_and_verifies_but_never_signs(clock: FrozenClock) -> None:
+    keys = KeySet.create(clock)
+    assert keys.next is not None
+    assert keys.next.kid in {jwk["kid"] for jwk in keys.public_jwks()["keys"]}
+    assert keys.verification_key(keys.next.kid, T0) is keys.next  # a node that rotated first
+    assert keys.to_dict()["next"] == keys.next.kid
+    token = issue(keys, typ=TokenType.ID, issuer="iss", subject="s", audience="rp",
+                  lifetime=dt.timedelta(minutes=5), clock=clock)
+    assert verify(token, keys, typ=TokenType.ID, issuer="iss", audience="rp",
+                  clock=clock).kid == keys.current.kid
 
 
 def test_retired_key_verifies_until_its_last_token_expires(clock: FrozenClock) -> None:
@@ -126,10 +155,10 @@ def test_rotation_and_pruning_drop_keys_past_their_window(clock: FrozenClock) ->
     keys = KeySet.create(clock).rotate(clock)
     clock.advance(dt.timedelta(minutes=30))
     keys = keys.rotate(clock)
-    assert len(keys) == 3
+    assert len(keys) == 4  # current, next, two retirees
     clock.advance(dt.timedelta(minutes=31, seconds=1))  # the first retiree's window is over
-    assert len(keys.pruned(clock)) == 2
-    assert len(keys.rotate(clock)) == 3  # new + the two still in their window
+    assert len(keys.pruned(clock)) == 3
+    assert len(keys.rotate(clock)) == 4  # current, next + the two still in their window
 
 
 def test_key_set_refuses_inconsistent_contents(clock: FrozenClock) -> None:
@@ -142,3 +171,7 @@ def test_key_set_refuses_inconsistent_contents(clock: FrozenClock) -> None:
         KeySet(key, (key.retire(T0),))
     with pytest.raises(ValueError, match="max_token_lifetime"):
         KeySet(key, max_token_lifetime=dt.timedelta(hours=25))
+    with pytest.raises(ValueError, match="next signing key is retired"):
+        KeySet(key, next=SigningKey.generate(clock).retire(T0))
+    with pytest.raises(ValueError, match="twice"):
+        KeySet(key, next=key)

@@ -77,17 +77,21 @@ def test_rotate_makes_a_new_current_key_and_old_tokens_still_verify(
     assert outcome.code == 0, outcome.text
     result = outcome.json()
     assert result["previous"] == keys.current.kid
-    assert result["current"] != keys.current.kid
-    assert [k["kid"] for k in result["keys"]] == [result["current"], keys.current.kid]
+    assert result["current"] == keys.next.kid  # type: ignore[union-attr]  # published before
+    assert result["fresh"] is False
+    assert [k["kid"] for k in result["keys"]] == [result["current"], result["next"],
+                                                  keys.current.kid]
 
     on_disk = load_key_set(keys_dir(home), KEY_PASSPHRASE)
     assert on_disk.current.kid == result["current"]
+    assert on_disk.next is not None
+    assert on_disk.next.kid == result["next"]
     assert [k.kid for k in on_disk.previous] == [keys.current.kid]
     published = json.loads((keys_dir(home) / PUBLIC_JWKS_FILE).read_text())
-    assert {k["kid"] for k in published["keys"]} == {result["current"], keys.current.kid}
-    for name in (KEYSET_FILE, PUBLIC_JWKS_FILE, f"{result['current']}.key.pem"):
+    assert [k["kid"] for k in published["keys"]] == [k["kid"] for k in result["keys"]]
+    for name in (KEYSET_FILE, PUBLIC_JWKS_FILE, f"{result['next']}.key.pem"):
         assert mode(keys_dir(home) / name) == 0o600, name
-    assert (keys_dir(home) / f"{result['current']}.key.pem").read_bytes().startswith(
+    assert (keys_dir(home) / f"{result['next']}.key.pem").read_bytes().startswith(
         b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
 
     old = verify(capsys, home, before)  # signed by the retired key before the rotation
@@ -101,9 +105,11 @@ def test_rotate_text_output_names_both_keys_and_when_the_old_one_stops(
         capsys: pytest.CaptureFixture[str], home: Path, keys: KeySet) -> None:
     outcome = run_main(capsys, home, "id", "keys", "rotate")
     assert outcome.code == 0, outcome.text
-    new = load_key_set(keys_dir(home), KEY_PASSPHRASE).current.kid
+    on_disk = load_key_set(keys_dir(home), KEY_PASSPHRASE)
+    new = on_disk.current.kid
     assert outcome.out.startswith("Token signing key rotated")
-    assert f"{new} (signs from now on)" in outcome.out
+    assert f"{new} (signs from now on; published since the last rotation)" in outcome.out
+    assert f"{on_disk.next.kid} (published now" in outcome.out  # type: ignore[union-attr]
     assert f"{keys.current.kid} (verifies until" in outcome.out
     assert "+07:00" in outcome.out
 
@@ -115,7 +121,26 @@ def test_rotation_is_one_audit_event_naming_the_new_and_old_kid(
     (event,) = rotations(home)
     assert (event["layer"], event["outcome"], event["object"]) == ("authn", "success", new)
     assert event["details"]["previous_kid"] == keys.current.kid
+    assert event["details"]["fresh"] is False
+    assert event["details"]["next_kid"] == load_key_set(
+        keys_dir(home), KEY_PASSPHRASE).next.kid  # type: ignore[union-attr]
     assert KEY_PASSPHRASE not in json.dumps(audit_lines(home))
+
+
+def test_rotate_fresh_signs_with_a_key_never_published(
+        capsys: pytest.CaptureFixture[str], home: Path, keys: KeySet) -> None:
+    published = {k["kid"] for k in json.loads((keys_dir(home) / PUBLIC_JWKS_FILE).read_text())[
+        "keys"]}
+    outcome = run_main(capsys, home, "id", "keys", "rotate", "--fresh", "--format", "json")
+    assert outcome.code == 0, outcome.text
+    result = outcome.json()
+    assert result["fresh"] is True
+    assert result["current"] not in published
+    assert result["dropped"] == [keys.next.kid]  # type: ignore[union-attr]
+    (event,) = rotations(home)
+    assert event["details"]["fresh"] is True
+    text = run_main(capsys, home, "id", "keys", "rotate", "--fresh")
+    assert "(signs from now on; never published before)" in text.out
 
 
 def test_list_shows_the_current_and_the_retiring_key(
@@ -144,7 +169,9 @@ def test_list_needs_no_passphrase(capsys: pytest.CaptureFixture[str], home: Path
     monkeypatch.delenv(ENV_TOKEN_KEY_PASSPHRASE)
     listed = run_main(capsys, home, "id", "keys", "list", "--format", "json")
     assert listed.code == 0, listed.text
-    assert [k["kid"] for k in listed.json()["keys"]] == [keys.current.kid]
+    assert [k["kid"] for k in listed.json()["keys"]] == [k.kid for k in keys]
+    assert [k["state"] for k in listed.json()["keys"]] == ["current", "next"]
+    assert listed.json()["next"] == keys.next.kid  # type: ignore[union-attr]
 
 
 def test_a_key_past_its_window_is_listed_retired_and_dropped_by_the_next_rotation(
@@ -154,7 +181,8 @@ def test_a_key_past_its_window_is_listed_retired_and_dropped_by_the_next_rotatio
     save_key_set(keys_dir(home), rotated, KEY_PASSPHRASE, iterations=2000)
     listed = run_main(capsys, home, "id", "keys", "list", "--format", "json").json()
     assert {k["kid"]: k["state"] for k in listed["keys"]} == {
-        rotated.current.kid: "current", keys.current.kid: "retired"}
+        rotated.current.kid: "current", rotated.next.kid: "next",  # type: ignore[union-attr]
+        keys.current.kid: "retired"}
     result = run_main(capsys, home, "id", "keys", "rotate", "--format", "json").json()
     assert result["dropped"] == [keys.current.kid]
     assert not (keys_dir(home) / f"{keys.current.kid}.key.pem").exists()

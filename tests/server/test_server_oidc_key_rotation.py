@@ -41,9 +41,9 @@ pytest_plugins = ("server_fixtures",)
 API = "kyso-api"
 
 
-def rotate(kyso: Kyso) -> Rotation:
-    """What ``kyso id keys rotate`` does, with the server's (frozen) clock."""
-    return rotate_key_set(kyso.settings.token_keys_dir, KEY_PASSPHRASE, kyso.clock,
+def rotate(kyso: Kyso, *, fresh: bool = False) -> Rotation:
+    """What ``kyso id keys rotate [--fresh]`` does, with the server's (frozen) clock."""
+    return rotate_key_set(kyso.settings.token_keys_dir, KEY_PASSPHRASE, kyso.clock, fresh=fresh,
                           iterations=kyso.settings.key_kdf_iterations)
 
 
@@ -82,12 +82,15 @@ def test_rotation_on_disk_reaches_the_running_provider_without_a_restart(
         clock: FrozenClock) -> None:
     before = token_response(browser, level2, client_secret)
     old_kid = kid_of(before["access_token"])
-    assert jwks_kids(http) == [old_kid]
+    published = jwks_kids(http)
+    assert published[0] == old_kid
+    assert len(published) == 2
 
     rotation = rotate(kyso)
     assert rotation.previous_kid == old_kid
+    assert rotation.current_kid == published[1]
     clock.advance(dt.timedelta(seconds=1))  # the provider looks at its key set once a second
-    assert sorted(jwks_kids(http)) == sorted([rotation.current_kid, old_kid])
+    assert jwks_kids(http) == [rotation.current_kid, rotation.next_kid, old_kid]
 
     info = http.get("/userinfo", headers=bearer(before["access_token"]))
     assert info.status_code == 200, info.text  # issued before the rotation: still valid
@@ -106,17 +109,19 @@ def test_verifiers_built_at_start_up_follow_the_rotation(
         clock: FrozenClock) -> None:
     """The audit API's verifier (as the CA API's and the signing gateway's) was built over the
     provider's keys when the app started; a token signed by the key another node has just
-    rotated to passes it at once (an unknown kid makes the provider look at its key set)."""
+    rotated to passes it at once: the next key, which it holds, or after a fresh rotation a key
+    it has never seen (an unknown kid makes the provider look at its key set)."""
     verifier: TokenVerifier = app.state.auditor_tokens
     old = signed_by(provider.keys.snapshot(), clock, level2.subject)
-    rotation = rotate(kyso)  # the clock does not move: no periodic look is due
-    new = signed_by(rotation.key_set, clock, level2.subject)
-    assert verifier.verify(new, audience=API, min_level=Level.TWO).subject == level2.subject
-    assert verifier.verify(old, audience=API, min_level=Level.TWO).subject == level2.subject
+    for fresh in (False, True):  # the clock does not move: no periodic look is due
+        rotation = rotate(kyso, fresh=fresh)
+        new = signed_by(rotation.key_set, clock, level2.subject)
+        assert verifier.verify(new, audience=API, min_level=Level.TWO).subject == level2.subject
+        assert verifier.verify(old, audience=API, min_level=Level.TWO).subject == level2.subject
     assert provider.keys.snapshot().current.kid == rotation.current_kid
 
 
-def test_a_relying_party_caching_jwks_refetches_it_for_the_new_kid(
+def test_a_relying_party_caching_jwks_holds_the_new_key_before_the_rotation(
         http: TestClient, provider: Provider, level2: Citizen, kyso: Kyso,
         clock: FrozenClock) -> None:
     fetches: list[str] = []
@@ -130,6 +135,28 @@ def test_a_relying_party_caching_jwks_refetches_it_for_the_new_kid(
     old = signed_by(provider.keys.snapshot(), clock, level2.subject)
     assert relying_party.verify(old, audience=API).claims.kid == kid_of(old)
     rotation = rotate(kyso)
+    clock.advance(dt.timedelta(seconds=1))
+    new = signed_by(provider.keys.snapshot(), clock, level2.subject)
+    assert kid_of(new) == rotation.current_kid
+    assert relying_party.verify(new, audience=API).claims.kid == rotation.current_kid
+    assert relying_party.verify(old, audience=API).claims.kid == rotation.previous_kid
+    assert len(fetches) == 1  # the key was published as the next key: nothing to refetch
+
+
+def test_after_a_fresh_rotation_a_relying_party_caching_jwks_refetches_it_for_the_new_kid(
+        http: TestClient, provider: Provider, level2: Citizen, kyso: Kyso,
+        clock: FrozenClock) -> None:
+    fetches: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetches.append(url)
+        return http.get("/jwks").content
+
+    relying_party = TokenVerifier(ISSUER, RemoteJwks(ISSUER + "/jwks", clock, fetch=fetch),
+                                  clock)
+    old = signed_by(provider.keys.snapshot(), clock, level2.subject)
+    assert relying_party.verify(old, audience=API).claims.kid == kid_of(old)
+    rotation = rotate(kyso, fresh=True)
     clock.advance(dt.timedelta(seconds=1))
     new = signed_by(provider.keys.snapshot(), clock, level2.subject)
     assert kid_of(new) == rotation.current_kid
@@ -151,12 +178,12 @@ def test_a_changed_key_set_that_does_not_load_leaves_the_provider_as_it_was(
     rotated = keys.rotate(clock)
     save_key_set(elsewhere, rotated, "another-token-key-passphrase", iterations=2000)
     directory = kyso.settings.token_keys_dir
-    new_key = f"{rotated.current.kid}.key.pem"
+    new_key = f"{rotated.next.kid}.key.pem"  # type: ignore[union-attr]  # the one new key
     (directory / new_key).write_bytes((elsewhere / new_key).read_bytes())
     (directory / KEYSET_FILE).write_bytes((elsewhere / KEYSET_FILE).read_bytes())
     with capture_logs() as logs:
         clock.advance(dt.timedelta(seconds=1))
-        assert jwks_kids(http) == [keys.current.kid]
+        assert jwks_kids(http) == [k.kid for k in keys]
         response = token_response(browser, level2, client_secret, clock=clock)
     assert kid_of(response["access_token"]) == keys.current.kid
     assert http.get("/userinfo", headers=bearer(response["access_token"])).status_code == 200

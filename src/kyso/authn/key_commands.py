@@ -70,7 +70,9 @@ Examples:
   kyso id keys list --keys /srv/kyso/secrets/token-keys
 
 \b
-States: current signs every new token; retiring signs no more but verifies the tokens it
+States: current signs every new token; next is published in /jwks and signs from the next
+rotation on (relying parties that cache /jwks hold it before it signs); retiring signs no more
+but verifies the tokens it
 signed until they expire (its retirement + the longest token lifetime + 60 s of clock skew),
 and stays in /jwks until then; retired verifies nothing and is deleted at the next rotation.
 Reads the key set's index only: no passphrase needed.""")
@@ -82,7 +84,7 @@ def keys_list(app: App, keys_dir: Path | None) -> None:
     index = _index(directory)
     now = SystemClock().now()  # the CLI's clock, as `kyso token verify`: no home needed
     if app.json:
-        emit_json({"directory": str(directory), "current": index.current,
+        emit_json({"directory": str(directory), "current": index.current, "next": index.next,
                    "max_token_lifetime_seconds": int(index.max_token_lifetime.total_seconds()),
                    "keys": [status.to_dict() for status in index.statuses(now)]})
         return
@@ -94,21 +96,29 @@ def keys_list(app: App, keys_dir: Path | None) -> None:
 Examples:
   kyso id keys rotate
   kyso id keys rotate --key-passphrase-file /etc/kyso/token.pass --format json
+  kyso id keys rotate --fresh        # the keys may be compromised
 
 \b
-A new ES256 key signs every token from now on. The previous key signs nothing more but keeps
-verifying the tokens it signed until they expire (the key set's longest token lifetime, 1 h
-by default, + 60 s of clock skew), then leaves /jwks; keys whose window is over are deleted.
-Running `kyso serve` nodes sharing this home sign with the new key within a second, without a
-restart (nodes with their own copy of secrets/: copy token-keys/ to them). Relying parties
-that cache /jwks refetch it when they meet the new kid (kyso's own, at most once a minute).
+The next key, published in /jwks since the last rotation, signs every token from now on, and
+a new next key is published. Relying parties that fetched /jwks since the last rotation hold
+the new signing key already. The previous key signs nothing more but keeps verifying the
+tokens it signed until they expire (the key set's longest token lifetime, 1 h by default, +
+60 s of clock skew), then leaves /jwks; keys whose window is over are deleted. --fresh: a new
+key, never published, signs instead and the old next key is deleted (relying parties meet an
+unknown kid and refetch /jwks: kyso's own at most once a minute). A key set made before kyso
+had next keys rotates as with --fresh once. Running `kyso serve` nodes sharing this home sign
+with the new key within a second, without a restart (nodes with their own copy of secrets/:
+copy token-keys/ to them).
 The passphrase comes from --key-passphrase-file, else $KYSO_TOKEN_KEY_PASSPHRASE, else a
 prompt. Exit code 1 when there is no key set yet or the passphrase is wrong.""")
 @_keys_dir_option
 @click.option("--key-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"File whose first line unlocks the key set (else ${ENV_TOKEN_KEY_PASSPHRASE}).")
+@click.option("--fresh", is_flag=True,
+              help="Sign with a key never published, not the next key (after a compromise).")
 @pass_app
-def keys_rotate(app: App, keys_dir: Path | None, key_passphrase_file: Path | None) -> None:
+def keys_rotate(app: App, keys_dir: Path | None, key_passphrase_file: Path | None,
+                fresh: bool) -> None:
     """Rotate the token signing key: a new key signs from now on, the old one verifies until
     its tokens expire."""
     kyso = app.kyso
@@ -121,7 +131,7 @@ def keys_rotate(app: App, keys_dir: Path | None, key_passphrase_file: Path | Non
     passphrase = obtain_passphrase(key_passphrase_file, ENV_TOKEN_KEY_PASSPHRASE,
                                    "token key passphrase")  # none given: a usage error, exit 2
     try:
-        rotation = rotate_key_set(directory, passphrase, kyso.clock,
+        rotation = rotate_key_set(directory, passphrase, kyso.clock, fresh=fresh,
                                   iterations=app.settings.key_kdf_iterations)
     except KysoError as exc:
         if isinstance(exc, PassphraseError):
@@ -130,7 +140,8 @@ def keys_rotate(app: App, keys_dir: Path | None, key_passphrase_file: Path | Non
         kyso.record(Layer.AUTHN, ACTION, Outcome.FAILURE, object=current, reason=str(exc))
         raise exc from None
     kyso.record(Layer.AUTHN, ACTION, Outcome.SUCCESS, object=rotation.current_kid,
-                previous_kid=rotation.previous_kid, dropped=list(rotation.dropped))
+                previous_kid=rotation.previous_kid, next_kid=rotation.next_kid,
+                fresh=rotation.fresh, dropped=list(rotation.dropped))
     _render(app, directory, rotation)
 
 
@@ -138,8 +149,10 @@ def _render(app: App, directory: Path, rotation: Rotation) -> None:
     if app.json:
         emit_json({"directory": str(directory), **rotation.to_dict()})
         return
+    origin = "never published before" if rotation.fresh else "published since the last rotation"
     emit_fields([
-        ("current", f"{rotation.current_kid} (signs from now on)"),
+        ("current", f"{rotation.current_kid} (signs from now on; {origin})"),
+        ("next", f"{rotation.next_kid} (published now, signs from the next rotation)"),
         ("previous", f"{rotation.previous_kid} (verifies until "
                      f"{vn_iso(rotation.previous_verifies_until)})"),
         ("dropped", ", ".join(rotation.dropped)),

@@ -3,7 +3,7 @@ the stored set.
 
 On disk a key set is a directory: one encrypted PKCS#8 file per key (``<kid>.key.pem``, PBES2
 with PBKDF2-HMAC-SHA-256, mode 0600, via :mod:`kyso.pki.keys`), ``token-keys.json`` (kid,
-creation and retirement times, the current kid; no secret, still 0600) and ``jwks.json`` (the
+creation and retirement times, the current and next kids; no secret, still 0600) and ``jwks.json`` (the
 public JWKS, for relying parties and ``kyso token verify``). Loading checks that every key file
 holds exactly the key its kid names; the index alone (:func:`read_key_index`) tells each key's
 state without the passphrase.
@@ -36,7 +36,8 @@ from kyso.pki.pkcs8 import DEFAULT_ITERATIONS
 
 KEYSET_FILE = "token-keys.json"
 PUBLIC_JWKS_FILE = "jwks.json"  # the public half, for relying parties and `kyso token verify`
-_FORMAT = "kyso-token-keys/1"
+_FORMAT = "kyso-token-keys/2"  # 2 added the next key; a /1 index (no next key) still loads
+_FORMATS = ("kyso-token-keys/1", _FORMAT)
 _KID = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 digest, no padding
 
 
@@ -58,6 +59,7 @@ def save_key_set(directory: Path, key_set: KeySet, passphrase: str, *,
             continue
         save_private_key(path, key.private_key, passphrase, iterations)
     index = {"format": _FORMAT, "current": key_set.current.kid,
+             "next": key_set.next.kid if key_set.next is not None else None,
              "max_token_lifetime_seconds": int(key_set.max_token_lifetime.total_seconds()),
              "keys": [{"kid": k.kid, "created_at": k.created_at.isoformat(),
                        "retired_at": k.retired_at.isoformat() if k.retired_at else None}
@@ -94,6 +96,7 @@ def _time(value: object, where: str) -> dt.datetime:
 
 class KeyState(StrEnum):
     CURRENT = "current"  # signs every new token
+    NEXT = "next"  # published in the JWKS; signs from the next rotation on
     RETIRING = "retiring"  # signs no more; verifies the tokens it signed until they expire
     RETIRED = "retired"  # its window is over: verifies nothing, dropped at the next rotation
 
@@ -132,13 +135,15 @@ class KeyIndex:
     current: str
     keys: tuple[KeyEntry, ...]
     max_token_lifetime: dt.timedelta
+    next: str | None = None
 
     def statuses(self, now: dt.datetime) -> tuple[KeyStatus, ...]:
         """Each key's state at ``now``, by the rule :meth:`KeySet.verification_key` applies."""
         found = []
         for key in self.keys:
             if key.retired_at is None:
-                found.append(KeyStatus(key.kid, key.created_at, KeyState.CURRENT))
+                found.append(KeyStatus(key.kid, key.created_at, KeyState.CURRENT
+                                       if key.kid == self.current else KeyState.NEXT))
                 continue
             until = key.retired_at + self.max_token_lifetime + MAX_LEEWAY
             found.append(KeyStatus(key.kid, key.created_at,
@@ -157,10 +162,11 @@ def read_key_index(directory: Path) -> KeyIndex:
         raise KeyFileError(f"no token key set in {directory}") from None
     except (OSError, ValueError):
         raise KeyFileError(f"token key index {index_path} is unreadable or not JSON") from None
-    if not isinstance(index, dict) or index.get("format") != _FORMAT:
+    if not isinstance(index, dict) or index.get("format") not in _FORMATS:
         raise KeyFileError(f"{index_path} is not a kyso token key index")
     entries, current, lifetime = index.get("keys"), index.get("current"), index.get(
         "max_token_lifetime_seconds")
+    following = index.get("next")
     if not isinstance(entries, list) or not entries or not isinstance(lifetime, int) or isinstance(
             lifetime, bool):
         raise KeyFileError(f"{index_path} is malformed")
@@ -182,9 +188,13 @@ def read_key_index(directory: Path) -> KeyIndex:
         raise KeyFileError(f"{index_path}: a key appears twice")
     if not isinstance(current, str) or current not in kids:
         raise KeyFileError(f"{index_path}: the current key is not in the set")
-    if any((key.kid == current) != (key.retired_at is None) for key in keys):
-        raise KeyFileError(f"{index_path}: the current key, and only it, must be unretired")
-    return KeyIndex(current, tuple(keys), dt.timedelta(seconds=lifetime))
+    if following is not None and (not isinstance(following, str) or following == current
+                                  or following not in kids):
+        raise KeyFileError(f"{index_path}: the next key is not in the set")
+    if any((key.kid in (current, following)) != (key.retired_at is None) for key in keys):
+        raise KeyFileError(f"{index_path}: the current and next keys, and only they, must be "
+                           f"unretired")
+    return KeyIndex(current, tuple(keys), dt.timedelta(seconds=lifetime), following)
 
 
 def load_key_set(directory: Path, passphrase: str, *, known: KeySet | None = None) -> KeySet:
@@ -208,8 +218,10 @@ def load_key_set(directory: Path, passphrase: str, *, known: KeySet | None = Non
         keys.append(key)
     by_kid = {key.kid: key for key in keys}
     try:
-        return KeySet(by_kid[index.current], tuple(k for k in keys if k.kid != index.current),
-                      index.max_token_lifetime)
+        return KeySet(by_kid[index.current],
+                      tuple(k for k in keys if k.kid not in (index.current, index.next)),
+                      index.max_token_lifetime,
+                      next=by_kid[index.next] if index.next is not None else None)
     except ValueError as exc:
         raise KeyFileError(f"{directory / KEYSET_FILE}: {exc}") from None
 
@@ -224,10 +236,16 @@ class Rotation:
     key_set: KeySet = field(repr=False)
     previous_kid: str
     dropped: tuple[str, ...]
+    fresh: bool = False  # the new key was not published before (compromise, or an old set)
 
     @property
     def current_kid(self) -> str:
         return self.key_set.current.kid
+
+    @property
+    def next_kid(self) -> str:
+        assert self.key_set.next is not None  # a rotation always makes one
+        return self.key_set.next.kid
 
     @property
     def previous_verifies_until(self) -> dt.datetime:
@@ -238,7 +256,8 @@ class Rotation:
         return until + MAX_LEEWAY
 
     def to_dict(self) -> dict[str, Any]:
-        return {"current": self.current_kid, "previous": self.previous_kid,
+        return {"current": self.current_kid, "next": self.next_kid, "previous": self.previous_kid,
+                "fresh": self.fresh,
                 "previous_verifies_until": self.previous_verifies_until.isoformat(),
                 "dropped": list(self.dropped), **self.key_set.to_dict()}
 
@@ -270,22 +289,23 @@ def create_key_set(directory: Path, passphrase: str, clock: Clock, *,
     return True
 
 
-def rotate_key_set(directory: Path, passphrase: str, clock: Clock, *,
+def rotate_key_set(directory: Path, passphrase: str, clock: Clock, *, fresh: bool = False,
                    iterations: int = DEFAULT_ITERATIONS) -> Rotation:
     """Rotate the stored key set, under a lock so that two rotations never interleave: load
-    it, let a fresh key sign from now on (the old one verifies its tokens until they expire,
-    keys past their window are dropped: :meth:`KeySet.rotate`) and save it
-    (:func:`save_key_set`: the new key file encrypted, 0600; index and ``jwks.json``
-    replaced atomically)."""
+    it, let the next key sign from now on, with a new next key (the old current key verifies
+    its tokens until they expire, keys past their window are dropped; ``fresh``: a key never
+    published signs instead: :meth:`KeySet.rotate`) and save it (:func:`save_key_set`: new
+    key files encrypted, 0600; index and ``jwks.json`` replaced atomically)."""
     if not (directory / KEYSET_FILE).is_file():
         raise KeyFileError(f"no token key set in {directory}")
     with _rotation_lock(directory):
         old = load_key_set(directory, passphrase)
-        new = old.rotate(clock)
+        new = old.rotate(clock, fresh=fresh)
         try:
             save_key_set(directory, new, passphrase, iterations=iterations)
         except OSError as exc:
             raise KeyFileError(f"cannot write the token key set in {directory}: "
                                f"{exc.strerror or exc}") from None
     kept = {key.kid for key in new}
-    return Rotation(new, old.current.kid, tuple(k.kid for k in old if k.kid not in kept))
+    return Rotation(new, old.current.kid, tuple(k.kid for k in old if k.kid not in kept),
+                    fresh=old.next is None or new.current.kid != old.next.kid)

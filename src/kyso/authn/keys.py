@@ -1,10 +1,14 @@
 """The e-ID service's token signing keys: ES256 (EC P-256) keys named by their RFC 7638
 thumbprint, a rotating key set and its public JWKS (RFC 7517).
 
-A :class:`KeySet` holds one *current* key, which signs every new token, and the *previous*
-keys, which only verify: a key retired at ``t`` signed no token after ``t``, and no token lives
-longer than ``max_token_lifetime``, so it is kept until ``t + max_token_lifetime`` (plus the
-largest clock-skew leeway a verifier may allow) and then dropped. Nothing here imports
+A :class:`KeySet` holds one *current* key, which signs every new token, the *next* key, which
+signs nothing yet, and the *previous* keys, which only verify: a key retired at ``t`` signed no
+token after ``t``, and no token lives longer than ``max_token_lifetime``, so it is kept until
+``t + max_token_lifetime`` (plus the largest clock-skew leeway a verifier may allow) and then
+dropped. The next key is published in the JWKS from the moment it is made, and a rotation makes
+it current: a relying party that cached the JWKS since the last rotation already holds the key
+that signs after this one (as Auth0's and Okta's "next" signing keys). A rotation for a
+compromise (``fresh``) makes a key nobody has seen instead. Nothing here imports
 python-jose; :mod:`kyso.authn.tokens` signs and verifies with these keys.
 
 This module is the in-memory model only: :mod:`kyso.authn.key_store` stores a key set
@@ -118,11 +122,13 @@ class SigningKey:
 
 @dataclass(frozen=True, eq=False)
 class KeySet:
-    """The current signing key and the retired keys still needed to verify."""
+    """The current signing key, the next one (published, signs after the next rotation; None in
+    a set stored before kyso made next keys) and the retired keys still needed to verify."""
 
     current: SigningKey
     previous: tuple[SigningKey, ...] = ()
     max_token_lifetime: dt.timedelta = DEFAULT_MAX_TOKEN_LIFETIME
+    next: SigningKey | None = None
 
     def __post_init__(self) -> None:
         if not dt.timedelta(0) < self.max_token_lifetime <= LONGEST_TOKEN_LIFETIME:
@@ -130,6 +136,8 @@ class KeySet:
                              f"{LONGEST_TOKEN_LIFETIME}")
         if self.current.retired_at is not None:
             raise ValueError("the current signing key is retired")
+        if self.next is not None and self.next.retired_at is not None:
+            raise ValueError("the next signing key is retired")
         if any(key.retired_at is None for key in self.previous):
             raise ValueError("a previous key must have a retirement time")
         kids = [key.kid for key in self]
@@ -139,22 +147,30 @@ class KeySet:
     @classmethod
     def create(cls, clock: Clock, *,
                max_token_lifetime: dt.timedelta = DEFAULT_MAX_TOKEN_LIFETIME) -> KeySet:
-        return cls(SigningKey.generate(clock), max_token_lifetime=max_token_lifetime)
+        return cls(SigningKey.generate(clock), max_token_lifetime=max_token_lifetime,
+                   next=SigningKey.generate(clock))
 
     def __iter__(self) -> Iterator[SigningKey]:
+        """Current first (a careless relying party that takes the JWKS's first key takes the
+        signing one), then next, then the previous keys."""
         yield self.current
+        if self.next is not None:
+            yield self.next
         yield from self.previous
 
     def __len__(self) -> int:
-        return 1 + len(self.previous)
+        return 1 + (self.next is not None) + len(self.previous)
 
-    def rotate(self, clock: Clock) -> KeySet:
-        """A new key set whose fresh key signs from now on; the old current key verifies the
-        tokens it signed until they expire. Keys past their window are dropped."""
+    def rotate(self, clock: Clock, *, fresh: bool = False) -> KeySet:
+        """A new key set whose next key (published since the last rotation) signs from now on,
+        with a new next key; the old current key verifies the tokens it signed until they
+        expire. Keys past their window are dropped. ``fresh`` (the keys may be compromised):
+        a new key signs instead, and the old next key, which signed nothing, is dropped."""
         now = clock.now()
         retired = (self.current.retire(now), *self.previous)
-        return KeySet(SigningKey.generate(clock), tuple(k for k in retired if self._usable(k, now)),
-                      self.max_token_lifetime)
+        signer = self.next if self.next is not None and not fresh else SigningKey.generate(clock)
+        return KeySet(signer, tuple(k for k in retired if self._usable(k, now)),
+                      self.max_token_lifetime, next=SigningKey.generate(clock))
 
     def pruned(self, clock: Clock) -> KeySet:
         """This key set without the retired keys no token can need any more."""
@@ -167,17 +183,19 @@ class KeySet:
 
     def verification_key(self, kid: str, now: dt.datetime,
                          leeway: dt.timedelta = MAX_LEEWAY) -> SigningKey | None:
-        """The key named ``kid`` if it may still verify at ``now``, else ``None``."""
+        """The key named ``kid`` if it may still verify at ``now``, else ``None``. The next key
+        verifies too: a token signed with it comes from a node that has already rotated."""
         for key in self:
             if key.kid == kid:
                 return key if self._usable(key, now, leeway) else None
         return None
 
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
-        """The RFC 7517 JWK Set served at the jwks_uri: every key that may verify, public
-        members only."""
+        """The RFC 7517 JWK Set served at the jwks_uri: every key that may verify, the next key
+        included, public members only."""
         return {"keys": [key.public_jwk() for key in self]}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"current": self.current.kid, "keys": [key.to_dict() for key in self],
+        return {"current": self.current.kid, "next": self.next.kid if self.next else None,
+                "keys": [key.to_dict() for key in self],
                 "max_token_lifetime_seconds": int(self.max_token_lifetime.total_seconds())}
