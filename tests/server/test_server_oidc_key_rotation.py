@@ -83,6 +83,7 @@ def test_rotation_on_disk_reaches_the_running_provider_without_a_restart(
     before = token_response(browser, level2, client_secret)
     old_kid = kid_of(before["access_token"])
     published = jwks_kids(http)
+    cached = jwt.PyJWKSet.from_dict(http.get("/jwks").json())  # a relying party's copy, by PyJWT
     assert published[0] == old_kid
     assert len(published) == 2
 
@@ -102,6 +103,10 @@ def test_rotation_on_disk_reaches_the_running_provider_without_a_restart(
     for token in (before["id_token"], after["id_token"]):
         assert pyjwt_claims(http, token, CLIENT_ID)["sub"] == level2.subject
     assert pyjwt_claims(http, after["access_token"], CLIENT_ID)["client_id"] == CLIENT_ID
+    # The copy fetched before the rotation verifies the new key's tokens: it was the next key.
+    assert jwt.decode(after["id_token"], cached[rotation.current_kid].key, algorithms=["ES256"],
+                      audience=CLIENT_ID, issuer=ISSUER,
+                      options={"verify_exp": False, "verify_iat": False})["sub"] == level2.subject
 
 
 def test_verifiers_built_at_start_up_follow_the_rotation(
