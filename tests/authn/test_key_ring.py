@@ -73,16 +73,21 @@ def test_ring_explicit_check_reports_whether_it_reloaded(tmp_path: Path,
 def test_ring_looks_at_once_for_a_kid_it_does_not_hold(tmp_path: Path,
                                                        clock: FrozenClock) -> None:
     """A token signed by the key another node has just rotated to verifies at once: the next
-    key, which the ring holds already, or after a fresh rotation a key it has never seen."""
+    key, which the ring holds already, or after a rotation for a compromise a key it has never
+    seen (and then the old keys verify nothing)."""
     directory, ring = ring_on_disk(tmp_path, clock)
     first = ring.snapshot()
     rotation = rotate_key_set(directory, PASSPHRASE, clock, iterations=ITERATIONS)
     assert check(token(rotation.key_set, clock), ring, clock) == rotation.current_kid
     assert ring.snapshot() is first  # it held the next key: nothing to reload
-    rotation = rotate_key_set(directory, PASSPHRASE, clock, fresh=True, iterations=ITERATIONS)
+    old_token = token(first, clock)
+    rotation = rotate_key_set(directory, PASSPHRASE, clock, compromised=True,
+                              iterations=ITERATIONS)
     assert rotation.fresh
     assert check(token(rotation.key_set, clock), ring, clock) == rotation.current_kid
     assert ring.snapshot().current.kid == rotation.current_kid
+    with pytest.raises(TokenError, match="unknown or retired key"):
+        check(old_token, ring, clock)
     with pytest.raises(TokenError, match="unknown or retired key"):
         check(token(KeySet.create(clock), clock), ring, clock)
 

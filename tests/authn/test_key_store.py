@@ -224,19 +224,26 @@ def test_rotate_key_set_saves_a_new_current_key_and_keeps_the_old_one(
     assert rotation.to_dict()["previous"] == keys.current.kid
 
 
-def test_a_fresh_rotation_signs_with_a_key_never_published_and_drops_the_old_next_key(
+def test_a_rotation_for_a_compromise_signs_with_a_key_never_published_and_drops_the_others(
         tmp_path: Path, clock: FrozenClock) -> None:
     directory = tmp_path / "token-keys"
     keys = KeySet.create(clock)
     save_key_set(directory, keys, PASSPHRASE, iterations=ITERATIONS)
     published = {key["kid"] for key in json.loads((directory / PUBLIC_JWKS_FILE).read_text())["keys"]}
-    rotation = rotate_key_set(directory, PASSPHRASE, clock, fresh=True, iterations=ITERATIONS)
+    rotation = rotate_key_set(directory, PASSPHRASE, clock, compromised=True,
+                              iterations=ITERATIONS)
     assert rotation.fresh
+    assert rotation.compromised
     assert rotation.current_kid not in published
-    assert rotation.dropped == (keys.next.kid,)  # type: ignore[union-attr]  # it signed nothing
-    assert not (directory / f"{keys.next.kid}.key.pem").exists()  # type: ignore[union-attr]
+    assert rotation.dropped == tuple(k.kid for k in keys)
+    assert rotation.previous_verifies_until is None
+    assert rotation.to_dict()["previous_verifies_until"] is None
+    for key in keys:
+        assert not (directory / f"{key.kid}.key.pem").exists()
     loaded = load_key_set(directory, PASSPHRASE)
-    assert [k.kid for k in loaded] == [rotation.current_kid, rotation.next_kid, keys.current.kid]
+    assert [k.kid for k in loaded] == [rotation.current_kid, rotation.next_kid]
+    assert [k["kid"] for k in json.loads((directory / PUBLIC_JWKS_FILE).read_text())["keys"]] == [
+        rotation.current_kid, rotation.next_kid]
 
 
 def test_a_key_set_stored_before_next_keys_loads_and_its_first_rotation_adds_one(

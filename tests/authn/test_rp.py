@@ -394,7 +394,7 @@ def test_remote_jwks_refetches_once_for_a_rotated_key(keys: KeySet, clock: Froze
     assert issuer.fetches == 1  # cached
 
     clock.advance(dt.timedelta(minutes=2))
-    issuer.keys = keys.rotate(clock, fresh=True)  # a key the JWKS never held
+    issuer.keys = keys.rotate(clock, compromised=True)  # a key the JWKS never held
     assert rp.verify(access(issuer.keys, clock), audience=API).level == 2
     assert issuer.fetches == 2  # the unknown kid caused exactly one refetch
 
@@ -411,7 +411,8 @@ def test_a_rotation_seconds_after_a_fetch_needs_no_refetch(keys: KeySet,
     assert rp.verify(access(issuer.keys, clock), audience=API).level == 2
     assert issuer.fetches == 1
     clock.advance(dt.timedelta(seconds=5))
-    issuer.keys = issuer.keys.rotate(clock, fresh=True)  # without a next key: refused for now
+    issuer.keys = issuer.keys.rotate(clock, compromised=True)  # a key never published: refused
+    # until the relying party may refetch
     with pytest.raises(UnknownKeyError):
         rp.verify(access(issuer.keys, clock), audience=API)
 

@@ -115,14 +115,17 @@ def test_rotate_returns_a_new_set_and_leaves_the_old_one_alone(clock: FrozenCloc
     assert (old.kid, old.retired_at) == (keys.current.kid, clock.now())
 
 
-def test_a_fresh_rotation_signs_with_a_new_key_and_drops_the_old_next_key(
+def test_a_rotation_for_a_compromise_makes_two_new_keys_and_drops_every_other(
         clock: FrozenClock) -> None:
-    keys = KeySet.create(clock)
-    clock.advance(dt.timedelta(days=1))
-    rotated = keys.rotate(clock, fresh=True)
+    keys = KeySet.create(clock).rotate(clock)
+    clock.advance(dt.timedelta(minutes=5))
+    rotated = keys.rotate(clock, compromised=True)
     assert rotated.current.created_at == clock.now()
-    assert {k.kid for k in rotated} == {rotated.current.kid, rotated.next.kid,  # type: ignore[union-attr]
-                                        keys.current.kid}
+    assert rotated.previous == ()
+    assert len(rotated) == 2
+    assert not {k.kid for k in rotated} & {k.kid for k in keys}
+    for key in keys:
+        assert rotated.verification_key(key.kid, clock.now()) is None
     assert keys.next is not None
     assert keys.next.kid not in {k.kid for k in rotated}
 

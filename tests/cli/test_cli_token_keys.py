@@ -127,20 +127,26 @@ def test_rotation_is_one_audit_event_naming_the_new_and_old_kid(
     assert KEY_PASSPHRASE not in json.dumps(audit_lines(home))
 
 
-def test_rotate_fresh_signs_with_a_key_never_published(
+def test_rotate_compromised_signs_with_a_key_never_published_and_drops_every_other_key(
         capsys: pytest.CaptureFixture[str], home: Path, keys: KeySet) -> None:
     published = {k["kid"] for k in json.loads((keys_dir(home) / PUBLIC_JWKS_FILE).read_text())[
         "keys"]}
-    outcome = run_main(capsys, home, "id", "keys", "rotate", "--fresh", "--format", "json")
+    before = access_token(keys)
+    outcome = run_main(capsys, home, "id", "keys", "rotate", "--compromised", "--format", "json")
     assert outcome.code == 0, outcome.text
     result = outcome.json()
-    assert result["fresh"] is True
+    assert (result["fresh"], result["compromised"]) == (True, True)
     assert result["current"] not in published
-    assert result["dropped"] == [keys.next.kid]  # type: ignore[union-attr]
+    assert result["dropped"] == [k.kid for k in keys]
+    assert result["previous_verifies_until"] is None
+    assert [k["kid"] for k in result["keys"]] == [result["current"], result["next"]]
     (event,) = rotations(home)
-    assert event["details"]["fresh"] is True
-    text = run_main(capsys, home, "id", "keys", "rotate", "--fresh")
+    assert (event["details"]["fresh"], event["details"]["compromised"]) == (True, True)
+    refused = verify(capsys, home, before)  # signed by a dropped key
+    assert refused.code != 0
+    text = run_main(capsys, home, "id", "keys", "rotate", "--compromised")
     assert "(signs from now on; never published before)" in text.out
+    assert f"{result['current']} (dropped: verifies nothing any more)" in text.out
 
 
 def test_list_shows_the_current_and_the_retiring_key(

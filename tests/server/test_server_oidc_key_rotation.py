@@ -41,10 +41,10 @@ pytest_plugins = ("server_fixtures",)
 API = "kyso-api"
 
 
-def rotate(kyso: Kyso, *, fresh: bool = False) -> Rotation:
-    """What ``kyso id keys rotate [--fresh]`` does, with the server's (frozen) clock."""
-    return rotate_key_set(kyso.settings.token_keys_dir, KEY_PASSPHRASE, kyso.clock, fresh=fresh,
-                          iterations=kyso.settings.key_kdf_iterations)
+def rotate(kyso: Kyso, *, compromised: bool = False) -> Rotation:
+    """What ``kyso id keys rotate [--compromised]`` does, with the server's (frozen) clock."""
+    return rotate_key_set(kyso.settings.token_keys_dir, KEY_PASSPHRASE, kyso.clock,
+                          compromised=compromised, iterations=kyso.settings.key_kdf_iterations)
 
 
 def jwks_kids(http: TestClient) -> list[str]:
@@ -114,22 +114,28 @@ def test_verifiers_built_at_start_up_follow_the_rotation(
         clock: FrozenClock) -> None:
     """The audit API's verifier (as the CA API's and the signing gateway's) was built over the
     provider's keys when the app started; a token signed by the key another node has just
-    rotated to passes it at once: the next key, which it holds, or after a fresh rotation a key
-    it has never seen (an unknown kid makes the provider look at its key set)."""
+    rotated to passes it at once: the next key, which it holds, or after a rotation for a
+    compromise a key it has never seen (an unknown kid makes the provider look at its key set),
+    and then the tokens signed before are refused."""
     verifier: TokenVerifier = app.state.auditor_tokens
     old = signed_by(provider.keys.snapshot(), clock, level2.subject)
-    for fresh in (False, True):  # the clock does not move: no periodic look is due
-        rotation = rotate(kyso, fresh=fresh)
-        new = signed_by(rotation.key_set, clock, level2.subject)
-        assert verifier.verify(new, audience=API, min_level=Level.TWO).subject == level2.subject
-        assert verifier.verify(old, audience=API, min_level=Level.TWO).subject == level2.subject
+    rotation = rotate(kyso)  # the clock does not move: no periodic look is due
+    new = signed_by(rotation.key_set, clock, level2.subject)
+    assert verifier.verify(new, audience=API, min_level=Level.TWO).subject == level2.subject
+    assert verifier.verify(old, audience=API, min_level=Level.TWO).subject == level2.subject
+
+    rotation = rotate(kyso, compromised=True)
+    new = signed_by(rotation.key_set, clock, level2.subject)
+    assert verifier.verify(new, audience=API, min_level=Level.TWO).subject == level2.subject
     assert provider.keys.snapshot().current.kid == rotation.current_kid
+    with pytest.raises(UnknownKeyError):
+        verifier.verify(old, audience=API, min_level=Level.TWO)
 
 
-@pytest.mark.parametrize("fresh", [False, True], ids=["next-key", "fresh"])
-def test_a_relying_party_caching_jwks_holds_the_next_key_and_refetches_only_after_fresh(
+@pytest.mark.parametrize("compromised", [False, True], ids=["next-key", "compromised"])
+def test_a_relying_party_caching_jwks_holds_the_next_key_and_refetches_after_a_compromise(
         http: TestClient, provider: Provider, level2: Citizen, kyso: Kyso,
-        clock: FrozenClock, fresh: bool) -> None:
+        clock: FrozenClock, compromised: bool) -> None:
     fetches: list[str] = []
 
     def fetch(url: str) -> bytes:
@@ -140,19 +146,23 @@ def test_a_relying_party_caching_jwks_holds_the_next_key_and_refetches_only_afte
                                   clock)
     old = signed_by(provider.keys.snapshot(), clock, level2.subject)
     assert relying_party.verify(old, audience=API).claims.kid == kid_of(old)
-    rotation = rotate(kyso, fresh=fresh)
+    rotation = rotate(kyso, compromised=compromised)
     clock.advance(dt.timedelta(seconds=1))
     new = signed_by(provider.keys.snapshot(), clock, level2.subject)
     assert kid_of(new) == rotation.current_kid
-    if fresh:
+    if compromised:
         # Within a minute of its last fetch a relying party does not refetch (forged kids must
         # not hammer the issuer), so a key never published waits for that minute.
         with pytest.raises(UnknownKeyError):
             relying_party.verify(new, audience=API)
         clock.advance(dt.timedelta(minutes=1))
     assert relying_party.verify(new, audience=API).claims.kid == rotation.current_kid
-    assert relying_party.verify(old, audience=API).claims.kid == rotation.previous_kid
-    assert len(fetches) == (2 if fresh else 1)  # the next key was there: nothing to refetch
+    if compromised:  # the refetched JWKS no longer holds the old key
+        with pytest.raises(UnknownKeyError):
+            relying_party.verify(old, audience=API)
+    else:
+        assert relying_party.verify(old, audience=API).claims.kid == rotation.previous_kid
+    assert len(fetches) == (2 if compromised else 1)  # the next key was there: no refetch
 
 
 def test_a_changed_key_set_that_does_not_load_leaves_the_provider_as_it_was(

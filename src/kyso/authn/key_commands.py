@@ -96,29 +96,32 @@ def keys_list(app: App, keys_dir: Path | None) -> None:
 Examples:
   kyso id keys rotate
   kyso id keys rotate --key-passphrase-file /etc/kyso/token.pass --format json
-  kyso id keys rotate --fresh        # the keys may be compromised
+  kyso id keys rotate --compromised  # someone else may hold the keys
 
 \b
 The next key, published in /jwks since the last rotation, signs every token from now on, and
 a new next key is published. Relying parties that fetched /jwks since the last rotation hold
 the new signing key already. The previous key signs nothing more but keeps verifying the
 tokens it signed until they expire (the key set's longest token lifetime, 1 h by default, +
-60 s of clock skew), then leaves /jwks; keys whose window is over are deleted. --fresh: a new
-key, never published, signs instead and the old next key is deleted (relying parties meet an
-unknown kid and refetch /jwks: kyso's own at most once a minute). A key set made before kyso
-had next keys rotates as with --fresh once. Running `kyso serve` nodes sharing this home sign
-with the new key within a second, without a restart (nodes with their own copy of secrets/:
-copy token-keys/ to them).
+60 s of clock skew), then leaves /jwks; keys whose window is over are deleted.
+--compromised: a new key, never published, signs, and every other key is deleted at once: no
+token signed before verifies any more at kyso (clients get new ones), relying parties meet an
+unknown kid and refetch /jwks (kyso's own at most once a minute), and those that cache /jwks
+accept the old keys until they refetch it. A key set made before kyso had next keys signs with
+a new key at its first rotation. Running `kyso serve` nodes sharing this home sign with the
+new key within a second, without a restart (nodes with their own copy of secrets/: copy
+token-keys/ to them).
 The passphrase comes from --key-passphrase-file, else $KYSO_TOKEN_KEY_PASSPHRASE, else a
 prompt. Exit code 1 when there is no key set yet or the passphrase is wrong.""")
 @_keys_dir_option
 @click.option("--key-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"File whose first line unlocks the key set (else ${ENV_TOKEN_KEY_PASSPHRASE}).")
-@click.option("--fresh", is_flag=True,
-              help="Sign with a key never published, not the next key (after a compromise).")
+@click.option("--compromised", is_flag=True,
+              help="Someone else may hold the keys: sign with a new key and drop every other "
+                   "key now (tokens signed before stop verifying).")
 @pass_app
 def keys_rotate(app: App, keys_dir: Path | None, key_passphrase_file: Path | None,
-                fresh: bool) -> None:
+                compromised: bool) -> None:
     """Rotate the token signing key: a new key signs from now on, the old one verifies until
     its tokens expire."""
     kyso = app.kyso
@@ -131,7 +134,7 @@ def keys_rotate(app: App, keys_dir: Path | None, key_passphrase_file: Path | Non
     passphrase = obtain_passphrase(key_passphrase_file, ENV_TOKEN_KEY_PASSPHRASE,
                                    "token key passphrase")  # none given: a usage error, exit 2
     try:
-        rotation = rotate_key_set(directory, passphrase, kyso.clock, fresh=fresh,
+        rotation = rotate_key_set(directory, passphrase, kyso.clock, compromised=compromised,
                                   iterations=app.settings.key_kdf_iterations)
     except KysoError as exc:
         if isinstance(exc, PassphraseError):
@@ -141,7 +144,8 @@ def keys_rotate(app: App, keys_dir: Path | None, key_passphrase_file: Path | Non
         raise exc from None
     kyso.record(Layer.AUTHN, ACTION, Outcome.SUCCESS, object=rotation.current_kid,
                 previous_kid=rotation.previous_kid, next_kid=rotation.next_kid,
-                fresh=rotation.fresh, dropped=list(rotation.dropped))
+                fresh=rotation.fresh, compromised=rotation.compromised,
+                dropped=list(rotation.dropped))
     _render(app, directory, rotation)
 
 
@@ -154,7 +158,9 @@ def _render(app: App, directory: Path, rotation: Rotation) -> None:
         ("current", f"{rotation.current_kid} (signs from now on; {origin})"),
         ("next", f"{rotation.next_kid} (published now, signs from the next rotation)"),
         ("previous", f"{rotation.previous_kid} (verifies until "
-                     f"{vn_iso(rotation.previous_verifies_until)})"),
+                     f"{vn_iso(rotation.previous_verifies_until)})"
+                     if rotation.previous_verifies_until else
+                     f"{rotation.previous_kid} (dropped: verifies nothing any more)"),
         ("dropped", ", ".join(rotation.dropped)),
         ("keys", str(directory)),
     ], title="Token signing key rotated")

@@ -237,6 +237,7 @@ class Rotation:
     previous_kid: str
     dropped: tuple[str, ...]
     fresh: bool = False  # the new key was not published before (compromise, or an old set)
+    compromised: bool = False  # every old key was dropped
 
     @property
     def current_kid(self) -> str:
@@ -248,17 +249,18 @@ class Rotation:
         return self.key_set.next.kid
 
     @property
-    def previous_verifies_until(self) -> dt.datetime:
-        """When the previous key stops verifying (and leaves the JWKS)."""
-        until = next(k for k in self.key_set if k.kid == self.previous_kid).verifies_until(
-            self.key_set.max_token_lifetime)
-        assert until is not None
-        return until + MAX_LEEWAY
+    def previous_verifies_until(self) -> dt.datetime | None:
+        """When the previous key stops verifying (and leaves the JWKS); None: it was dropped."""
+        previous = next((k for k in self.key_set if k.kid == self.previous_kid), None)
+        until = previous.verifies_until(self.key_set.max_token_lifetime) if previous else None
+        return until + MAX_LEEWAY if until is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"current": self.current_kid, "next": self.next_kid, "previous": self.previous_kid,
                 "fresh": self.fresh,
-                "previous_verifies_until": self.previous_verifies_until.isoformat(),
+                "previous_verifies_until": (self.previous_verifies_until.isoformat()
+                                            if self.previous_verifies_until else None),
+                "compromised": self.compromised,
                 "dropped": list(self.dropped), **self.key_set.to_dict()}
 
 
@@ -289,18 +291,19 @@ def create_key_set(directory: Path, passphrase: str, clock: Clock, *,
     return True
 
 
-def rotate_key_set(directory: Path, passphrase: str, clock: Clock, *, fresh: bool = False,
+def rotate_key_set(directory: Path, passphrase: str, clock: Clock, *, compromised: bool = False,
                    iterations: int = DEFAULT_ITERATIONS) -> Rotation:
     """Rotate the stored key set, under a lock so that two rotations never interleave: load
     it, let the next key sign from now on, with a new next key (the old current key verifies
-    its tokens until they expire, keys past their window are dropped; ``fresh``: a key never
-    published signs instead: :meth:`KeySet.rotate`) and save it (:func:`save_key_set`: new
-    key files encrypted, 0600; index and ``jwks.json`` replaced atomically)."""
+    its tokens until they expire, keys past their window are dropped; ``compromised``: a key
+    never published signs and every other key is dropped: :meth:`KeySet.rotate`) and save it
+    (:func:`save_key_set`: new key files encrypted, 0600; index and ``jwks.json`` replaced
+    atomically)."""
     if not (directory / KEYSET_FILE).is_file():
         raise KeyFileError(f"no token key set in {directory}")
     with _rotation_lock(directory):
         old = load_key_set(directory, passphrase)
-        new = old.rotate(clock, fresh=fresh)
+        new = old.rotate(clock, compromised=compromised)
         try:
             save_key_set(directory, new, passphrase, iterations=iterations)
         except OSError as exc:
@@ -308,4 +311,5 @@ def rotate_key_set(directory: Path, passphrase: str, clock: Clock, *, fresh: boo
                                f"{exc.strerror or exc}") from None
     kept = {key.kid for key in new}
     return Rotation(new, old.current.kid, tuple(k.kid for k in old if k.kid not in kept),
-                    fresh=old.next is None or new.current.kid != old.next.kid)
+                    fresh=old.next is None or new.current.kid != old.next.kid,
+                    compromised=compromised)

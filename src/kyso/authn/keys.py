@@ -7,8 +7,8 @@ token after ``t``, and no token lives longer than ``max_token_lifetime``, so it 
 ``t + max_token_lifetime`` (plus the largest clock-skew leeway a verifier may allow) and then
 dropped. The next key is published in the JWKS from the moment it is made, and a rotation makes
 it current: a relying party that cached the JWKS since the last rotation already holds the key
-that signs after this one (as Auth0's and Okta's "next" signing keys). A rotation for a
-compromise (``fresh``) makes a key nobody has seen instead. Nothing here imports
+that signs after this one (as Auth0's and Okta's "next" signing keys). A rotation after a
+compromise makes two keys nobody has seen and drops every other key at once. Nothing here imports
 python-jose; :mod:`kyso.authn.tokens` signs and verifies with these keys.
 
 This module is the in-memory model only: :mod:`kyso.authn.key_store` stores a key set
@@ -161,14 +161,18 @@ class KeySet:
     def __len__(self) -> int:
         return 1 + (self.next is not None) + len(self.previous)
 
-    def rotate(self, clock: Clock, *, fresh: bool = False) -> KeySet:
+    def rotate(self, clock: Clock, *, compromised: bool = False) -> KeySet:
         """A new key set whose next key (published since the last rotation) signs from now on,
         with a new next key; the old current key verifies the tokens it signed until they
-        expire. Keys past their window are dropped. ``fresh`` (the keys may be compromised):
-        a new key signs instead, and the old next key, which signed nothing, is dropped."""
+        expire. Keys past their window are dropped. ``compromised`` (someone else may hold
+        the keys): a new key signs, and every other key is dropped at once, so no token signed
+        before verifies any more."""
+        if compromised:
+            return KeySet(SigningKey.generate(clock), (), self.max_token_lifetime,
+                          next=SigningKey.generate(clock))
         now = clock.now()
         retired = (self.current.retire(now), *self.previous)
-        signer = self.next if self.next is not None and not fresh else SigningKey.generate(clock)
+        signer = self.next if self.next is not None else SigningKey.generate(clock)
         return KeySet(signer, tuple(k for k in retired if self._usable(k, now)),
                       self.max_token_lifetime, next=SigningKey.generate(clock))
 
