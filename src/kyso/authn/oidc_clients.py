@@ -239,10 +239,12 @@ class ClientRegistry:
             if secret:
                 raise AuthenticationFailedError("this client is public: it has no secret")
             return
+        if not secret or len(secret) > MAX_SECRET:  # refused before any database read
+            raise AuthenticationFailedError(INVALID_CREDENTIALS)
         with self._store.read() as conn:
             stored = conn.execute(sa.select(oidc_clients.c.secret_hash).where(
                 oidc_clients.c.client_id == client.client_id)).scalar()
-        if not secret or len(secret) > MAX_SECRET or stored is None:
+        if stored is None:
             raise AuthenticationFailedError(INVALID_CREDENTIALS)
         if stored.startswith(DIGEST_PREFIX):
             if not hmac.compare_digest(stored.encode("ascii", "replace"),
